@@ -1,0 +1,315 @@
+/* exec channels: a process in its own session (so a timeout or a signal
+ * reaches the whole process tree), pipes for stdio, output paced by credit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+extern char **environ;
+
+struct ident {
+  uid_t uid;
+  gid_t gid;
+  char name[64];
+  char home[256];
+  bool named;
+};
+
+/* `user` is a name, a uid, or uid:gid / name:group, as Docker's --user. */
+static int resolve_user(const char *user, struct ident *id, char *err, size_t errlen) {
+  memset(id, 0, sizeof *id);
+  strcpy(id->home, "/");
+  if (!user || !*user) user = "0";
+  char u[128], *g = NULL;
+  snprintf(u, sizeof u, "%s", user);
+  char *colon = strchr(u, ':');
+  if (colon) { *colon = 0; g = colon + 1; }
+  char *end;
+  long n = strtol(u, &end, 10);
+  struct passwd *pw = NULL;
+  if (*u && !*end) {
+    id->uid = n;
+    pw = getpwuid(id->uid);
+  } else {
+    pw = getpwnam(u);
+    if (!pw) { snprintf(err, errlen, "unknown user '%s' (not in the image's /etc/passwd)", u); return -1; }
+    id->uid = pw->pw_uid;
+  }
+  if (pw) {
+    id->gid = pw->pw_gid;
+    snprintf(id->name, sizeof id->name, "%s", pw->pw_name);
+    snprintf(id->home, sizeof id->home, "%s", pw->pw_dir);
+    id->named = true;
+  } else {
+    id->gid = id->uid;
+  }
+  if (g && *g) {
+    long gn = strtol(g, &end, 10);
+    if (!*end) id->gid = gn;
+    else {
+      struct group *gr = getgrnam(g);
+      if (!gr) { snprintf(err, errlen, "unknown group '%s' (not in the image's /etc/group)", g); return -1; }
+      id->gid = gr->gr_gid;
+    }
+  }
+  return 0;
+}
+
+static int set_nonblock(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+static void watch(int fd, uint32_t events, struct chan *c) {
+  struct epoll_event ev = {.events = events, .data.ptr = c};
+  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) {
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, *fd, NULL);
+    close(*fd);
+    *fd = -1;
+  }
+}
+
+static bool has_env(char **env, const char *key) {
+  size_t kl = strlen(key);
+  for (; env && *env; env++)
+    if (!strncmp(*env, key, kl) && (*env)[kl] == '=') return true;
+  return false;
+}
+
+/* Runs in the child: never returns. */
+static void child(char **argv, char **env, const char *cwd, const struct ident *id, int in, int out, int err) {
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  setsid();
+  dup2(in, 0);
+  dup2(out, 1);
+  dup2(err, 2);
+  /* Build the environment: the caller's, plus PATH/HOME/USER when absent. */
+  size_t n = 0;
+  while (env && env[n]) n++;
+  char **e = calloc(n + 4, sizeof(char *));
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) e[k++] = env[i];
+  static char home[300], usr[80];
+  if (!has_env(env, "PATH")) e[k++] = "PATH=" DEFAULT_PATH;
+  if (!has_env(env, "HOME")) { snprintf(home, sizeof home, "HOME=%s", id->home); e[k++] = home; }
+  if (!has_env(env, "USER") && id->named) { snprintf(usr, sizeof usr, "USER=%s", id->name); e[k++] = usr; }
+  environ = e;
+  if (id->named ? initgroups(id->name, id->gid) < 0 : setgroups(0, NULL) < 0) {
+    dprintf(2, "vmbox: setting groups for uid %u: %s\n", id->uid, strerror(errno));
+    _exit(126);
+  }
+  if (setgid(id->gid) < 0 || setuid(id->uid) < 0) {
+    dprintf(2, "vmbox: switching to uid %u gid %u: %s\n", id->uid, id->gid, strerror(errno));
+    _exit(126);
+  }
+  if (chdir(cwd) < 0) {
+    dprintf(2, "vmbox: cannot enter working directory %s: %s\n", cwd, strerror(errno));
+    _exit(126);
+  }
+  execvp(argv[0], argv);
+  int e2 = errno;
+  dprintf(2, "vmbox: %s: %s\n", argv[0], e2 == ENOENT ? "command not found" : strerror(e2));
+  _exit(e2 == ENOENT ? 127 : 126);
+}
+
+void exec_open(uint32_t id, const struct json_obj *req) {
+  const struct json_field *argv = json_get(req, "argv");
+  const struct json_field *env = json_get(req, "env");
+  const char *cwd = json_str(req, "cwd", "/");
+  bool want_stdin = json_bool(req, "stdin", false);
+  double timeout = json_num(req, "timeoutMs", 0);
+  if (!argv || argv->type != J_STRARR || argv->arr_len == 0) {
+    send_error(id, "invalidArgument", "exec needs a non-empty argv array of strings", NULL);
+    return;
+  }
+  if (env && env->type != J_STRARR) {
+    send_error(id, "invalidArgument", "exec env must be an array of KEY=VALUE strings", NULL);
+    return;
+  }
+  struct ident ident;
+  char err[256];
+  if (resolve_user(json_str(req, "user", NULL), &ident, err, sizeof err) < 0) {
+    send_error(id, "invalidArgument", err, NULL);
+    return;
+  }
+  struct stat st;
+  if (stat(cwd, &st) < 0) { send_errno(id, errno, "working directory", cwd); return; }
+  if (!S_ISDIR(st.st_mode)) { send_errno(id, ENOTDIR, "working directory", cwd); return; }
+
+  int inp[2] = {-1, -1}, outp[2], errp[2];
+  if (pipe2(outp, O_CLOEXEC) < 0) { send_errno(id, errno, "pipe", NULL); return; }
+  if (pipe2(errp, O_CLOEXEC) < 0) { close(outp[0]); close(outp[1]); send_errno(id, errno, "pipe", NULL); return; }
+  if (want_stdin) {
+    if (pipe2(inp, O_CLOEXEC) < 0) inp[0] = inp[1] = -1;
+  } else {
+    inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  pid_t pid = fork();
+  if (pid == 0) child(argv->arr, env ? env->arr : NULL, cwd, &ident, inp[0], outp[1], errp[1]);
+  close(outp[1]);
+  close(errp[1]);
+  if (inp[0] >= 0) close(inp[0]);
+  if (pid < 0) {
+    int e = errno;
+    close(outp[0]); close(errp[0]);
+    if (inp[1] >= 0) close(inp[1]);
+    send_errno(id, e, "fork", NULL);
+    return;
+  }
+  struct chan *c = chan_new(id, CH_EXEC);
+  c->pid = pid;
+  c->out_fd = outp[0];
+  c->err_fd = errp[0];
+  c->in_fd = inp[1];
+  c->deadline_ms = timeout > 0 ? now_ms() + (uint64_t)timeout : 0;
+  set_nonblock(c->out_fd);
+  set_nonblock(c->err_fd);
+  watch(c->out_fd, EPOLLIN, c);
+  watch(c->err_fd, EPOLLIN, c);
+  if (c->in_fd >= 0) set_nonblock(c->in_fd);
+  char reply[64];
+  snprintf(reply, sizeof reply, "{\"pid\":%d}", pid);
+  send_json(K_REPLY, id, reply);
+}
+
+static void flush_stdin(struct chan *c) {
+  while (c->in_fd >= 0 && buf_pending(&c->in)) {
+    ssize_t n = write(c->in_fd, c->in.data + c->in.start, buf_pending(&c->in));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c->in_fd, &ev) < 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->in_fd, &ev);
+        return;
+      }
+      /* EPIPE: the process stopped reading; drop what it will never read. */
+      chan_consumed(c, buf_pending(&c->in), true);
+      buf_consume(&c->in, buf_pending(&c->in));
+      close_fd(&c->in_fd);
+      return;
+    }
+    buf_consume(&c->in, n);
+    chan_consumed(c, n, false);
+  }
+  if (c->in_fd >= 0) {
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->in_fd, NULL);
+    if (c->in_eof) close_fd(&c->in_fd);
+  }
+}
+
+void exec_stdin(struct chan *c, const uint8_t *p, size_t n) {
+  if (c->in_fd < 0) { chan_consumed(c, n, false); return; }
+  buf_append(&c->in, p, n);
+  flush_stdin(c);
+}
+
+void exec_stdin_eof(struct chan *c) {
+  c->in_eof = true;
+  if (!buf_pending(&c->in)) close_fd(&c->in_fd);
+}
+
+void exec_signal(struct chan *c, int sig) {
+  if (!c->exited && sig > 0 && sig < 65) kill(-c->pid, sig);
+}
+
+/* Reads one stream into frames while credit lasts; closes it at EOF. */
+static void drain(struct chan *c, int *fd, uint8_t kind) {
+  static uint8_t tmp[DATA_CHUNK];
+  while (*fd >= 0 && c->credit > 0) {
+    size_t want = c->credit < DATA_CHUNK ? (size_t)c->credit : DATA_CHUNK;
+    ssize_t n = read(*fd, tmp, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      /* A finished process cannot write more; a background child that kept
+       * the pipe open must not hold the result back. */
+      if (c->exited) close_fd(fd);
+      return;
+    }
+    if (n <= 0) { close_fd(fd); return; }
+    send_frame(kind, c->id, tmp, n);
+    c->credit -= n;
+  }
+  /* Out of credit: stop polling this pipe until the host grants more. */
+  if (*fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, *fd, NULL);
+}
+
+void exec_pump(struct chan *c) {
+  if (c->dead) return;
+  drain(c, &c->out_fd, K_STDOUT);
+  drain(c, &c->err_fd, K_STDERR);
+  if (c->credit > 0) {
+    /* Re-arm pipes parked while credit was exhausted (EEXIST is harmless). */
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (c->out_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->out_fd, &ev);
+    if (c->err_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->err_fd, &ev);
+  }
+  if (!c->exited || c->out_fd >= 0 || c->err_fd >= 0) return;
+  struct jw w;
+  jw_begin(&w);
+  if (WIFEXITED(c->status)) {
+    jw_key_num(&w, "exitCode", WEXITSTATUS(c->status));
+  } else {
+    jw_key_num(&w, "exitCode", 128 + WTERMSIG(c->status));
+    jw_key_num(&w, "signal", WTERMSIG(c->status));
+  }
+  jw_key_bool(&w, "timedOut", c->timed_out);
+  send_json(K_DONE, c->id, jw_end(&w));
+  jw_free(&w);
+  exec_close(c);
+}
+
+void exec_on_fd(struct chan *c, int fd, uint32_t events) {
+  /* Every fd of the channel shares one epoll cookie; only stdin asks for EPOLLOUT. */
+  (void)fd;
+  if (events & (EPOLLOUT | EPOLLERR)) flush_stdin(c);
+  exec_pump(c);
+}
+
+void exec_on_child(pid_t pid, int status) {
+  for (struct chan *c = channels; c; c = c->next) {
+    if (c->type == CH_EXEC && !c->dead && !c->exited && c->pid == pid) {
+      c->exited = true;
+      c->status = status;
+      close_fd(&c->in_fd);
+      exec_pump(c);
+      return;
+    }
+  }
+}
+
+void exec_check_deadline(struct chan *c, uint64_t now) {
+  if (c->exited || !c->deadline_ms || now < c->deadline_ms) return;
+  c->timed_out = true;
+  c->deadline_ms = 0;
+  kill(-c->pid, SIGKILL);
+  kill(c->pid, SIGKILL);
+}
+
+void exec_close(struct chan *c) {
+  if (!c->exited) {
+    /* Nobody is listening any more: end the whole process tree. */
+    kill(-c->pid, SIGKILL);
+    kill(c->pid, SIGKILL);
+  }
+  close_fd(&c->out_fd);
+  close_fd(&c->err_fd);
+  close_fd(&c->in_fd);
+  buf_free(&c->in);
+  c->dead = true;
+}

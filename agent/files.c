@@ -1,0 +1,227 @@
+/* File channels (read, write) and the one-shot file system requests. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+static const char *type_name(mode_t m) {
+  if (S_ISREG(m)) return "file";
+  if (S_ISDIR(m)) return "dir";
+  if (S_ISLNK(m)) return "symlink";
+  return "other";
+}
+
+static void stat_fields(struct jw *w, const struct stat *st) {
+  jw_key_str(w, "type", type_name(st->st_mode));
+  jw_key_num(w, "size", (double)st->st_size);
+  jw_key_num(w, "mode", st->st_mode & 07777);
+  jw_key_num(w, "uid", st->st_uid);
+  jw_key_num(w, "gid", st->st_gid);
+  jw_key_num(w, "mtimeMs", (double)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000);
+}
+
+static void do_stat(uint32_t id, const char *path) {
+  struct stat st;
+  if (lstat(path, &st) < 0) { send_errno(id, errno, "stat", path); return; }
+  struct jw w;
+  jw_begin(&w);
+  stat_fields(&w, &st);
+  if (S_ISLNK(st.st_mode)) {
+    char target[4096];
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n >= 0) { target[n] = 0; jw_key_str(&w, "linkTarget", target); }
+  }
+  send_json(K_DONE, id, jw_end(&w));
+  jw_free(&w);
+}
+
+/* Entries go out in REPLY batches so a huge directory never needs one huge frame. */
+static void do_list(uint32_t id, const char *path) {
+  DIR *d = opendir(path);
+  if (!d) { send_errno(id, errno, "list", path); return; }
+  struct jw w;
+  int count = 0;
+  struct dirent *e;
+  jw_begin(&w);
+  jw_raw(&w, "\"entries\":[");
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+    if (count++) jw_raw(&w, ",");
+    jw_raw(&w, "{\"name\":");
+    jw_str(&w, e->d_name);
+    w.first = false;
+    stat_fields(&w, &st);
+    jw_raw(&w, "}");
+    if (w.len > MAX_PAYLOAD / 2) {
+      jw_raw(&w, "]");
+      send_json(K_REPLY, id, jw_end(&w));
+      jw_free(&w);
+      jw_begin(&w);
+      jw_raw(&w, "\"entries\":[");
+      count = 0;
+    }
+  }
+  closedir(d);
+  jw_raw(&w, "]");
+  send_json(K_DONE, id, jw_end(&w));
+  jw_free(&w);
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) { errno = ENAMETOOLONG; return -1; }
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(tmp, mode) < 0) {
+    if (errno != EEXIST) return -1;
+    struct stat st;
+    if (stat(tmp, &st) < 0) return -1;
+    if (!S_ISDIR(st.st_mode)) { errno = ENOTDIR; return -1; }
+  }
+  return 0;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
+  (void)st; (void)f;
+  return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static void do_remove(uint32_t id, const char *path, bool recursive) {
+  struct stat st;
+  if (lstat(path, &st) < 0) { send_errno(id, errno, "remove", path); return; }
+  int r;
+  if (S_ISDIR(st.st_mode))
+    r = recursive ? nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) : rmdir(path);
+  else
+    r = unlink(path);
+  if (r < 0) { send_errno(id, errno, "remove", path); return; }
+  send_json(K_DONE, id, "{}");
+}
+
+static void open_read(uint32_t id, const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { send_errno(id, errno, "read", path); return; }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+    int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+    close(fd);
+    send_errno(id, e, "read", path);
+    return;
+  }
+  struct chan *c = chan_new(id, CH_READ);
+  c->file_fd = fd;
+  struct jw w;
+  jw_begin(&w);
+  stat_fields(&w, &st);
+  send_json(K_REPLY, id, jw_end(&w));
+  jw_free(&w);
+  file_pump(c);
+}
+
+static void open_write(uint32_t id, const struct json_obj *req, const char *path) {
+  mode_t mode = (mode_t)json_num(req, "mode", 0644);
+  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (json_bool(req, "append", false) ? O_APPEND : O_TRUNC);
+  if (json_bool(req, "mkdirs", false)) {
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+      *slash = 0;
+      if (mkdir_p(parent, 0755) < 0) { send_errno(id, errno, "write", parent); return; }
+    }
+  }
+  int fd = open(path, flags, mode);
+  if (fd < 0) { send_errno(id, errno, "write", path); return; }
+  struct chan *c = chan_new(id, CH_WRITE);
+  c->file_fd = fd;
+}
+
+void file_request(uint32_t id, const char *op, const struct json_obj *req) {
+  const char *path = json_str(req, "path", NULL);
+  if (!strcmp(op, "rename")) {
+    const char *from = json_str(req, "from", NULL), *to = json_str(req, "to", NULL);
+    if (!from || !to) { send_error(id, "invalidArgument", "rename needs from and to", NULL); return; }
+    if (rename(from, to) < 0) send_errno(id, errno, "rename", errno == ENOENT && access(from, F_OK) == 0 ? to : from);
+    else send_json(K_DONE, id, "{}");
+    return;
+  }
+  if (!path || path[0] != '/') {
+    send_error(id, "invalidArgument", "path must be absolute", path);
+    return;
+  }
+  if (!strcmp(op, "stat")) do_stat(id, path);
+  else if (!strcmp(op, "list")) do_list(id, path);
+  else if (!strcmp(op, "mkdir")) {
+    if (mkdir_p(path, (mode_t)json_num(req, "mode", 0755)) < 0) send_errno(id, errno, "mkdir", path);
+    else send_json(K_DONE, id, "{}");
+  } else if (!strcmp(op, "remove")) do_remove(id, path, json_bool(req, "recursive", false));
+  else if (!strcmp(op, "read")) open_read(id, path);
+  else if (!strcmp(op, "write")) open_write(id, req, path);
+  else send_error(id, "invalidArgument", "unknown operation", NULL);
+}
+
+void file_pump(struct chan *c) {
+  static uint8_t tmp[DATA_CHUNK];
+  if (c->dead || c->type != CH_READ) return;
+  /* Keep the output queue short so other channels' frames are not stuck behind it. */
+  while (c->credit > 0 && out_pending() < 2 * DATA_CHUNK) {
+    size_t want = c->credit < DATA_CHUNK ? (size_t)c->credit : DATA_CHUNK;
+    ssize_t n = read(c->file_fd, tmp, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) { send_errno(c->id, errno, "read", NULL); file_close(c); return; }
+    if (n == 0) {
+      char done[64];
+      snprintf(done, sizeof done, "{\"size\":%llu}", (unsigned long long)c->bytes);
+      send_json(K_DONE, c->id, done);
+      file_close(c);
+      return;
+    }
+    send_frame(K_DATA, c->id, tmp, n);
+    c->credit -= n;
+    c->bytes += n;
+  }
+}
+
+void file_data(struct chan *c, const uint8_t *p, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = write(c->file_fd, p + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) { send_errno(c->id, errno, "write", NULL); file_close(c); return; }
+    off += w;
+  }
+  c->bytes += n;
+  chan_consumed(c, n, false);
+}
+
+void file_eof(struct chan *c) {
+  if (close(c->file_fd) < 0) {
+    c->file_fd = -1;
+    send_errno(c->id, errno, "write", NULL);
+  } else {
+    c->file_fd = -1;
+    char done[64];
+    snprintf(done, sizeof done, "{\"size\":%llu}", (unsigned long long)c->bytes);
+    send_json(K_DONE, c->id, done);
+  }
+  file_close(c);
+}
+
+void file_close(struct chan *c) {
+  if (c->file_fd >= 0) close(c->file_fd);
+  c->file_fd = -1;
+  c->dead = true;
+}

@@ -1,0 +1,269 @@
+/* vmbox guest agent: PID 1 of every sandbox. Mounts the root disk, then serves
+ * the host over a virtio-serial port until asked to power off. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+int port_fd = -1;
+int epoll_fd = -1;
+struct chan *channels;
+int out_write(void);
+
+static struct buf in;
+static size_t skip_bytes; /* rest of an oversized frame being discarded */
+
+void cleanup_freep(void *p) { free(*(void **)p); }
+void cleanup_closep(int *fd) { if (*fd >= 0) close(*fd); }
+
+uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void logmsg(const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  dprintf(2, "vmbox-agent: %s\n", line);
+}
+
+struct chan *chan_new(uint32_t id, enum chan_type type) {
+  struct chan *c = calloc(1, sizeof *c);
+  if (!c) abort();
+  c->id = id;
+  c->type = type;
+  c->credit = WINDOW;
+  c->out_fd = c->err_fd = c->in_fd = c->file_fd = -1;
+  c->next = channels;
+  channels = c;
+  return c;
+}
+
+struct chan *chan_find(uint32_t id) {
+  for (struct chan *c = channels; c; c = c->next)
+    if (c->id == id && !c->dead) return c;
+  return NULL;
+}
+
+void chan_consumed(struct chan *c, uint32_t n, bool force) {
+  c->owed += n;
+  if (c->owed && (force || c->owed >= WINDOW / 4)) {
+    send_credit(c->id, c->owed);
+    c->owed = 0;
+  }
+}
+
+static void chan_close(struct chan *c) {
+  if (c->type == CH_EXEC) exec_close(c);
+  else file_close(c);
+}
+
+static void reap_dead(void) {
+  for (struct chan **pp = &channels; *pp;) {
+    struct chan *c = *pp;
+    if (c->dead) { *pp = c->next; free(c); }
+    else pp = &c->next;
+  }
+}
+
+static void on_hello(const uint8_t *p, size_t n) {
+  struct json_obj o;
+  if (json_parse((const char *)p, n, &o) == 0) {
+    double t = json_num(&o, "timeMs", 0);
+    if (t > 0) set_clock_ms(t);
+    json_free(&o);
+  }
+  char hello[128];
+  snprintf(hello, sizeof hello, "{\"generation\":%d,\"agentVersion\":\"%s\"}", PROTO_GENERATION, AGENT_VERSION);
+  send_json(K_HELLO, 0, hello);
+}
+
+static void on_open(uint32_t id, const uint8_t *p, size_t n) {
+  if (id == 0 || chan_find(id)) {
+    send_error(id, "protocolError", "channel id is 0 or already open", NULL);
+    return;
+  }
+  struct json_obj req;
+  if (json_parse((const char *)p, n, &req) < 0) {
+    send_error(id, "protocolError", "malformed request: expected a flat JSON object", NULL);
+    return;
+  }
+  const char *op = json_str(&req, "op", "");
+  if (!strcmp(op, "exec")) exec_open(id, &req);
+  else if (!strcmp(op, "ping")) send_json(K_DONE, id, "{}");
+  else if (!strcmp(op, "shutdown")) {
+    send_json(K_DONE, id, "{}");
+    out_flush_blocking();
+    power_off();
+  } else file_request(id, op, &req);
+  json_free(&req);
+}
+
+static void on_frame(uint8_t kind, uint32_t id, const uint8_t *p, size_t n) {
+  if (kind == K_HELLO) { on_hello(p, n); return; }
+  if (kind == K_OPEN) { on_open(id, p, n); return; }
+  struct chan *c = chan_find(id);
+  if (!c) return; /* a late frame for a channel that already ended */
+  switch (kind) {
+  case K_CREDIT:
+    if (n != 4) goto malformed;
+    c->credit += get_u32(p);
+    if (c->type == CH_EXEC) exec_pump(c);
+    else file_pump(c);
+    return;
+  case K_STDIN:
+    if (c->type != CH_EXEC) goto malformed;
+    exec_stdin(c, p, n);
+    return;
+  case K_DATA:
+    if (c->type != CH_WRITE) goto malformed;
+    file_data(c, p, n);
+    return;
+  case K_EOF:
+    if (c->type == CH_EXEC) exec_stdin_eof(c);
+    else if (c->type == CH_WRITE) file_eof(c);
+    else goto malformed;
+    return;
+  case K_SIGNAL: {
+    struct json_obj o;
+    if (c->type != CH_EXEC || json_parse((const char *)p, n, &o) < 0) goto malformed;
+    exec_signal(c, (int)json_num(&o, "signal", 0));
+    json_free(&o);
+    return;
+  }
+  case K_ERROR: /* the host abandons the channel */
+    chan_close(c);
+    return;
+  default:
+    goto malformed;
+  }
+malformed:
+  send_error(id, "protocolError", "unexpected frame for this channel", NULL);
+  chan_close(c);
+}
+
+/* Parses every complete frame in the input buffer. */
+static void parse_input(void) {
+  for (;;) {
+    if (skip_bytes) {
+      size_t k = buf_pending(&in) < skip_bytes ? buf_pending(&in) : skip_bytes;
+      buf_consume(&in, k);
+      skip_bytes -= k;
+      if (skip_bytes) return;
+    }
+    if (buf_pending(&in) < FRAME_HEADER) return;
+    const uint8_t *h = in.data + in.start;
+    uint32_t len = get_u32(h);
+    uint8_t kind = h[4];
+    uint32_t id = get_u32(h + 5);
+    if (len > MAX_PAYLOAD) {
+      /* The length still frames the stream: skip the payload, fail only this channel. */
+      buf_consume(&in, FRAME_HEADER);
+      skip_bytes = len;
+      struct chan *c = chan_find(id);
+      send_error(id, "protocolError", "frame larger than the protocol maximum", NULL);
+      if (c) chan_close(c);
+      continue;
+    }
+    if (buf_pending(&in) < FRAME_HEADER + len) return;
+    on_frame(kind, id, h + FRAME_HEADER, len);
+    buf_consume(&in, FRAME_HEADER + len);
+  }
+}
+
+static void on_port(uint32_t events) {
+  if (events & EPOLLIN) {
+    for (;;) {
+      buf_reserve(&in, DATA_CHUNK + FRAME_HEADER);
+      ssize_t n = read(port_fd, in.data + in.len, in.cap - in.len);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      in.len += n;
+      parse_input();
+    }
+  }
+}
+
+static void on_signalfd(int sfd) {
+  struct signalfd_siginfo si;
+  while (read(sfd, &si, sizeof si) == sizeof si) {
+  }
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) exec_on_child(pid, status);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  if (init_system() < 0) {
+    logmsg("boot failed; powering off");
+    power_off();
+  }
+  port_fd = open_agent_port();
+  if (port_fd < 0) {
+    logmsg("no virtio-serial port named vmbox.agent: %s", strerror(errno));
+    power_off();
+  }
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &port_fd};
+  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, port_fd, &ev);
+  ev.data.ptr = &sfd;
+  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, sfd, &ev);
+  bool port_out_armed = false;
+
+  for (;;) {
+    /* The nearest exec deadline bounds the wait. */
+    uint64_t now = now_ms(), next = 0;
+    bool reader_ready = false;
+    for (struct chan *c = channels; c; c = c->next) {
+      if (c->type == CH_EXEC && c->deadline_ms && !c->exited && (!next || c->deadline_ms < next)) next = c->deadline_ms;
+      if (c->type == CH_READ && c->credit > 0) reader_ready = true;
+    }
+    int timeout = next ? (next > now ? (int)(next - now) : 0) : -1;
+    /* A file being read has credit but the queue is short: don't sleep. */
+    if (reader_ready && out_pending() < 2 * DATA_CHUNK) timeout = 0;
+    struct epoll_event evs[64];
+    int n = epoll_wait(epoll_fd, evs, 64, timeout);
+    if (n < 0 && errno != EINTR) { logmsg("epoll: %s", strerror(errno)); power_off(); }
+    for (int i = 0; i < n; i++) {
+      void *tag = evs[i].data.ptr;
+      if (tag == &port_fd) on_port(evs[i].events);
+      else if (tag == &sfd) on_signalfd(sfd);
+      else exec_on_fd((struct chan *)tag, -1, evs[i].events);
+    }
+    now = now_ms();
+    for (struct chan *c = channels; c; c = c->next) {
+      if (c->dead) continue;
+      if (c->type == CH_EXEC) exec_check_deadline(c, now);
+      else if (c->type == CH_READ) file_pump(c);
+    }
+    reap_dead();
+    if (out_write() < 0) logmsg("writing to the host: %s", strerror(errno));
+    bool want_out = out_pending() > 0;
+    if (want_out != port_out_armed) {
+      ev.events = EPOLLIN | (want_out ? EPOLLOUT : 0);
+      ev.data.ptr = &port_fd;
+      epoll_ctl(epoll_fd, EPOLL_CTL_MOD, port_fd, &ev);
+      port_out_armed = want_out;
+    }
+  }
+}

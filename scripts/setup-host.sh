@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# First-time host set-up for vmbox, idempotent and quick once done:
+# Debian packages, npm dependencies, and the compiled CLI.
+# (The guest kernel, agent and base image are built by vmbox itself, cached by hash.)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+say() { printf 'vmbox: %s\n' "$*" >&2; }
+
+packages=(qemu-system-x86 qemu-utils e2fsprogs busybox-static musl-tools
+  linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev xz-utils)
+# A cheap look for what each package provides; apt only runs when something is missing.
+have_all() {
+  command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null &&
+    command -v mkfs.ext4 >/dev/null && command -v musl-gcc >/dev/null && command -v make >/dev/null &&
+    command -v bison >/dev/null && command -v flex >/dev/null && command -v bc >/dev/null &&
+    [ -x /bin/busybox ] && [ -f /usr/src/linux-source-6.1.tar.xz ] && [ -f /usr/include/libelf.h ] &&
+    [ -f /usr/include/openssl/ssl.h ]
+}
+
+if ! have_all; then
+  if [ "$(id -u)" != 0 ]; then
+    say "first-time set-up installs Debian packages and needs root: run 'sudo $0' (or sudo ./vmbox)"
+    exit 1
+  fi
+  say "installing Debian packages: ${packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${packages[@]}" >&2
+fi
+
+cd "$root"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+if [ ! -f dist/.stamp ] || [ -n "$(find src package.json tsconfig.json tsconfig.build.json -newer dist/.stamp -print -quit)" ]; then
+  say "compiling vmbox"
+  rm -rf dist
+  node node_modules/typescript/bin/tsc -p tsconfig.build.json >&2
+  touch dist/.stamp
+fi

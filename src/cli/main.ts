@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { VmboxError } from '../errors.js';
+import { doctorCommand } from './doctor.js';
+import { runCommand } from './run.js';
+
+const program = new Command('vmbox')
+  .description('Hardware-isolated microVM sandboxes')
+  .option('--debug', 'print error details')
+  .enablePositionalOptions();
+
+program.addCommand(runCommand());
+program.addCommand(doctorCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  reportError(err, program.opts<{ debug?: boolean }>().debug ?? false);
+  process.exit(1);
+}
+
+/** One clear line; the stack only with --debug. */
+export function reportError(err: unknown, debug: boolean): void {
+  const message = err instanceof VmboxError || err instanceof Error ? err.message : String(err);
+  process.stderr.write(`vmbox: ${message}\n`);
+  if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+}

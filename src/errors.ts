@@ -1,0 +1,94 @@
+/**
+ * One root error with a stable string code; one subclass per case a caller can act on.
+ * Messages say what to do next.
+ */
+export type ErrorCode =
+  | 'invalidSpec'
+  | 'imageNotFound'
+  | 'hostSetup'
+  | 'qemuMissing'
+  | 'kernelBuildFailed'
+  | 'bootFailed'
+  | 'vmDied'
+  | 'agentProtocol'
+  | 'channelClosed'
+  | 'commandTimeout'
+  | 'aborted'
+  // errors that come from inside the guest, by the agent's code
+  | 'notFound'
+  | 'permissionDenied'
+  | 'noSpace'
+  | 'isDirectory'
+  | 'notDirectory'
+  | 'alreadyExists'
+  | 'notEmpty'
+  | 'invalidArgument'
+  | 'crossDevice'
+  | 'ioError'
+  | 'protocolError';
+
+export class VmboxError extends Error {
+  override name = 'VmboxError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A spec field out of range or of the wrong type; `field` is its path, e.g. `cpus`. */
+export class SpecError extends VmboxError {
+  override name = 'SpecError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super('invalidSpec', `${field}: ${message}`);
+  }
+}
+
+/** An error the guest agent reported, with the guest path it concerns. */
+export class GuestError extends VmboxError {
+  override name = 'GuestError';
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly path?: string,
+  ) {
+    super(code, message);
+  }
+}
+
+/** The VM stopped while something was waiting on it; carries the console's last lines. */
+export class VmDiedError extends VmboxError {
+  override name = 'VmDiedError';
+  constructor(
+    message: string,
+    readonly consoleTail: string,
+  ) {
+    super('vmDied', consoleTail ? `${message}\n--- last console lines ---\n${consoleTail}` : message);
+  }
+}
+
+const guestCodes = new Set<string>([
+  'notFound',
+  'permissionDenied',
+  'noSpace',
+  'isDirectory',
+  'notDirectory',
+  'alreadyExists',
+  'notEmpty',
+  'invalidArgument',
+  'crossDevice',
+  'ioError',
+  'protocolError',
+]);
+
+/** Maps the agent's error payload to a typed error (the agent → runtime table). */
+export function fromAgentError(payload: { code?: unknown; message?: unknown; path?: unknown }): GuestError {
+  const code = typeof payload.code === 'string' && guestCodes.has(payload.code) ? (payload.code as ErrorCode) : 'ioError';
+  const message = typeof payload.message === 'string' ? payload.message : 'guest error';
+  return new GuestError(code, message, typeof payload.path === 'string' ? payload.path : undefined);
+}

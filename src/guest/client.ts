@@ -1,0 +1,292 @@
+import type { Duplex } from 'node:stream';
+import { VmboxError } from '../errors.js';
+import { deferred } from '../util/deferred.js';
+import { Channel, type ChannelHost } from './channel.js';
+import { encodeJson, type Frame, FrameDecoder, Kind, PROTOCOL_GENERATION } from './frame.js';
+
+export interface ExecRequest {
+  argv: string[];
+  /** KEY=VALUE strings; the whole environment of the process. */
+  env?: string[];
+  cwd?: string;
+  /** A name, a uid, or uid:gid / name:group. */
+  user?: string;
+  /** Give the process a stdin pipe (otherwise /dev/null). */
+  stdin?: boolean;
+  /** Kill the process group after this long; 0 = never. */
+  timeoutMs?: number;
+}
+
+export interface ExecExit {
+  exitCode: number;
+  signal?: number;
+  timedOut: boolean;
+}
+
+export interface ExecStreams {
+  /** Return a promise to hold back the guest until the bytes are handled. */
+  onStdout?: (chunk: Buffer) => void | Promise<void>;
+  onStderr?: (chunk: Buffer) => void | Promise<void>;
+}
+
+/** A process running in the guest. */
+export interface GuestProcess {
+  /** The protocol channel carrying this process (for diagnostics). */
+  readonly channel: number;
+  readonly pid: Promise<number>;
+  readonly exit: Promise<ExecExit>;
+  write(data: Uint8Array | string): Promise<void>;
+  closeStdin(): void;
+  kill(signal?: number): void;
+  /** Stop listening; the agent kills the process tree. */
+  abort(reason?: Error): void;
+}
+
+export interface StatResult {
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  linkTarget?: string;
+}
+
+export interface DirEntry extends StatResult {
+  name: string;
+}
+
+export interface HelloInfo {
+  generation: number;
+  agentVersion: string;
+}
+
+/** Host side of the agent protocol: many channels over one virtio-serial byte stream. */
+export class AgentClient implements ChannelHost {
+  private readonly decoder = new FrameDecoder();
+  private readonly channels = new Map<number, Channel>();
+  private nextId = 1;
+  private closedWith?: Error;
+  private hello = deferred<HelloInfo>();
+  agent?: HelloInfo;
+
+  private constructor(
+    private readonly stream: Duplex,
+    private readonly closedError: () => Error,
+  ) {
+    this.hello.promise.catch(() => {});
+    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    stream.on('error', () => {});
+    stream.on('close', () => this.onClose());
+  }
+
+  /** Performs the handshake: our generation and the wall clock out, the agent's identity back. */
+  static async connect(stream: Duplex, opts: { timeoutMs: number; closedError?: () => Error; signal?: AbortSignal }): Promise<AgentClient> {
+    const client = new AgentClient(stream, opts.closedError ?? (() => new VmboxError('vmDied', 'the agent connection closed')));
+    client.send(encodeJson(Kind.hello, 0, { generation: PROTOCOL_GENERATION, timeMs: Date.now() }));
+    const timer = setTimeout(
+      () => client.hello.reject(new VmboxError('bootFailed', `the guest agent did not answer within ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    const onAbort = () => client.hello.reject(new VmboxError('aborted', 'aborted while waiting for the guest agent'));
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const info = await client.hello.promise;
+      if (info.generation !== PROTOCOL_GENERATION) {
+        throw new VmboxError(
+          'agentProtocol',
+          `the guest agent speaks protocol generation ${info.generation}, this host ${PROTOCOL_GENERATION}: rebuild the agent (rm -rf $VMBOX_HOME/cache/agent)`,
+        );
+      }
+      client.agent = info;
+      return client;
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  send(frame: Buffer): void {
+    if (!this.closedWith) this.stream.write(frame);
+  }
+
+  release(id: number): void {
+    this.channels.delete(id);
+  }
+
+  close(): void {
+    this.stream.destroy();
+  }
+
+  get isClosed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  private open(request: Record<string, unknown>): Channel {
+    if (this.closedWith) throw this.closedWith;
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const ch = new Channel(id, this);
+    this.channels.set(id, ch);
+    this.send(encodeJson(Kind.open, id, request));
+    return ch;
+  }
+
+  private onData(chunk: Buffer): void {
+    for (const f of this.decoder.push(chunk)) {
+      if ('oversized' in f) {
+        this.channels
+          .get(f.channel)
+          ?.abort(new VmboxError('agentProtocol', `the agent sent a frame of ${f.length} bytes, over the protocol maximum`));
+        continue;
+      }
+      if (f.channel === 0) this.onControl(f);
+      else this.dispatch(f);
+    }
+  }
+
+  private onControl(f: Frame): void {
+    if (f.kind !== Kind.hello) return;
+    try {
+      this.hello.resolve(JSON.parse(f.payload.toString('utf8')) as HelloInfo);
+    } catch {
+      this.hello.reject(new VmboxError('agentProtocol', 'the agent sent a malformed hello'));
+    }
+  }
+
+  private dispatch(f: Frame): void {
+    const ch = this.channels.get(f.channel);
+    if (!ch) return; // late frames of a channel we already closed
+    try {
+      ch.handle(f);
+    } catch (err) {
+      ch.abort(err as Error);
+    }
+  }
+
+  private onClose(): void {
+    if (this.closedWith) return;
+    this.closedWith = this.closedError();
+    this.hello.reject(this.closedWith);
+    for (const ch of [...this.channels.values()]) ch.fail(this.closedWith);
+  }
+
+  exec(req: ExecRequest, streams: ExecStreams = {}): GuestProcess {
+    const ch = this.open({ op: 'exec', ...req, stdin: req.stdin ?? false });
+    const pid = deferred<number>();
+    pid.promise.catch(() => {});
+    ch.onReply = (p) => pid.resolve((p as { pid: number }).pid);
+    ch.onData = (kind, data) => (kind === Kind.stderr ? streams.onStderr?.(data) : streams.onStdout?.(data));
+    const exit = ch.done.then((v) => v as ExecExit);
+    exit.catch((err) => pid.reject(err));
+    return {
+      channel: ch.id,
+      pid: pid.promise,
+      exit,
+      write: (data) => ch.write(Kind.stdin, typeof data === 'string' ? Buffer.from(data) : data),
+      closeStdin: () => ch.sendFrame(Kind.eof),
+      kill: (signal = 15) => ch.sendJson(Kind.signal, { signal }),
+      abort: (reason) => ch.abort(reason ?? new VmboxError('aborted', 'the command was aborted')),
+    };
+  }
+
+  /** Streams a guest file; credit goes back as the consumer pulls, so memory stays bounded. */
+  async *readFile(path: string): AsyncGenerator<Buffer, void, undefined> {
+    const ch = this.open({ op: 'read', path });
+    const queue: Buffer[] = [];
+    let wake: (() => void) | undefined;
+    let finished = false;
+    let failure: unknown;
+    ch.onData = (_kind, data) => {
+      queue.push(data);
+      wake?.();
+      // Resolves when the consumer has taken this chunk.
+      return new Promise<void>((r) => taken.push(r));
+    };
+    const taken: Array<() => void> = [];
+    ch.done.then(
+      () => {
+        finished = true;
+        wake?.();
+      },
+      (err) => {
+        failure = err;
+        finished = true;
+        wake?.();
+      },
+    );
+    try {
+      for (;;) {
+        const next = queue.shift();
+        if (next) {
+          taken.shift()?.();
+          yield next;
+          continue;
+        }
+        if (failure) throw failure;
+        if (finished) return;
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+        wake = undefined;
+      }
+    } finally {
+      if (!ch.isClosed) ch.abort(new VmboxError('aborted', 'the reader stopped'));
+    }
+  }
+
+  async writeFile(
+    path: string,
+    data: Uint8Array | string | AsyncIterable<Uint8Array>,
+    opts: { mode?: number; append?: boolean; mkdirs?: boolean } = {},
+  ): Promise<{ size: number }> {
+    const ch = this.open({ op: 'write', path, ...opts });
+    try {
+      if (typeof data === 'string' || data instanceof Uint8Array) {
+        await ch.write(Kind.data, typeof data === 'string' ? Buffer.from(data) : data);
+      } else {
+        for await (const chunk of data) await ch.write(Kind.data, chunk);
+      }
+      ch.sendFrame(Kind.eof);
+    } catch (err) {
+      // The agent's own error (e.g. the open failed) says more than "channel closed".
+      await ch.done;
+      throw err;
+    }
+    return (await ch.done) as { size: number };
+  }
+
+  private async request<T>(op: string, fields: Record<string, unknown> = {}): Promise<T> {
+    return (await this.open({ op, ...fields }).done) as T;
+  }
+
+  ping(): Promise<void> {
+    return this.request('ping');
+  }
+  stat(path: string): Promise<StatResult> {
+    return this.request('stat', { path });
+  }
+  async list(path: string): Promise<DirEntry[]> {
+    const ch = this.open({ op: 'list', path });
+    const entries: DirEntry[] = [];
+    ch.onReply = (p) => entries.push(...(p as { entries: DirEntry[] }).entries);
+    const last = (await ch.done) as { entries: DirEntry[] };
+    return entries.concat(last.entries);
+  }
+  mkdir(path: string, mode?: number): Promise<void> {
+    return this.request('mkdir', { path, mode });
+  }
+  remove(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
+    return this.request('remove', { path, recursive: opts.recursive ?? false });
+  }
+  rename(from: string, to: string): Promise<void> {
+    return this.request('rename', { from, to });
+  }
+  /** Asks the agent to sync and power off; resolves once it has acknowledged. */
+  shutdown(): Promise<void> {
+    return this.request('shutdown');
+  }
+}

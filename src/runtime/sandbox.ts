@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { VmboxError, VmDiedError } from '../errors.js';
+import { AgentClient, type ExecExit, type ExecStreams, type GuestProcess } from '../guest/client.js';
+import { type ResolvedImage, resolveImage } from '../images/catalog.js';
+import { paths } from '../paths.js';
+import { ensureAssets } from '../setup/assets.js';
+import type { SandboxSpec } from '../spec/sandbox.js';
+import { type SandboxSpecInput, validateSpec } from '../spec/sandbox.js';
+import { QemuProvider, type QemuVm } from '../vmm/qemu/provider.js';
+import { createOverlay } from './overlay.js';
+
+const bootTimeoutMs = () => Number(process.env.VMBOX_BOOT_TIMEOUT_MS || 60_000);
+
+export interface ExecOptions extends ExecStreams {
+  /** Added to the image's and the sandbox's environment. */
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  /** Give the command a stdin pipe. */
+  stdin?: boolean;
+  timeoutMs?: number;
+}
+
+/**
+ * One running microVM: its disk overlay, its QEMU, and the agent connection.
+ * `destroy()` removes everything it created.
+ */
+export class Sandbox {
+  private destroyed = false;
+
+  private constructor(
+    readonly id: string,
+    readonly spec: SandboxSpec,
+    readonly image: ResolvedImage,
+    readonly dir: string,
+    readonly vm: QemuVm,
+    readonly agent: AgentClient,
+  ) {}
+
+  static async create(input: SandboxSpecInput, opts: { signal?: AbortSignal } = {}): Promise<Sandbox> {
+    const spec = validateSpec(input);
+    const assets = await ensureAssets();
+    const image = await resolveImage(spec.image);
+    const id = randomBytes(6).toString('hex');
+    const dir = paths.sandbox(id);
+    mkdirSync(dir, { recursive: true });
+    let vm: QemuVm | undefined;
+    try {
+      const overlay = join(dir, 'rootfs.qcow2');
+      await createOverlay(image.rootfsPath, overlay);
+      vm = await new QemuProvider().start({
+        id,
+        cpus: spec.cpus,
+        memoryMib: spec.memoryMib,
+        accel: assets.accel.accel,
+        kernelPath: assets.kernelPath,
+        initrdPath: assets.initrd,
+        kernelArgs: [`vmbox.hostname=vmbox-${id.slice(0, 8)}`],
+        rootDisk: { path: overlay, format: 'qcow2' },
+        runDir: dir,
+      });
+      const started = vm;
+      const agent = await AgentClient.connect(await vm.connectAgent(), {
+        timeoutMs: bootTimeoutMs(),
+        signal: opts.signal,
+        closedError: () => diedError(started),
+      });
+      return new Sandbox(id, spec, image, dir, vm, agent);
+    } catch (err) {
+      const tail = vm?.consoleTail() ?? '';
+      await vm?.stop({ timeoutMs: 1000 });
+      rmSync(dir, { recursive: true, force: true });
+      if (err instanceof VmboxError && err.code === 'vmDied') {
+        throw new VmboxError('bootFailed', `the sandbox did not boot: ${err.message}`);
+      }
+      if (err instanceof VmboxError && err.code === 'bootFailed' && tail) {
+        throw new VmboxError('bootFailed', `${err.message}\n--- last console lines ---\n${tail}`);
+      }
+      throw err;
+    }
+  }
+
+  /** Starts `argv` in the guest with the image's config, the spec's and the call's settings layered in that order. */
+  exec(argv: string[], opts: ExecOptions = {}): GuestProcess {
+    if (argv.length === 0) throw new VmboxError('invalidArgument', 'empty command: give the program to run and its arguments');
+    const env = new Map<string, string>();
+    for (const kv of this.image.config.env) {
+      const i = kv.indexOf('=');
+      env.set(kv.slice(0, i), kv.slice(i + 1));
+    }
+    for (const [k, v] of Object.entries({ ...this.spec.env, ...opts.env })) env.set(k, v);
+    return this.agent.exec(
+      {
+        argv,
+        env: [...env].map(([k, v]) => `${k}=${v}`),
+        cwd: opts.cwd ?? this.spec.workdir ?? this.image.config.workingDir,
+        user: opts.user ?? this.spec.user ?? this.image.config.user,
+        stdin: opts.stdin,
+        timeoutMs: opts.timeoutMs,
+      },
+      opts,
+    );
+  }
+
+  /** Runs a command to completion, collecting its output (for short outputs). */
+  async run(argv: string[], opts: ExecOptions = {}): Promise<ExecExit & { stdout: string; stderr: string }> {
+    let stdout = '';
+    let stderr = '';
+    const p = this.exec(argv, {
+      ...opts,
+      onStdout: (d) => {
+        stdout += d.toString();
+        return opts.onStdout?.(d);
+      },
+      onStderr: (d) => {
+        stderr += d.toString();
+        return opts.onStderr?.(d);
+      },
+    });
+    return { ...(await p.exit), stdout, stderr };
+  }
+
+  /** Stops the VM and deletes the sandbox's files. Safe to call twice. */
+  async destroy(opts: { graceful?: boolean } = {}): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    await this.vm.stop({
+      graceful: opts.graceful ? () => this.agent.shutdown() : undefined,
+      timeoutMs: 5000,
+    });
+    this.agent.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy();
+  }
+}
+
+function diedError(vm: QemuVm): VmDiedError {
+  const how = vm.exitCode !== null ? `QEMU exited with code ${vm.exitCode}` : `QEMU (pid ${vm.pid}) closed the agent connection`;
+  return new VmDiedError(`the sandbox's VM died: ${how}`, vm.consoleTail(10));
+}

@@ -1,0 +1,80 @@
+import { join } from 'node:path';
+import type { VmSpec } from '../provider.js';
+
+export const AGENT_PORT_NAME = 'vmbox.agent';
+
+export interface QemuPaths {
+  agentSocket: string;
+  qmpSocket: string;
+  consoleLog: string;
+}
+
+export function qemuPaths(runDir: string): QemuPaths {
+  return {
+    agentSocket: join(runDir, 'agent.sock'),
+    qmpSocket: join(runDir, 'qmp.sock'),
+    consoleLog: join(runDir, 'console.log'),
+  };
+}
+
+/**
+ * The QEMU command line for one sandbox. Pure, so it is unit-tested as is.
+ * - microvm with acpi=off: QEMU then lists the virtio-mmio devices on the kernel
+ *   command line (the kernel has VIRTIO_MMIO_CMDLINE_DEVICES).
+ * - The RTC stays on: without it the kernel's boot-time CMOS read waits a full
+ *   second for an update flag that never clears (the kernel has no RTC driver).
+ * - `reboot=t panic=-1` with -no-reboot: without ACPI a power-off only halts, so
+ *   the agent reboots and QEMU exits; a panic ends QEMU too.
+ * - The agent's chardev is a client of our socket: we listen before QEMU starts,
+ *   so there is nothing to poll for.
+ */
+export function buildQemuArgs(spec: VmSpec): string[] {
+  const p = qemuPaths(spec.runDir);
+  const cmdline = ['console=ttyS0', 'reboot=t', 'panic=-1', 'quiet', 'loglevel=3', ...(spec.kernelArgs ?? [])];
+  const args = [
+    '-name',
+    `vmbox-${spec.id}`,
+    '-M',
+    'microvm,acpi=off,x-option-roms=off',
+    '-accel',
+    spec.accel === 'tcg' ? 'tcg,thread=multi' : spec.accel,
+    '-cpu',
+    spec.accel === 'tcg' ? 'max' : 'host',
+    '-smp',
+    String(spec.cpus),
+    '-m',
+    `${spec.memoryMib}M`,
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    '-kernel',
+    spec.kernelPath,
+    '-initrd',
+    spec.initrdPath,
+    '-append',
+    cmdline.join(' '),
+    '-serial',
+    `file:${p.consoleLog}`,
+    '-qmp',
+    `unix:${p.qmpSocket},server=on,wait=off`,
+    '-device',
+    'virtio-serial-device,max_ports=2',
+    '-chardev',
+    `socket,id=agent,path=${p.agentSocket}`,
+    '-device',
+    `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+    '-device',
+    'virtio-rng-device',
+  ];
+  if (spec.rootDisk) {
+    const ro = spec.rootDisk.readOnly ? ',read-only=on' : '';
+    args.push(
+      '-drive',
+      `id=root,file=${spec.rootDisk.path},format=${spec.rootDisk.format},if=none,discard=unmap,detect-zeroes=unmap${ro}`,
+      '-device',
+      'virtio-blk-device,drive=root',
+    );
+  }
+  return args;
+}
