@@ -64,6 +64,7 @@ export function timeBareBoot(
   accel: Accelerator,
   probe: { kernelPath: string; bareInitrd: string },
   deadlineMs: number,
+  memoryMib = 128,
 ): Promise<number | undefined> {
   const args = [
     '-M',

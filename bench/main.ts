@@ -1,0 +1,110 @@
+/**
+ * `npm run bench`: vmbox's own numbers, measured side by side in one run.
+ * Medians of repeated runs; JSON under bench/results/, a table on stdout.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Sandbox } from '../src/runtime/sandbox.js';
+import { ensureAll } from '../src/setup/assets.js';
+import { timeBareBoot } from '../src/vmm/accel.js';
+import { processMetrics } from '../src/vmm/qemu/provider.js';
+import { median, percentile, printTable, type Row } from './stats.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const RUNS = Number(process.env.BENCH_RUNS || 10);
+const MIB = 1024 * 1024;
+
+function timeCommand(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { stdio: 'ignore' });
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${cmd} exited ${code}`))));
+  });
+}
+
+async function coldStart(assets: Awaited<ReturnType<typeof ensureAll>>): Promise<Row[]> {
+  const bare: number[] = [];
+  const vmbox: number[] = [];
+  const probe = { kernelPath: assets.kernelPath, bareInitrd: assets.bareInitrd };
+  // Interleaved, so both see the same machine state.
+  for (let i = 0; i < RUNS; i++) {
+    const b = await timeBareBoot(assets.accel.accel, probe, 30_000, 512);
+    if (b === undefined) throw new Error('the bare boot failed');
+    bare.push(b);
+    vmbox.push(await timeCommand(join(root, 'vmbox'), ['run', '--', 'true']));
+  }
+  const ratio = median(vmbox) / median(bare);
+  return [
+    { metric: 'bare QEMU boot (same kernel, trivial init)', value: median(bare), unit: 'ms', note: `${RUNS} runs` },
+    {
+      metric: 'cold start: vmbox run -- true',
+      value: median(vmbox),
+      unit: 'ms',
+      note: `${RUNS} runs, p90 ${percentile(vmbox, 90).toFixed(0)} ms`,
+    },
+    { metric: 'cold start / bare boot', value: ratio, unit: 'x', target: '<= 1.25' },
+  ];
+}
+
+async function onRunningVm(): Promise<Row[]> {
+  const sbx = await Sandbox.create({ memoryMib: 512 });
+  try {
+    await new Promise((r) => setTimeout(r, 2000));
+    const rss = processMetrics(sbx.vm.pid).rssBytes / MIB;
+
+    const ping: number[] = [];
+    const exec: number[] = [];
+    for (let i = 0; i < 20; i++) await sbx.exec(['true']).exit; // warm-up
+    for (let i = 0; i < 200; i++) {
+      let t = performance.now();
+      await sbx.agent.ping();
+      ping.push(performance.now() - t);
+      t = performance.now();
+      await sbx.exec(['true']).exit;
+      exec.push(performance.now() - t);
+    }
+
+    const data = randomBytes(64 * MIB);
+    const write: number[] = [];
+    const read: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      let t = performance.now();
+      await sbx.agent.writeFile('/tmp/bench.bin', data);
+      write.push(64 / ((performance.now() - t) / 1000));
+      t = performance.now();
+      let n = 0;
+      for await (const chunk of sbx.agent.readFile('/tmp/bench.bin')) n += chunk.length;
+      if (n !== data.length) throw new Error(`read ${n} bytes, expected ${data.length}`);
+      read.push(64 / ((performance.now() - t) / 1000));
+    }
+    return [
+      { metric: 'agent ping round trip', value: median(ping), unit: 'ms', note: `p99 ${percentile(ping, 99).toFixed(2)} ms` },
+      {
+        metric: 'exec round trip of true',
+        value: median(exec),
+        unit: 'ms',
+        target: 'p50 <= 3',
+        note: `p90 ${percentile(exec, 90).toFixed(2)} ms, 200 runs`,
+      },
+      { metric: 'file write 64 MiB', value: median(write), unit: 'MiB/s', target: '>= 100 MB/s', note: `${RUNS} runs` },
+      { metric: 'file read 64 MiB', value: median(read), unit: 'MiB/s', target: '>= 100 MB/s', note: `${RUNS} runs` },
+      { metric: 'QEMU RSS, idle 512 MiB sandbox', value: rss, unit: 'MiB', target: '<= 120' },
+    ];
+  } finally {
+    await sbx.destroy();
+  }
+}
+
+const assets = await ensureAll();
+console.log(`accelerator: ${assets.accel.accel} (${assets.accel.reason})\n`);
+const rows = [...(await coldStart(assets)), ...(await onRunningVm())];
+printTable(rows);
+const dir = join(root, 'bench', 'results');
+mkdirSync(dir, { recursive: true });
+const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), accel: assets.accel, runs: RUNS, rows }, null, 2)}\n`);
+console.log(`\nwritten to ${file}`);

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { paths } from '../../src/paths.js';
+
+const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
+const run = (args: string[], input?: string) => spawnSync(vmbox, args, { input, encoding: 'utf8' });
+const leftovers = () => (existsSync(paths.sandboxes()) ? readdirSync(paths.sandboxes()) : []);
+
+describe('vmbox run (the CLI, end to end)', () => {
+  it('prints the guest kernel', () => {
+    const r = run(['run', '--', 'uname', '-a']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^Linux vmbox-\S+ 6\.1\.\d+ /);
+  });
+
+  it('separates stdout and stderr and exits with the command’s code', () => {
+    const r = run(['run', '--', 'sh', '-c', 'echo out; echo err >&2; exit 7']);
+    assert.equal(r.status, 7);
+    assert.equal(r.stdout, 'out\n');
+    assert.equal(r.stderr, 'err\n');
+  });
+
+  it('passes stdin with -i, and env, workdir and user', () => {
+    assert.equal(run(['run', '-i', '--', 'cat'], 'hi\n').stdout, 'hi\n');
+    const r = run([
+      'run',
+      '-e',
+      'A=1',
+      '-e',
+      'B=x=y',
+      '-w',
+      '/tmp',
+      '-u',
+      'user',
+      '--cpus',
+      '1',
+      '--memory',
+      '256',
+      '--',
+      'sh',
+      '-c',
+      'echo $A $B; pwd; id -un',
+    ]);
+    assert.equal(r.stdout, '1 x=y\n/tmp\nuser\n', r.stderr);
+  });
+
+  it('exits 128+N when the command dies of signal N, 124 on timeout', () => {
+    assert.equal(run(['run', '--', 'sh', '-c', 'kill -TERM $$']).status, 143);
+    const t = run(['run', '--timeout', '1', '--', 'sleep', '30']);
+    assert.equal(t.status, 124);
+    assert.match(t.stderr, /timed out after 1 s/);
+  });
+
+  it('answers bad input with one clear line', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['run', '--image', 'nope', '--', 'true'], /unknown image 'nope'/],
+      [['run', '--cpus', '0', '--', 'true'], /cpus: must be at least 1/],
+      [['run', '--cpus', '4096', '--', 'true'], /cpus: must be between 1 and \d+/],
+      [['run', '--memory', '32', '--', 'true'], /memoryMib: must be at least 64/],
+      [['run', '--memory', '99999999', '--', 'true'], /memoryMib: must be between 64 and \d+ MiB/],
+      [['run', '--'], /empty command/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(args);
+      assert.equal(r.status, 1, args.join(' '));
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
+    }
+    const missing = run(['run', '--', 'no-such-binary']);
+    assert.equal(missing.status, 127);
+    assert.match(missing.stderr, /no-such-binary: command not found/);
+  });
+
+  it('reports QEMU missing clearly and leaves nothing behind', () => {
+    const r = spawnSync(vmbox, ['run', '--', 'true'], { encoding: 'utf8', env: { ...process.env, VMBOX_QEMU: '/nonexistent/qemu' } });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /not installed/);
+    assert.deepEqual(leftovers(), []);
+  });
+
+  it('cleans up everything on Ctrl-C', async () => {
+    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()));
+    assert.equal(leftovers().length, 1);
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    assert.equal(code, 130);
+    assert.deepEqual(leftovers(), []);
+    const qemus = spawnSync('pgrep', ['-f', 'qemu-system.*vmbox-'], { encoding: 'utf8' }).stdout.trim();
+    assert.equal(qemus, '', 'no QEMU left running');
+  });
+
+  it('doctor reports the accelerator, QEMU and caches', () => {
+    const r = run(['doctor']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^qemu\s+QEMU emulator version/m);
+    assert.match(r.stdout, /^accelerator\s+(kvm|tcg|hvf): /m);
+    assert.match(r.stdout, /^kernel\s+built: /m);
+  });
+});
