@@ -3,6 +3,7 @@ import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'n
 import { dirname, join } from 'node:path';
 import { paths } from '../paths.js';
 import type { Accelerator } from './provider.js';
+import { machineArgs } from './qemu/args.js';
 import { qemuBinary } from './qemu/provider.js';
 
 export interface AccelVerdict {
@@ -67,14 +68,7 @@ export function timeBareBoot(
   memoryMib = 128,
 ): Promise<number | undefined> {
   const args = [
-    '-M',
-    'microvm,acpi=off,x-option-roms=off',
-    '-accel',
-    accel === 'tcg' ? 'tcg,thread=multi' : accel,
-    '-cpu',
-    accel === 'tcg' ? 'max' : 'host',
-    '-m',
-    '128M',
+    ...machineArgs(accel, 1, memoryMib),
     '-nodefaults',
     '-no-user-config',
     '-nographic',

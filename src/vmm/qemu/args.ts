@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { VmSpec } from '../provider.js';
+import type { Accelerator, VmSpec } from '../provider.js';
 
 export const AGENT_PORT_NAME = 'vmbox.agent';
 
@@ -15,6 +15,22 @@ export function qemuPaths(runDir: string): QemuPaths {
     qmpSocket: join(runDir, 'qmp.sock'),
     consoleLog: join(runDir, 'console.log'),
   };
+}
+
+/** Machine, accelerator, CPU and memory: shared by sandboxes and the bare boot. */
+export function machineArgs(accel: Accelerator, cpus: number, memoryMib: number): string[] {
+  return [
+    '-M',
+    'microvm,acpi=off,x-option-roms=off',
+    '-accel',
+    accel === 'tcg' ? 'tcg,thread=multi' : accel,
+    '-cpu',
+    accel === 'tcg' ? 'max' : 'host',
+    '-smp',
+    String(cpus),
+    '-m',
+    `${memoryMib}M`,
+  ];
 }
 
 /**
@@ -34,16 +50,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   const args = [
     '-name',
     `vmbox-${spec.id}`,
-    '-M',
-    'microvm,acpi=off,x-option-roms=off',
-    '-accel',
-    spec.accel === 'tcg' ? 'tcg,thread=multi' : spec.accel,
-    '-cpu',
-    spec.accel === 'tcg' ? 'max' : 'host',
-    '-smp',
-    String(spec.cpus),
-    '-m',
-    `${spec.memoryMib}M`,
+    ...machineArgs(spec.accel, spec.cpus, spec.memoryMib),
     '-nodefaults',
     '-no-user-config',
     '-nographic',
