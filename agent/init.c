@@ -82,7 +82,9 @@ int init_system(void) {
   if (!cmdline_get("vmbox.root", root, sizeof root)) strcpy(root, "/dev/vda");
   if (!cmdline_get("vmbox.rootfs", rootfs, sizeof rootfs)) strcpy(rootfs, "ext4");
   mkdir(NEWROOT, 0755);
-  if (mount(root, NEWROOT, rootfs, 0, NULL) < 0) {
+  /* noinit_itable: never start ext4lazyinit, which would compete with the
+   * first commands for the CPU (images are built with their tables zeroed). */
+  if (mount(root, NEWROOT, rootfs, 0, strcmp(rootfs, "ext4") ? NULL : "noinit_itable") < 0) {
     logmsg("cannot mount root disk %s: %s", root, strerror(errno));
     return -1;
   }

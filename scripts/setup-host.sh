@@ -33,9 +33,10 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   say "installing npm dependencies"
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-if [ ! -f dist/.stamp ] || [ -n "$(find src package.json tsconfig.json tsconfig.build.json -newer dist/.stamp -print -quit)" ]; then
+# The CLI runs from one bundled file: loading it is ~150 ms faster than the module tree.
+if [ ! -f dist/.stamp ] || [ -n "$(find src package.json -newer dist/.stamp -print -quit)" ]; then
   say "compiling vmbox"
   rm -rf dist
-  node node_modules/typescript/bin/tsc -p tsconfig.build.json >&2
+  npm run build --silent >&2
   touch dist/.stamp
 fi
