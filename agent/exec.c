@@ -273,10 +273,9 @@ void exec_signal(struct chan *c, int sig) {
 
 /* Reads one stream into frames while credit lasts; closes it at EOF. */
 static void drain(struct chan *c, int *fd, uint8_t kind) {
-  static uint8_t tmp[DATA_CHUNK];
   while (*fd >= 0 && c->credit > 0) {
     size_t want = c->credit < DATA_CHUNK ? (size_t)c->credit : DATA_CHUNK;
-    ssize_t n = read(*fd, tmp, want);
+    ssize_t n = read(*fd, frame_reserve(want), want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
       /* A finished process cannot write more; a background child that kept
@@ -285,7 +284,7 @@ static void drain(struct chan *c, int *fd, uint8_t kind) {
       return;
     }
     if (n <= 0) { close_fd(fd); return; }
-    send_frame(kind, c->id, tmp, n);
+    frame_commit(kind, c->id, n);
     c->credit -= n;
   }
   /* Out of credit: stop polling this pipe until the host grants more. */

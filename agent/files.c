@@ -174,12 +174,11 @@ void file_request(uint32_t id, const char *op, const struct json_obj *req) {
 }
 
 void file_pump(struct chan *c) {
-  static uint8_t tmp[DATA_CHUNK];
   if (c->dead || c->type != CH_READ) return;
   /* Keep the output queue short so other channels' frames are not stuck behind it. */
   while (c->credit > 0 && out_pending() < 2 * DATA_CHUNK) {
     size_t want = c->credit < DATA_CHUNK ? (size_t)c->credit : DATA_CHUNK;
-    ssize_t n = read(c->file_fd, tmp, want);
+    ssize_t n = read(c->file_fd, frame_reserve(want), want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) { send_errno(c->id, errno, "read", NULL); file_close(c); return; }
     if (n == 0) {
@@ -189,7 +188,7 @@ void file_pump(struct chan *c) {
       file_close(c);
       return;
     }
-    send_frame(K_DATA, c->id, tmp, n);
+    frame_commit(K_DATA, c->id, n);
     c->credit -= n;
     c->bytes += n;
   }

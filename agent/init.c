@@ -114,7 +114,7 @@ int init_system(void) {
 /* The port's device node is /dev/vportNpM; its name is only in sysfs
  * (there is no udev to make /dev/virtio-ports/NAME). */
 int open_agent_port(void) {
-  for (int attempt = 0; attempt < 200; attempt++) {
+  for (int attempt = 0; attempt < 2000; attempt++) {
     DIR *d = opendir("/sys/class/virtio-ports");
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -132,7 +132,7 @@ int open_agent_port(void) {
       return open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
     }
     if (d) closedir(d);
-    usleep(10000);
+    usleep(1000);
   }
   errno = ENOENT;
   return -1;

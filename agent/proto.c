@@ -53,6 +53,19 @@ void send_frame(uint8_t kind, uint32_t channel, const void *payload, size_t n) {
   if (n) buf_append(&out, payload, n);
 }
 
+uint8_t *frame_reserve(size_t max) {
+  buf_reserve(&out, FRAME_HEADER + max);
+  return out.data + out.len + FRAME_HEADER;
+}
+
+void frame_commit(uint8_t kind, uint32_t channel, size_t n) {
+  uint8_t *h = out.data + out.len;
+  put_u32(h, (uint32_t)n);
+  h[4] = kind;
+  put_u32(h + 5, channel);
+  out.len += FRAME_HEADER + n;
+}
+
 void send_json(uint8_t kind, uint32_t channel, const char *json) { send_frame(kind, channel, json, strlen(json)); }
 
 void send_credit(uint32_t channel, uint32_t n) {

@@ -49,6 +49,10 @@ void buf_free(struct buf *b);
 /* Queue a frame for the host. Frames go out in order, from the event loop. */
 void send_frame(uint8_t kind, uint32_t channel, const void *payload, size_t n);
 void send_json(uint8_t kind, uint32_t channel, const char *json);
+/* Zero-copy variant for data: reserve room for a frame of up to `max` payload
+ * bytes, read straight into the returned pointer, then commit what was read. */
+uint8_t *frame_reserve(size_t max);
+void frame_commit(uint8_t kind, uint32_t channel, size_t n);
 void send_credit(uint32_t channel, uint32_t n);
 /* Send ERROR {code, message, path} where code comes from errno. */
 void send_errno(uint32_t channel, int err, const char *what, const char *path);

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { VmboxError } from '../errors.js';
+import { mark } from '../util/trace.js';
 import { doctorCommand } from './doctor.js';
 import { runCommand } from './run.js';
 
@@ -12,6 +13,7 @@ const program = new Command('vmbox')
 program.addCommand(runCommand());
 program.addCommand(doctorCommand());
 
+mark('cli loaded');
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

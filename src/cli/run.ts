@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Sandbox } from '../runtime/sandbox.js';
+import { mark, printTrace } from '../util/trace.js';
 
 interface RunOptions {
   image: string;
@@ -76,6 +77,7 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
       if (interrupted) return undefined;
       throw err;
     });
+    mark('command done');
     if (!exit) return exitForSignal(interrupted ?? 'SIGINT');
     if (exit.timedOut) {
       process.stderr.write(`vmbox: command timed out after ${opts.timeout} s and was killed\n`);
@@ -87,6 +89,7 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     throw err;
   } finally {
     await sandbox?.destroy();
+    printTrace();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);

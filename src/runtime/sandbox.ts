@@ -8,7 +8,9 @@ import { paths } from '../paths.js';
 import { ensureAssets } from '../setup/assets.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
 import { type SandboxSpecInput, validateSpec } from '../spec/sandbox.js';
+import { mark } from '../util/trace.js';
 import { QemuProvider, type QemuVm } from '../vmm/qemu/provider.js';
+import { reapOrphans, recordOwner } from './orphans.js';
 import { createOverlay } from './overlay.js';
 
 const bootTimeoutMs = () => Number(process.env.VMBOX_BOOT_TIMEOUT_MS || 60_000);
@@ -43,13 +45,17 @@ export class Sandbox {
     const spec = validateSpec(input);
     const assets = await ensureAssets();
     const image = await resolveImage(spec.image);
+    mark('assets');
+    reapOrphans();
     const id = randomBytes(6).toString('hex');
     const dir = paths.sandbox(id);
     mkdirSync(dir, { recursive: true });
+    recordOwner(dir);
     let vm: QemuVm | undefined;
     try {
       const overlay = join(dir, 'rootfs.qcow2');
       await createOverlay(image.rootfsPath, overlay);
+      mark('overlay');
       vm = await new QemuProvider().start({
         id,
         cpus: spec.cpus,
@@ -60,13 +66,16 @@ export class Sandbox {
         kernelArgs: [`vmbox.hostname=vmbox-${id.slice(0, 8)}`],
         rootDisk: { path: overlay, format: 'qcow2' },
         runDir: dir,
+        dieWithParent: true,
       });
+      mark('qemu started');
       const started = vm;
       const agent = await AgentClient.connect(await vm.connectAgent(), {
         timeoutMs: bootTimeoutMs(),
         signal: opts.signal,
         closedError: () => diedError(started),
       });
+      mark('agent ready');
       return new Sandbox(id, spec, image, dir, vm, agent);
     } catch (err) {
       const tail = vm?.consoleTail() ?? '';
@@ -132,6 +141,7 @@ export class Sandbox {
     });
     this.agent.close();
     rmSync(this.dir, { recursive: true, force: true });
+    mark('destroyed');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -18,6 +18,8 @@ export interface VmSpec {
   rootDisk?: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean };
   /** Directory for this VM's sockets and console log. */
   runDir: string;
+  /** Kill the VM when the process that started it dies (throw-away sandboxes). */
+  dieWithParent?: boolean;
 }
 
 export interface VmMetrics {

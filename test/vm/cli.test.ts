@@ -7,6 +7,7 @@ import { paths } from '../../src/paths.js';
 
 const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
 const run = (args: string[], input?: string) => spawnSync(vmbox, args, { input, encoding: 'utf8' });
+const qemuRunning = (id: string) => spawnSync('pgrep', ['-f', `qemu-system.*vmbox-${id}`]).status === 0;
 const leftovers = () => (existsSync(paths.sandboxes()) ? readdirSync(paths.sandboxes()) : []);
 
 describe('vmbox run (the CLI, end to end)', () => {
@@ -75,22 +76,39 @@ describe('vmbox run (the CLI, end to end)', () => {
   });
 
   it('reports QEMU missing clearly and leaves nothing behind', () => {
+    const before = leftovers();
     const r = spawnSync(vmbox, ['run', '--', 'true'], { encoding: 'utf8', env: { ...process.env, VMBOX_QEMU: '/nonexistent/qemu' } });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /not installed/);
-    assert.deepEqual(leftovers(), []);
+    assert.deepEqual(leftovers(), before);
   });
 
   it('cleans up everything on Ctrl-C', async () => {
+    const before = leftovers();
     const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()));
-    assert.equal(leftovers().length, 1);
+    const [id] = leftovers().filter((d) => !before.includes(d));
+    assert.ok(id, 'the running sandbox has a directory');
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.once('exit', r));
     assert.equal(code, 130);
-    assert.deepEqual(leftovers(), []);
-    const qemus = spawnSync('pgrep', ['-f', 'qemu-system.*vmbox-'], { encoding: 'utf8' }).stdout.trim();
-    assert.equal(qemus, '', 'no QEMU left running');
+    assert.deepEqual(leftovers(), before);
+    assert.equal(qemuRunning(id), false, 'no QEMU left running');
+  });
+
+  it('takes its VM down with it when killed outright', async () => {
+    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const before = leftovers();
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()));
+    const [id] = leftovers().filter((d) => !before.includes(d));
+    assert.ok(id);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    for (let i = 0; i < 50 && qemuRunning(id); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(qemuRunning(id), false, 'QEMU died with its owner');
+    // Its directory is reaped by the next run.
+    assert.equal(run(['run', '--', 'true']).status, 0);
+    assert.equal(leftovers().includes(id), false);
   });
 
   it('doctor reports the accelerator, QEMU and caches', () => {

@@ -46,7 +46,15 @@ export function machineArgs(accel: Accelerator, cpus: number, memoryMib: number)
  */
 export function buildQemuArgs(spec: VmSpec): string[] {
   const p = qemuPaths(spec.runDir);
-  const cmdline = ['console=ttyS0', 'reboot=t', 'panic=-1', 'quiet', 'loglevel=3', ...(spec.kernelArgs ?? []), ...(process.env.X_KARGS ? [process.env.X_KARGS] : [])];
+  const cmdline = [
+    'console=ttyS0',
+    'reboot=t',
+    'panic=-1',
+    'quiet',
+    'loglevel=3',
+    ...(spec.kernelArgs ?? []),
+    ...(process.env.X_KARGS ? [process.env.X_KARGS] : []),
+  ];
   const args = [
     '-name',
     `vmbox-${spec.id}`,

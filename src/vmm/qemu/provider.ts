@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { VmboxError } from '../../errors.js';
 import { deferred } from '../../util/deferred.js';
@@ -23,7 +24,17 @@ export class QemuProvider implements VmmProvider {
       server.listen(paths.agentSocket, resolve);
     });
     const agent = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-    const child = spawn(qemuBinary(), buildQemuArgs(spec), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const qemu = findExecutable(qemuBinary());
+    if (!qemu) {
+      server.close();
+      throw new VmboxError('qemuMissing', `${qemuBinary()} is not installed: run ./vmbox once as root, or apt-get install qemu-system-x86`);
+    }
+    // setpriv sets the parent-death signal and execs QEMU, so a killed owner
+    // cannot leave a VM running that nothing will ever stop.
+    const [cmd, args] = spec.dieWithParent
+      ? ['setpriv', ['--pdeathsig', 'SIGKILL', '--', qemu, ...buildQemuArgs(spec)]]
+      : [qemu, buildQemuArgs(spec)];
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     const vm = new QemuVm(spec, child, server, agent);
     await vm.started;
     return vm;
@@ -129,6 +140,19 @@ export class QemuVm implements VmHandle {
   get qemuStderr(): string {
     return this.stderr;
   }
+}
+
+/** The absolute path of an executable, searched on PATH like a shell, or undefined. */
+export function findExecutable(name: string): string | undefined {
+  const candidates = name.includes('/') ? [name] : (process.env.PATH ?? '').split(':').map((d) => join(d || '.', name));
+  return candidates.find((p) => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** CPU and RSS of a process from /proc. */
