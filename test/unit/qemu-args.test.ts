@@ -33,7 +33,7 @@ describe('buildQemuArgs', () => {
 
   it('uses multi-threaded TCG and a full CPU model under TCG', () => {
     assert.deepEqual(after(args, '-accel'), ['tcg,thread=multi']);
-    assert.deepEqual(after(args, '-cpu'), ['max']);
+    assert.deepEqual(after(args, '-cpu'), ['max,-erms,-fsrm']);
     const kvm = buildQemuArgs({ ...spec, accel: 'kvm' });
     assert.deepEqual(after(kvm, '-accel'), ['kvm']);
   });
