@@ -5,6 +5,13 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 say() { printf 'vmbox: %s\n' "$*" >&2; }
+# Set-up that needs root (packages) or a checkout we cannot write says so in one line.
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    say "first-time set-up ($1) needs root: run it once with sudo, e.g. sudo ./vmbox run -- true"
+    exit 1
+  fi
+}
 
 packages=(qemu-system-x86 qemu-utils e2fsprogs busybox-static musl-tools
   linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev xz-utils)
@@ -18,10 +25,7 @@ have_all() {
 }
 
 if ! have_all; then
-  if [ "$(id -u)" != 0 ]; then
-    say "first-time set-up installs Debian packages and needs root: run 'sudo $0' (or sudo ./vmbox)"
-    exit 1
-  fi
+  need_root "installing Debian packages"
   say "installing Debian packages: ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >&2
@@ -30,11 +34,13 @@ fi
 
 cd "$root"
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  [ -w . ] || need_root "npm ci in $root"
   say "installing npm dependencies"
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 # The CLI runs from one bundled file: loading it is ~150 ms faster than the module tree.
 if [ ! -f dist/.stamp ] || [ -n "$(find src package.json -newer dist/.stamp -print -quit)" ]; then
+  [ -w . ] || need_root "compiling vmbox in $root"
   say "compiling vmbox"
   rm -rf dist
   npm run build --silent >&2

@@ -1,6 +1,8 @@
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { VmboxError } from './errors.js';
 
 /** Root of everything vmbox writes: `$VMBOX_HOME`, default `~/.vmbox`. */
 export function vmboxHome(): string {
@@ -16,3 +18,16 @@ export const paths = {
 
 /** The checkout or package root (holds `kernel/` and `agent/`), from this file's location. */
 export const projectRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+
+/** Creates `$VMBOX_HOME` if needed; a clear error when this user cannot write it. */
+export function ensureHome(): string {
+  const home = vmboxHome();
+  try {
+    mkdirSync(home, { recursive: true });
+    accessSync(home, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new VmboxError('hostSetup', `cannot write ${home} (${code}): set VMBOX_HOME to a directory you can write`);
+  }
+  return home;
+}

@@ -1,3 +1,4 @@
+import { ensureHome } from '../paths.js';
 import { type AccelVerdict, detectAccelerator } from '../vmm/accel.js';
 import { ensureAgent } from './agent.js';
 import { ensureBaseImage } from './base-image.js';
@@ -15,6 +16,7 @@ let memo: Promise<Assets> | undefined;
 /** Everything a VM needs, built once and cached; a quick check once built. */
 export function ensureAssets(): Promise<Assets> {
   memo ??= (async () => {
+    ensureHome();
     const kernelPath = await ensureKernel();
     const agent = await ensureAgent();
     const accel = await detectAccelerator({ kernelPath, bareInitrd: agent.bareInitrd });
