@@ -3,6 +3,8 @@ import { Command } from 'commander';
 import { VmboxError } from '../errors.js';
 import { mark } from '../util/trace.js';
 import { doctorCommand } from './doctor.js';
+import { imageCommand, imagesCommand, rmiCommand } from './images.js';
+import { pullCommand } from './pull.js';
 import { runCommand } from './run.js';
 
 const program = new Command('vmbox')
@@ -11,6 +13,10 @@ const program = new Command('vmbox')
   .enablePositionalOptions();
 
 program.addCommand(runCommand());
+program.addCommand(pullCommand());
+program.addCommand(imagesCommand());
+program.addCommand(imageCommand());
+program.addCommand(rmiCommand());
 program.addCommand(doctorCommand());
 
 mark('cli loaded');

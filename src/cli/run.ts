@@ -1,6 +1,10 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { resolveImage } from '../images/catalog.js';
+import type { PullPolicy } from '../images/pull.js';
 import { Sandbox } from '../runtime/sandbox.js';
+import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
+import { insecureFor, pullProgress } from './pull.js';
 
 interface RunOptions {
   image: string;
@@ -11,6 +15,9 @@ interface RunOptions {
   user?: string;
   interactive?: boolean;
   timeout?: number;
+  pull?: PullPolicy;
+  platform?: string;
+  insecure?: boolean;
 }
 
 const int = (name: string) => (v: string) => {
@@ -30,6 +37,9 @@ export function runCommand(): Command {
     .option('-u, --user <user>', 'user name, uid, or uid:gid')
     .option('-i, --interactive', 'pass stdin to the command')
     .addOption(new Option('--timeout <seconds>', 'kill the command after this long').argParser(Number))
+    .addOption(new Option('--pull <policy>', 'when to pull the image').choices(['if-missing', 'always', 'never']).default('if-missing'))
+    .option('--platform <os/arch>', 'platform to pull from a multi-platform image')
+    .option('--insecure', 'talk to the image’s registry over plain HTTP (loopback registries)')
     .argument('[command...]', 'the command and its arguments, after --')
     .passThroughOptions()
     .action(async (command: string[], opts: RunOptions) => {
@@ -38,13 +48,20 @@ export function runCommand(): Command {
 }
 
 async function run(command: string[], opts: RunOptions): Promise<number> {
-  if (command.length === 0) throw new Error('empty command: give one after --, e.g. vmbox run -- echo hello');
-  const env: Record<string, string> = {};
-  for (const kv of opts.env) {
-    const i = kv.indexOf('=');
-    if (i <= 0) throw new Error(`-e ${kv}: expected KEY=VALUE`);
-    env[kv.slice(0, i)] = kv.slice(i + 1);
-  }
+  const spec = {
+    image: opts.image,
+    cpus: opts.cpus,
+    memoryMib: opts.memory,
+    env: parseEnv(opts.env),
+    workdir: opts.workdir,
+    user: opts.user,
+  };
+  validateSpec(spec); // bad input fails before any pull or boot
+  // As docker run: the image's entrypoint, then the given command or else the image's cmd.
+  const pull = { policy: opts.pull, platform: opts.platform, insecure: insecureFor(opts.image, opts.insecure), ...pullProgress() };
+  const image = await resolveImage(opts.image, pull);
+  const argv = [...image.config.entrypoint, ...(command.length > 0 ? command : image.config.cmd)];
+  if (argv.length === 0) throw new Error('empty command: give one after --, e.g. vmbox run -- echo hello');
   if (opts.timeout !== undefined && !(opts.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
 
   // Ctrl-C (or a TERM) mid-boot or mid-command: tear down, leave nothing behind.
@@ -61,12 +78,9 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
   try {
-    sandbox = await Sandbox.create(
-      { image: opts.image, cpus: opts.cpus, memoryMib: opts.memory, env, workdir: opts.workdir, user: opts.user },
-      { signal: abort.signal },
-    );
+    sandbox = await Sandbox.create(spec, { signal: abort.signal, pull: { ...pull, policy: 'never' } });
     if (interrupted) return exitForSignal(interrupted);
-    const proc = sandbox.exec(command, {
+    const proc = sandbox.exec(argv, {
       stdin: opts.interactive ?? false,
       timeoutMs: opts.timeout ? Math.round(opts.timeout * 1000) : undefined,
       onStdout: (d) => writeWithBackpressure(process.stdout, d),
@@ -94,6 +108,16 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
   }
+}
+
+function parseEnv(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of pairs) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new Error(`-e ${kv}: expected KEY=VALUE`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return env;
 }
 
 const signalNumbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };

@@ -1,8 +1,11 @@
 import { VmboxError } from '../errors.js';
 import { ensureBaseImage } from '../setup/base-image.js';
+import { imageConfig, type PullOptions, pullImage } from './pull.js';
+import { ensureRootfs } from './rootfs.js';
 
 /** What a sandbox needs from an image: its disk and the config it runs with. */
 export interface ResolvedImage {
+  /** The name the sandbox was asked for, normalised (`docker.io/library/alpine:3.20`, or `base`). */
   name: string;
   rootfsPath: string;
   config: {
@@ -14,26 +17,48 @@ export interface ResolvedImage {
   };
 }
 
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 const builtin: Record<string, () => Promise<ResolvedImage>> = {
   base: async () => ({
     name: 'base',
     rootfsPath: await ensureBaseImage(),
-    config: {
-      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-      workingDir: '/',
-      user: 'root',
-      entrypoint: [],
-      cmd: ['/bin/sh'],
-    },
+    // No default command: `vmbox run --image base` wants one.
+    config: { env: [DEFAULT_PATH], workingDir: '/', user: 'root', entrypoint: [], cmd: [] },
   }),
 };
 
-export function knownImages(): string[] {
+export function builtinImages(): string[] {
   return Object.keys(builtin);
 }
 
-export async function resolveImage(name: string): Promise<ResolvedImage> {
+/** A built-in image by name, or any OCI reference, pulled per the policy and flattened to a disk. */
+export async function resolveImage(name: string, opts: PullOptions = {}): Promise<ResolvedImage> {
   const make = builtin[name];
-  if (!make) throw new VmboxError('imageNotFound', `unknown image '${name}': available images are ${knownImages().join(', ')}`);
-  return make();
+  if (make) return make();
+  let image: Awaited<ReturnType<typeof pullImage>>;
+  try {
+    image = await pullImage(name, opts);
+  } catch (err) {
+    if (err instanceof VmboxError && err.code === 'invalidArgument' && /invalid image reference/.test(err.message)) {
+      throw new VmboxError(
+        'imageNotFound',
+        `unknown image '${name}': not a built-in image (${builtinImages().join(', ')}) nor an image reference`,
+      );
+    }
+    throw err;
+  }
+  const c = imageConfig(image).config ?? {};
+  const env = c.Env ?? [];
+  return {
+    name: image.reference,
+    rootfsPath: await ensureRootfs(image),
+    config: {
+      env: env.some((e) => e.startsWith('PATH=')) ? env : [DEFAULT_PATH, ...env],
+      workingDir: c.WorkingDir || '/',
+      user: c.User || '0', // Docker's default: uid 0, which needs no /etc/passwd
+      entrypoint: c.Entrypoint ?? [],
+      cmd: c.Cmd ?? [],
+    },
+  };
 }

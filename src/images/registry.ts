@@ -55,6 +55,7 @@ export class RegistryClient {
           res = await fetch(url, { headers: { ...headers, ...this.authHeader(ref.registry, scope) }, redirect: 'follow' });
         }
       } catch (err) {
+        if (err instanceof VmboxError) throw err; // an answer (auth refused), not a network failure
         lastError = err;
         continue; // connection refused or dropped: retry
       }

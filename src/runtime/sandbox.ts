@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { VmboxError, VmDiedError } from '../errors.js';
 import { AgentClient, type ExecExit, type ExecStreams, type GuestProcess } from '../guest/client.js';
 import { type ResolvedImage, resolveImage } from '../images/catalog.js';
+import type { PullOptions } from '../images/pull.js';
 import { paths } from '../paths.js';
 import { ensureAssets } from '../setup/assets.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
@@ -41,16 +42,16 @@ export class Sandbox {
     readonly agent: AgentClient,
   ) {}
 
-  static async create(input: SandboxSpecInput, opts: { signal?: AbortSignal } = {}): Promise<Sandbox> {
+  static async create(input: SandboxSpecInput, opts: { signal?: AbortSignal; pull?: PullOptions } = {}): Promise<Sandbox> {
     const spec = validateSpec(input);
     const assets = await ensureAssets();
-    const image = await resolveImage(spec.image);
+    const image = await resolveImage(spec.image, opts.pull);
     mark('assets');
     reapOrphans();
     const id = randomBytes(6).toString('hex');
     const dir = paths.sandbox(id);
     mkdirSync(dir, { recursive: true });
-    recordOwner(dir);
+    recordOwner(dir, image.name);
     let vm: QemuVm | undefined;
     try {
       const overlay = join(dir, 'rootfs.qcow2');

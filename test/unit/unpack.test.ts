@@ -18,13 +18,17 @@ type Entry = {
 
 async function tarOf(entries: Entry[]): Promise<Readable> {
   const p = pack();
+  // Read while writing: pack() holds back entry callbacks until its output is consumed.
+  const chunks: Buffer[] = [];
+  const collected = (async () => {
+    for await (const c of p) chunks.push(c as Buffer);
+  })();
   for (const e of entries) {
     const { body, ...header } = e;
     await new Promise<void>((resolve, reject) => p.entry({ mode: 0o644, ...header }, body ?? '', (err) => (err ? reject(err) : resolve())));
   }
   p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p) chunks.push(c as Buffer);
+  await collected;
   return Readable.from([Buffer.concat(chunks)]);
 }
 

@@ -57,7 +57,8 @@ describe('vmbox run (the CLI, end to end)', () => {
 
   it('answers bad input with one clear line', () => {
     const cases: Array<[string[], RegExp]> = [
-      [['run', '--image', 'nope', '--', 'true'], /unknown image 'nope'/],
+      [['run', '--image', 'Nope', '--', 'true'], /unknown image 'Nope'/],
+      [['run', '--insecure', '--image', '127.0.0.1:1/none', '--', 'true'], /cannot reach 127.0.0.1:1/],
       [['run', '--cpus', '0', '--', 'true'], /cpus: must be at least 1/],
       [['run', '--cpus', '4096', '--', 'true'], /cpus: must be between 1 and \d+/],
       [['run', '--memory', '32', '--', 'true'], /memoryMib: must be at least 64/],

@@ -52,7 +52,7 @@ describe('faults', () => {
   });
 
   it('refuses an unknown image and bad resources before booting anything', async () => {
-    await assert.rejects(Sandbox.create({ image: 'no-such-image' }), { code: 'imageNotFound', message: /no-such-image/ });
+    await assert.rejects(Sandbox.create({ image: 'No-Such-Image' }), { code: 'imageNotFound', message: /No-Such-Image/ });
     await assert.rejects(Sandbox.create({ cpus: 0 }), { code: 'invalidSpec', message: /cpus/ });
     await assert.rejects(Sandbox.create({ memoryMib: 32 }), { code: 'invalidSpec', message: /memoryMib/ });
   });
