@@ -24,10 +24,11 @@ have_all() {
     [ -f /usr/include/openssl/ssl.h ]
 }
 
-# `--test`: what the test suite needs besides: a real registry, and zstd to build zstd layers.
+# `--test`: what the test suite needs besides: a real registry, zstd to build zstd layers,
+# skopeo to write OCI layouts and docker-save archives.
 if [ "${1:-}" = --test ]; then
-  packages+=(docker-registry zstd)
-  have_test() { command -v docker-registry >/dev/null && command -v zstd >/dev/null; }
+  packages+=(docker-registry zstd skopeo)
+  have_test() { command -v docker-registry >/dev/null && command -v zstd >/dev/null && command -v skopeo >/dev/null; }
 else
   have_test() { true; }
 fi

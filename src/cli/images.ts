@@ -2,6 +2,7 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { VmboxError } from '../errors.js';
+import { importImage } from '../images/import.js';
 import { imageConfig } from '../images/pull.js';
 import { formatReference, parseReference } from '../images/reference.js';
 import { rootfsPath } from '../images/rootfs.js';
@@ -73,6 +74,15 @@ export function imageCommand(): Command {
         layers: found.layers,
       };
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    });
+  image
+    .command('import')
+    .description('import a rootfs tarball, an OCI image layout directory, or a docker save archive')
+    .argument('<path>')
+    .option('--name <reference>', 'name for the image (required for a plain rootfs tarball)')
+    .action(async (path: string, flags: { name?: string }) => {
+      const imported = await importImage(path, flags.name);
+      process.stdout.write(`${imported.reference}\ndigest: ${imported.manifestDigest}\n`);
     });
   image
     .command('prune')

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ContentStore } from '../../src/images/store.js';
 import { Sandbox } from '../../src/runtime/sandbox.js';
-import { type LayerEntry, pushImage, pushIndex } from '../fixtures/image-writer.js';
+import { type LayerEntry, pushImage, pushIndex, tarball } from '../fixtures/image-writer.js';
 import { type FaultProxy, startProxy } from '../fixtures/proxy.js';
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js';
 
@@ -224,6 +224,39 @@ describe('OCI images from a real registry', () => {
       assert.deepEqual(readdirSync(hostDir), []);
     } finally {
       rmSync(hostDir, { recursive: true, force: true });
+    }
+  });
+
+  it('imports a rootfs tarball, an OCI layout and a docker save archive', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'vmbox-import-'));
+    try {
+      const rootfs = join(work, 'rootfs.tar');
+      writeFileSync(rootfs, await tarball([...userland(), stamp('import'), { name: 'etc/motd', body: 'from a tarball\n' }]));
+      const noName = await cli(['image', 'import', rootfs]);
+      assert.equal(noName.status, 1);
+      assert.match(noName.stderr, /--name/);
+      assert.equal((await cli(['image', 'import', rootfs, '--name', `mybox:${run}`])).status, 0);
+      const fromTar = await cli(['run', '--image', `mybox:${run}`, '--', 'cat', '/etc/motd']);
+      assert.equal(fromTar.stdout, 'from a tarball\n', fromTar.stderr);
+
+      await pushImage(registry.url, 'test/export', run, {
+        layers: [{ entries: [...userland(), stamp('export'), { name: 'etc/motd', body: 'exported\n' }] }],
+      });
+      const src = `docker://${registry.host}/test/export:${run}`;
+      const skopeo = (dest: string) => spawnSync('skopeo', ['copy', '--src-tls-verify=false', src, dest], { encoding: 'utf8' });
+      assert.equal(skopeo(`oci:${work}/layout:v${run}`).status, 0);
+      const layout = await cli(['image', 'import', join(work, 'layout'), '--name', `from-layout:${run}`]);
+      assert.equal(layout.status, 0, layout.stderr);
+      assert.equal((await cli(['run', '--image', `from-layout:${run}`, '--', 'cat', '/etc/motd'])).stdout, 'exported\n');
+
+      const saved = skopeo(`docker-archive:${work}/save.tar:saved/app:${run}`);
+      assert.equal(saved.status, 0, saved.stderr);
+      const archive = await cli(['image', 'import', join(work, 'save.tar')]);
+      assert.equal(archive.status, 0, archive.stderr);
+      assert.match(archive.stdout, new RegExp(`docker.io/saved/app:${run}`));
+      assert.equal((await cli(['run', '--image', `saved/app:${run}`, '--pull', 'never', '--', 'cat', '/etc/motd'])).stdout, 'exported\n');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
     }
   });
 
