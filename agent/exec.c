@@ -110,6 +110,7 @@ static void child(const struct launch *l) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   signal(SIGPIPE, SIG_DFL);
+  umask(022);
   setsid();
   dup2(l->in, 0);
   dup2(l->out, 1);

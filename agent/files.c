@@ -162,7 +162,12 @@ void file_request(uint32_t id, const char *op, const struct json_obj *req) {
     send_error(id, "invalidArgument", "path must be absolute", path);
     return;
   }
-  if (!strcmp(op, "stat")) do_stat(id, path);
+  if (!strcmp(op, "symlink")) {
+    const char *target = json_str(req, "target", NULL);
+    if (!target) { send_error(id, "invalidArgument", "symlink needs a target", path); return; }
+    if (symlink(target, path) < 0) send_errno(id, errno, "symlink", path);
+    else send_json(K_DONE, id, "{}");
+  } else if (!strcmp(op, "stat")) do_stat(id, path);
   else if (!strcmp(op, "list")) do_list(id, path);
   else if (!strcmp(op, "mkdir")) {
     if (mkdir_p(path, (mode_t)json_num(req, "mode", 0755)) < 0) send_errno(id, errno, "mkdir", path);

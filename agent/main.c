@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,6 +210,7 @@ static void on_signalfd(int sfd) {
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
+  umask(0); /* modes the host asks for are exact; commands get 022 (exec.c) */
   if (init_system() < 0) {
     logmsg("boot failed; powering off");
     power_off();

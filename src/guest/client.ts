@@ -282,6 +282,9 @@ export class AgentClient implements ChannelHost {
   remove(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
     return this.request('remove', { path, recursive: opts.recursive ?? false });
   }
+  symlink(target: string, path: string): Promise<void> {
+    return this.request('symlink', { target, path });
+  }
   rename(from: string, to: string): Promise<void> {
     return this.request('rename', { from, to });
   }

@@ -13,6 +13,7 @@ import { mark } from '../util/trace.js';
 import { QemuProvider, type QemuVm } from '../vmm/qemu/provider.js';
 import { reapOrphans, recordOwner } from './orphans.js';
 import { createOverlay } from './overlay.js';
+import { applyPatches } from './patches.js';
 
 const bootTimeoutMs = () => Number(process.env.VMBOX_BOOT_TIMEOUT_MS || 60_000);
 
@@ -77,6 +78,7 @@ export class Sandbox {
         closedError: () => diedError(started),
       });
       mark('agent ready');
+      if (spec.patches?.length) await applyPatches(agent, spec.patches);
       return new Sandbox(id, spec, image, dir, vm, agent);
     } catch (err) {
       const tail = vm?.consoleTail() ?? '';

@@ -6,6 +6,30 @@ import { SpecError } from '../errors.js';
 export const MIN_MEMORY_MIB = 64;
 const ENV_NAME = '^[A-Za-z_][A-Za-z0-9_]*$';
 
+const guestPath = Type.String({ pattern: '^/', description: 'Absolute path in the guest' });
+const replace = Type.Optional(Type.Boolean({ description: 'Replace what is already at the path (default: refuse)' }));
+const mode = Type.Optional(Type.Integer({ minimum: 0, maximum: 0o7777, description: 'Permission bits, e.g. 0o644' }));
+
+/** One change to a sandbox's root filesystem, applied when it is prepared. */
+export const PatchSchema = Type.Union([
+  Type.Object(
+    { op: Type.Literal('write'), path: guestPath, text: Type.Optional(Type.String()), base64: Type.Optional(Type.String()), mode, replace },
+    { additionalProperties: false },
+  ),
+  Type.Object({ op: Type.Literal('append'), path: guestPath, text: Type.String() }, { additionalProperties: false }),
+  Type.Object(
+    { op: Type.Literal('copy'), from: Type.String({ minLength: 1, description: 'Host file or directory' }), path: guestPath, replace },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    { op: Type.Literal('symlink'), target: Type.String({ minLength: 1 }), path: guestPath, replace },
+    { additionalProperties: false },
+  ),
+  Type.Object({ op: Type.Literal('mkdir'), path: guestPath, mode }, { additionalProperties: false }),
+  Type.Object({ op: Type.Literal('remove'), path: guestPath }, { additionalProperties: false }),
+]);
+export type Patch = Static<typeof PatchSchema>;
+
 /**
  * The sandbox specification: the one schema behind the TypeScript type, the
  * runtime check and (later) the HTTP schema. Unknown fields are rejected.
@@ -23,6 +47,7 @@ export const SandboxSpecSchema = Type.Object(
     workdir: Type.Optional(Type.String({ pattern: '^/', description: 'Absolute working directory in the guest' })),
     user: Type.Optional(Type.String({ minLength: 1, description: 'user name, uid, or uid:gid' })),
     command: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'argv of the command to run' })),
+    patches: Type.Optional(Type.Array(PatchSchema, { description: 'Changes made to the root filesystem before anything runs' })),
   },
   { additionalProperties: false },
 );
