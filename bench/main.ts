@@ -11,6 +11,7 @@ import { Sandbox } from '../src/runtime/sandbox.js';
 import { ensureAll } from '../src/setup/assets.js';
 import { timeBareBoot } from '../src/vmm/accel.js';
 import { processMetrics } from '../src/vmm/qemu/provider.js';
+import { imageBench } from './images.js';
 import { median, percentile, printTable, type Row } from './stats.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -122,7 +123,7 @@ async function onRunningVm(): Promise<Row[]> {
 
 const assets = await ensureAll();
 console.log(`accelerator: ${assets.accel.accel} (${assets.accel.reason})\n`);
-const rows = [...(await coldStart(assets)), ...(await onRunningVm())];
+const rows = [...(await coldStart(assets)), ...(await onRunningVm()), ...(await imageBench())];
 printTable(rows);
 const dir = join(root, 'bench', 'results');
 mkdirSync(dir, { recursive: true });

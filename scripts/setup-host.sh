@@ -26,14 +26,19 @@ have_all() {
 
 # `--test`: what the test suite needs besides: a real registry, zstd to build zstd layers,
 # skopeo to write OCI layouts and docker-save archives.
-if [ "${1:-}" = --test ]; then
+# `--bench` adds umoci, the other half of the image-pull comparison.
+if [ "${1:-}" = --test ] || [ "${1:-}" = --bench ]; then
   packages+=(docker-registry zstd skopeo)
-  have_test() { command -v docker-registry >/dev/null && command -v zstd >/dev/null && command -v skopeo >/dev/null; }
+  [ "$1" = --bench ] && packages+=(umoci)
+  have_test() {
+    command -v docker-registry >/dev/null && command -v zstd >/dev/null && command -v skopeo >/dev/null &&
+      { [ "$1" != --bench ] || command -v umoci >/dev/null; }
+  }
 else
   have_test() { true; }
 fi
 
-if ! have_all || ! have_test; then
+if ! have_all || ! have_test "${1:-}"; then
   need_root "installing Debian packages"
   say "installing Debian packages: ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
