@@ -134,16 +134,21 @@ export class RegistryClient {
   async downloadBlob(ref: ImageReference, digest: string, dest: string, progress?: Progress): Promise<void> {
     const partial = `${dest}.partial`;
     mkdirSync(dirname(dest), { recursive: true });
+    let hash = createHash('sha256');
     for (let attempt = 0; ; attempt++) {
       const have = existsSync(partial) ? statSync(partial).size : 0;
       try {
         const res = await this.get(ref, `blobs/${digest}`, have > 0 ? { range: `bytes=${have}-` } : {});
         const resumed = res.status === 206 && have > 0;
+        // The hash follows the bytes on disk: on a resume, re-read the part already there.
+        hash = resumed ? await hashPrefix(partial) : createHash('sha256');
         const total = Number(res.headers.get('content-length') ?? 0) + (resumed ? have : 0);
         let received = resumed ? have : 0;
+        const h = hash;
         const counter = async function* (src: AsyncIterable<Uint8Array>) {
           for await (const chunk of src) {
             received += chunk.length;
+            h.update(chunk);
             progress?.({ digest, received, total });
             yield chunk;
           }
@@ -164,7 +169,7 @@ export class RegistryClient {
         await sleep(Math.min(200 * 2 ** attempt, 3000)); // connection dropped mid-blob: resume
       }
     }
-    const actual = await hashFile(partial);
+    const actual = `sha256:${hash.digest('hex')}`;
     if (actual !== digest) {
       rmSync(partial, { force: true });
       throw new VmboxError(
@@ -177,8 +182,8 @@ export class RegistryClient {
   }
 }
 
-async function hashFile(path: string): Promise<string> {
+async function hashPrefix(path: string) {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return `sha256:${h.digest('hex')}`;
+  return h;
 }
