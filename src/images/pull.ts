@@ -1,4 +1,7 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { VmboxError } from '../errors.js';
+import { withFileLock } from '../util/file-lock.js';
 import { type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, isIndex, MANIFEST_ACCEPT } from './media.js';
 import { formatReference, type ImageReference, parseReference } from './reference.js';
 import { type Progress, RegistryClient, type RegistryOptions } from './registry.js';
@@ -68,11 +71,13 @@ async function doPull(ref: ImageReference, store: ContentStore, opts: PullOption
   const worker = async () => {
     while (next < blobs.length) {
       const d = blobs[next++] as Descriptor;
-      if (store.hasBlob(d.digest)) {
-        opts.onProgress?.({ digest: d.digest, received: d.size, total: d.size, done: true });
-        continue;
-      }
-      await client.downloadBlob(ref, d.digest, store.blobPath(d.digest), opts.onProgress);
+      const path = store.blobPath(d.digest);
+      mkdirSync(dirname(path), { recursive: true });
+      // Another process pulling the same blob: wait for it rather than download twice.
+      await withFileLock(`${path}.lock`, async () => {
+        if (!store.hasBlob(d.digest)) await client.downloadBlob(ref, d.digest, path, opts.onProgress);
+      });
+      opts.onProgress?.({ digest: d.digest, received: d.size, total: d.size, done: true });
     }
   };
   await Promise.all([worker(), worker(), worker()]);

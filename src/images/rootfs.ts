@@ -5,6 +5,7 @@ import { createGunzip } from 'node:zlib';
 import { Decompress } from 'fzstd';
 import { VmboxError } from '../errors.js';
 import { runCommand } from '../setup/run-command.js';
+import { withFileLock } from '../util/file-lock.js';
 import { type Compression, layerCompression, sniffCompression } from './media.js';
 import { ContentStore, type StoredImage } from './store.js';
 import { applyLayer } from './unpack.js';
@@ -27,7 +28,9 @@ export function ensureRootfs(image: StoredImage): Promise<string> {
   if (existsSync(out)) return Promise.resolve(out);
   let p = building.get(out);
   if (!p) {
-    p = build(image, out).finally(() => building.delete(out));
+    mkdirSync(join(out, '..'), { recursive: true });
+    // One build per disk, across processes too: a second asker waits and then finds it.
+    p = withFileLock(`${out}.lock`, async () => (existsSync(out) ? out : build(image, out))).finally(() => building.delete(out));
     building.set(out, p);
   }
   return p;

@@ -192,6 +192,29 @@ describe('OCI images from a real registry', () => {
     }
   });
 
+  it('shares one download between two CLIs pulling the same image at once', async () => {
+    const img = await pushImage(registry.url, 'test/twice', run, {
+      layers: [{ entries: [...userland(), stamp('twice'), { name: 'x', body: randomBytes(2_000_000) }] }],
+    });
+    const fresh = await startProxy(registry.url);
+    try {
+      const ref = `${fresh.host}/test/twice:${run}`;
+      const [a, b] = await Promise.all([cli(['pull', '--insecure', ref]), cli(['pull', '--insecure', ref])]);
+      assert.equal(a.status, 0, a.stderr);
+      assert.equal(b.status, 0, b.stderr);
+      for (const l of img.layers) assert.equal(fresh.blobGets.get(l.digest), 1, `${l.digest} downloaded once`);
+      // Two sandboxes asking for the disk at once get the same one, built once.
+      const [r1, r2] = await Promise.all([
+        cli(['run', '--insecure', '--image', ref, '--', 'cat', '/stamp-twice']),
+        cli(['run', '--insecure', '--image', ref, '--', 'cat', '/stamp-twice']),
+      ]);
+      assert.equal(r1.stdout, `${run}-twice`, r1.stderr);
+      assert.equal(r2.stdout, `${run}-twice`, r2.stderr);
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   it('keeps hostile layer entries inside the image: the host is untouched', async () => {
     const hostDir = mkdtempSync(join(tmpdir(), 'vmbox-hostile-'));
     try {
