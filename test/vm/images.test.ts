@@ -217,6 +217,7 @@ describe('OCI images from a real registry', () => {
 
   it('keeps hostile layer entries inside the image: the host is untouched', async () => {
     const hostDir = mkdtempSync(join(tmpdir(), 'vmbox-hostile-'));
+    const hostPasswd = readFileSync('/etc/passwd', 'utf8');
     try {
       await pushImage(registry.url, 'test/hostile', run, {
         layers: [
@@ -225,6 +226,7 @@ describe('OCI images from a real registry', () => {
               ...userland(),
               stamp('hostile'),
               { name: '../../../../etc/vmbox-escape', body: 'escaped\n' },
+              { name: '../../etc/passwd', body: 'root::0:0:owned:/:/bin/sh\n' },
               { name: 'evil', type: 'symlink', linkname: hostDir },
               { name: 'evil/pwned', body: 'pwned\n' },
             ],
@@ -244,6 +246,9 @@ describe('OCI images from a real registry', () => {
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout, 'escaped\npwned\n', 'both landed inside the image');
       assert.equal(existsSync('/etc/vmbox-escape'), false);
+      assert.equal(readFileSync('/etc/passwd', 'utf8'), hostPasswd, 'the host /etc/passwd is untouched');
+      const inImage = await cli(['run', '--insecure', '--image', `${registry.host}/test/hostile:${run}`, '--', 'cat', '/etc/passwd']);
+      assert.equal(inImage.stdout, 'root::0:0:owned:/:/bin/sh\n', 'the entry landed in the image instead');
       assert.deepEqual(readdirSync(hostDir), []);
     } finally {
       rmSync(hostDir, { recursive: true, force: true });
