@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { paths } from '../paths.js';
+import { isAlive } from '../util/process.js';
 
 const OWNER_FILE = 'owner.pid';
 
@@ -48,14 +49,5 @@ export function reapOrphans(): void {
       continue; // not a throw-away sandbox, or still being created
     }
     if (pid > 0 && !isAlive(pid)) rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

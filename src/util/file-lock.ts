@@ -1,15 +1,7 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { isAlive } from './process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Runs `fn` holding an exclusive lock file, across processes: the lock holds
@@ -30,7 +22,7 @@ export async function withFileLock<T>(path: string, fn: () => Promise<T>): Promi
       } catch {
         continue; // released between our open and read
       }
-      if (owner > 0 && !alive(owner)) rmSync(path, { force: true });
+      if (owner > 0 && !isAlive(owner)) rmSync(path, { force: true });
       else await sleep(50);
     }
   }

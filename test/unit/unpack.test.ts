@@ -4,33 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { pack } from 'tar-stream';
 import { applyLayer } from '../../src/images/unpack.js';
+import { type LayerEntry, tarball } from '../fixtures/image-writer.js';
 
-type Entry = {
-  name: string;
-  type?: 'file' | 'directory' | 'symlink' | 'link' | 'fifo';
-  body?: string;
-  linkname?: string;
-  mode?: number;
-  uid?: number;
-};
-
-async function tarOf(entries: Entry[]): Promise<Readable> {
-  const p = pack();
-  // Read while writing: pack() holds back entry callbacks until its output is consumed.
-  const chunks: Buffer[] = [];
-  const collected = (async () => {
-    for await (const c of p) chunks.push(c as Buffer);
-  })();
-  for (const e of entries) {
-    const { body, ...header } = e;
-    await new Promise<void>((resolve, reject) => p.entry({ mode: 0o644, ...header }, body ?? '', (err) => (err ? reject(err) : resolve())));
-  }
-  p.finalize();
-  await collected;
-  return Readable.from([Buffer.concat(chunks)]);
-}
+const tarOf = async (entries: LayerEntry[]) => Readable.from([await tarball(entries)]);
 
 describe('applyLayer', () => {
   const work = mkdtempSync(join(tmpdir(), 'vmbox-unpack-'));
