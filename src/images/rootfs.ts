@@ -63,14 +63,15 @@ async function build(image: StoredImage, out: string): Promise<string> {
 }
 
 function decompressed(path: string, known: Compression | undefined): Readable {
-  const src = createReadStream(path);
+  // Large chunks: zlib and tar parsing pay per chunk, and layers are big.
+  const src = createReadStream(path, { highWaterMark: 1024 * 1024 });
   let kind = known;
   const out = new PassThrough();
   src.once('readable', () => {
     const head = src.read(4) as Buffer | null;
     kind ??= head ? sniffCompression(head) : 'none';
     if (head) src.unshift(head);
-    const stage = kind === 'gzip' ? createGunzip() : kind === 'zstd' ? zstdStream() : new PassThrough();
+    const stage = kind === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : kind === 'zstd' ? zstdStream() : new PassThrough();
     src.pipe(stage).pipe(out);
     stage.on('error', (err) => out.destroy(new VmboxError('ioError', `layer ${path}: ${err.message}`)));
   });
