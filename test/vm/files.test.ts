@@ -31,6 +31,15 @@ describe('files in a real microVM', () => {
     assert.ok(back.equals(data));
   });
 
+  it('moves several files at once while commands run, each intact', async () => {
+    const files = Array.from({ length: 4 }, (_, i) => ({ path: `/tmp/par-${i}.bin`, data: randomBytes(4 * 1024 * 1024 + i) }));
+    const busy = sbx().run(['sh', '-c', 'i=0; while [ $i -lt 200 ]; do echo $i; i=$((i+1)); done']);
+    await Promise.all(files.map((f) => sbx().agent.writeFile(f.path, f.data)));
+    const back = await Promise.all(files.map((f) => readAll(sbx().agent.readFile(f.path))));
+    back.forEach((b, i) => assert.ok(b.equals(files[i]?.data as Buffer), `file ${i}`));
+    assert.equal((await busy).stdout.split('\n').length, 201);
+  });
+
   it('streams a write from an async iterable, with mode and mkdirs', async () => {
     async function* gen() {
       for (let i = 0; i < 5; i++) yield Buffer.from(`line ${i}\n`);
