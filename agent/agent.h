@@ -9,11 +9,6 @@
 #include "json.h"
 #include "proto.h"
 
-#define cleanup_free __attribute__((cleanup(cleanup_freep)))
-#define cleanup_close __attribute__((cleanup(cleanup_closep)))
-void cleanup_freep(void *p);
-void cleanup_closep(int *fd);
-
 enum chan_type { CH_EXEC, CH_READ, CH_WRITE };
 
 struct chan {

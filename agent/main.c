@@ -24,9 +24,6 @@ int out_write(void);
 static struct buf in;
 static size_t skip_bytes; /* rest of an oversized frame being discarded */
 
-void cleanup_freep(void *p) { free(*(void **)p); }
-void cleanup_closep(int *fd) { if (*fd >= 0) close(*fd); }
-
 uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

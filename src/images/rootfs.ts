@@ -1,4 +1,4 @@
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -112,8 +112,4 @@ async function du(dir: string): Promise<number> {
     },
   });
   return kb;
-}
-
-export function rootfsSize(path: string): number {
-  return statSync(path).size;
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
@@ -78,10 +78,6 @@ export class ContentStore {
     const rest = all.filter((i) => i.reference !== reference);
     atomicWrite(this.indexPath(), `${JSON.stringify(rest, null, 2)}\n`);
     return rest.length !== all.length;
-  }
-
-  blobSize(digest: string): number {
-    return statSync(this.blobPath(digest)).size;
   }
 }
 

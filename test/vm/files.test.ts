@@ -36,7 +36,7 @@ describe('files in a real microVM', () => {
     const busy = sbx().run(['sh', '-c', 'i=0; while [ $i -lt 200 ]; do echo $i; i=$((i+1)); done']);
     await Promise.all(files.map((f) => sbx().agent.writeFile(f.path, f.data)));
     const back = await Promise.all(files.map((f) => readAll(sbx().agent.readFile(f.path))));
-    back.forEach((b, i) => assert.ok(b.equals(files[i]?.data as Buffer), `file ${i}`));
+    for (const [i, b] of back.entries()) assert.ok(b.equals(files[i]?.data as Buffer), `file ${i}`);
     assert.equal((await busy).stdout.split('\n').length, 201);
   });
 

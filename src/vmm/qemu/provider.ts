@@ -7,6 +7,7 @@ import { VmboxError } from '../../errors.js';
 import { deferred } from '../../util/deferred.js';
 import type { StopOptions, VmExit, VmHandle, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
 import { buildQemuArgs, qemuPaths } from './args.js';
+import { QmpClient } from './qmp.js';
 
 export const qemuBinary = () => process.env.VMBOX_QEMU || 'qemu-system-x86_64';
 
@@ -77,6 +78,10 @@ export class QemuVm implements VmHandle {
     });
     child.once('exit', (code, signal) => {
       this.running = false;
+      this.qmpClient?.then(
+        (q) => q.close(),
+        () => {},
+      );
       this.code = code;
       server.close();
       this.exit.resolve({ code, signal });
@@ -104,6 +109,14 @@ export class QemuVm implements VmHandle {
     return this.running;
   }
 
+  private qmpClient?: Promise<QmpClient>;
+
+  /** A QMP connection to this VM's QEMU, opened on first use. */
+  qmp(): Promise<QmpClient> {
+    this.qmpClient ??= QmpClient.connect(qemuPaths(this.spec.runDir).qmpSocket);
+    return this.qmpClient;
+  }
+
   /** The byte stream of the guest agent's virtio-serial port. */
   async connectAgent(): Promise<Duplex> {
     return this.agentConn;
@@ -115,11 +128,14 @@ export class QemuVm implements VmHandle {
     const exitedBy = (ms: number) =>
       Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, ms)).unref())]);
     if (opts.graceful) {
-      // The agent may already be gone; the signals below still stop QEMU.
-      const asked = await opts.graceful().then(
-        () => true,
-        () => false,
-      );
+      // The agent may be gone or hung: give it half the time, then the signals below stop QEMU.
+      const asked = await Promise.race([
+        opts.graceful().then(
+          () => true,
+          () => false,
+        ),
+        new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, (deadline - Date.now()) / 2)).unref()),
+      ]);
       if (asked && (await exitedBy((deadline - Date.now()) / 2))) return this.exited;
     }
     if (this.running) this.child.kill('SIGTERM');
