@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { formatReference, parseReference } from '../../src/images/reference.js';
 import { ContentStore } from '../../src/images/store.js';
 import { Sandbox } from '../../src/runtime/sandbox.js';
 import { type LayerEntry, pushImage, pushIndex, tarball } from '../fixtures/image-writer.js';
@@ -56,6 +57,11 @@ describe('OCI images from a real registry', () => {
     proxy = await startProxy(registry.url);
   });
   after(async () => {
+    // Forget what this file pulled (references name its registry's random port), then drop the blobs.
+    const store = new ContentStore();
+    for (const image of store.list()) if (image.reference.startsWith('127.0.0.1:')) store.remove(image.reference);
+    for (const name of [`mybox:${run}`, `from-layout:${run}`, `saved/app:${run}`]) store.remove(formatReference(parseReference(name)));
+    await cli(['image', 'prune']);
     await proxy?.stop();
     await registry?.stop();
   });
