@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import type { Descriptor } from '../images/media.js';
 import { pullImage } from '../images/pull.js';
+import { parseReference } from '../images/reference.js';
 import { humanBytes } from './format.js';
 
 export interface PullFlags {
@@ -32,10 +33,14 @@ export function pullProgress(): {
   };
 }
 
+/** `--insecure` applies to the registry the reference names (none for a built-in image). */
 export function insecureFor(reference: string, insecure?: boolean): string[] {
   if (!insecure) return [];
-  const first = reference.split('/')[0] ?? '';
-  return [first];
+  try {
+    return [parseReference(reference).registry];
+  } catch {
+    return [];
+  }
 }
 
 /** `vmbox pull REF`: fetch an image into the local store. */

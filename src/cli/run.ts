@@ -78,7 +78,7 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
   try {
-    sandbox = await Sandbox.create(spec, { signal: abort.signal, pull: { ...pull, policy: 'never' } });
+    sandbox = await Sandbox.create(spec, { signal: abort.signal, image });
     if (interrupted) return exitForSignal(interrupted);
     const proc = sandbox.exec(argv, {
       stdin: opts.interactive ?? false,

@@ -43,10 +43,17 @@ export class Sandbox {
     readonly agent: AgentClient,
   ) {}
 
-  static async create(input: SandboxSpecInput, opts: { signal?: AbortSignal; pull?: PullOptions } = {}): Promise<Sandbox> {
+  /**
+   * Boots a sandbox. `image` is the spec's image already resolved (the CLI
+   * resolves it first to know the command); otherwise it is pulled per `pull`.
+   */
+  static async create(
+    input: SandboxSpecInput,
+    opts: { signal?: AbortSignal; pull?: PullOptions; image?: ResolvedImage } = {},
+  ): Promise<Sandbox> {
     const spec = validateSpec(input);
     const assets = await ensureAssets();
-    const image = await resolveImage(spec.image, opts.pull);
+    const image = opts.image ?? (await resolveImage(spec.image, opts.pull));
     mark('assets');
     reapOrphans();
     const id = randomBytes(6).toString('hex');
