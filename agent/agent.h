@@ -60,6 +60,9 @@ void file_eof(struct chan *c);
 void file_pump(struct chan *c);
 void file_close(struct chan *c);
 
+/* stats.c */
+void stats_request(uint32_t id);
+
 /* init.c */
 int init_system(void);
 int open_agent_port(void);

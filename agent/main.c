@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -103,6 +104,7 @@ static void on_open(uint32_t id, const uint8_t *p, size_t n) {
   const char *op = json_str(&req, "op", "");
   if (!strcmp(op, "exec")) exec_open(id, &req);
   else if (!strcmp(op, "ping")) send_json(K_DONE, id, "{}");
+  else if (!strcmp(op, "stats")) stats_request(id);
   else if (!strcmp(op, "shutdown")) {
     send_json(K_DONE, id, "{}");
     out_flush_blocking();
@@ -183,13 +185,43 @@ static void parse_input(void) {
   }
 }
 
+/* The host side of the port comes and goes (a server restart): while it is
+ * away the port reports HUP and reads return 0. Everything of the old
+ * connection is dropped, its commands end as if the host had abandoned them,
+ * and the port is watched edge-triggered for writability, which returns when
+ * a host connects again. */
+static bool host_connected = true;
+
+static void watch_port(uint32_t events) {
+  struct epoll_event ev = {.events = events, .data.ptr = &port_fd};
+  epoll_ctl(epoll_fd, EPOLL_CTL_MOD, port_fd, &ev);
+}
+
+static void host_gone(void) {
+  host_connected = false;
+  for (struct chan *c = channels; c; c = c->next)
+    if (!c->dead) chan_close(c);
+  in.start = in.len = 0;
+  skip_bytes = 0;
+  out_reset();
+  watch_port(EPOLLOUT | EPOLLET);
+}
+
 static void on_port(uint32_t events) {
-  if (events & EPOLLIN) {
+  if (!host_connected) {
+    if ((events & EPOLLOUT) && !(events & EPOLLHUP)) {
+      host_connected = true;
+      watch_port(EPOLLIN);
+    }
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLHUP)) {
     for (;;) {
       buf_reserve(&in, DATA_CHUNK + FRAME_HEADER);
       ssize_t n = read(port_fd, in.data + in.len, in.cap - in.len);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
+      if (n == 0) { host_gone(); return; }
+      if (n < 0) break;
       in.len += n;
       parse_input();
     }
@@ -228,6 +260,8 @@ int main(void) {
   ev.data.ptr = &sfd;
   epoll_ctl(epoll_fd, EPOLL_CTL_ADD, sfd, &ev);
   bool port_out_armed = false;
+  struct pollfd pp = {.fd = port_fd, .events = POLLOUT};
+  if (poll(&pp, 1, 0) == 1 && (pp.revents & POLLHUP)) host_gone(); /* no host yet */
 
   for (;;) {
     /* The nearest exec deadline bounds the wait. */
@@ -256,6 +290,7 @@ int main(void) {
       else if (c->type == CH_READ) file_pump(c);
     }
     reap_dead();
+    if (!host_connected) { port_out_armed = false; continue; }
     if (out_write() < 0) logmsg("writing to the host: %s", strerror(errno));
     bool want_out = out_pending() > 0;
     if (want_out != port_out_armed) {

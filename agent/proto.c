@@ -107,6 +107,8 @@ void send_errno(uint32_t channel, int err, const char *what, const char *path) {
 
 size_t out_pending(void) { return buf_pending(&out); }
 
+void out_reset(void) { out.start = out.len = 0; }
+
 /* Writes what the port takes now; returns -1 only on a hard error. */
 int out_write(void) {
   while (buf_pending(&out)) {

@@ -59,6 +59,8 @@ void send_errno(uint32_t channel, int err, const char *what, const char *path);
 void send_error(uint32_t channel, const char *code, const char *message, const char *path);
 /* Bytes queued for the host and not yet written. */
 size_t out_pending(void);
+/* Forgets everything queued: the host that would read it is gone. */
+void out_reset(void);
 /* Block until everything queued is written (used before power-off). */
 void out_flush_blocking(void);
 

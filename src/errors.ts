@@ -14,6 +14,12 @@ export type ErrorCode =
   | 'channelClosed'
   | 'commandTimeout'
   | 'aborted'
+  // sandboxes kept by the server
+  | 'sandboxNotFound'
+  | 'sandboxAlreadyExists'
+  | 'invalidState'
+  | 'unauthorized'
+  | 'serverUnavailable'
   // errors that come from inside the guest, by the agent's code
   | 'notFound'
   | 'permissionDenied'
@@ -69,6 +75,52 @@ export class VmDiedError extends VmboxError {
     readonly consoleTail: string,
   ) {
     super('vmDied', consoleTail ? `${message}\n--- last console lines ---\n${consoleTail}` : message);
+  }
+}
+
+/** An operation the sandbox's current state does not allow; names the state. */
+export class LifecycleError extends VmboxError {
+  override name = 'LifecycleError';
+  constructor(
+    readonly state: string,
+    message: string,
+  ) {
+    super('invalidState', message);
+  }
+}
+
+/** The HTTP status of each error code: the server maps errors with it, the SDK maps back by code. */
+export function httpStatus(code: ErrorCode): number {
+  switch (code) {
+    case 'invalidSpec':
+    case 'invalidArgument':
+    case 'isDirectory':
+    case 'notDirectory':
+    case 'notEmpty':
+    case 'crossDevice':
+      return 400;
+    case 'unauthorized':
+      return 401;
+    case 'permissionDenied':
+      return 403;
+    case 'sandboxNotFound':
+    case 'imageNotFound':
+    case 'notFound':
+      return 404;
+    case 'sandboxAlreadyExists':
+    case 'alreadyExists':
+    case 'invalidState':
+      return 409;
+    case 'commandTimeout':
+      return 408;
+    case 'noSpace':
+      return 507;
+    case 'serverUnavailable':
+    case 'vmDied':
+    case 'bootFailed':
+      return 503;
+    default:
+      return 500;
   }
 }
 

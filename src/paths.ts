@@ -14,6 +14,11 @@ export const paths = {
   images: () => join(vmboxHome(), 'images'),
   sandboxes: () => join(vmboxHome(), 'sandboxes'),
   sandbox: (id: string) => join(vmboxHome(), 'sandboxes', id),
+  /** The server's API socket (mode 0600). */
+  socket: () => process.env.VMBOX_SOCKET || join(vmboxHome(), 'vmbox.sock'),
+  /** The running server's pid, also its lock. */
+  serverPid: () => join(vmboxHome(), 'server.pid'),
+  serverLog: () => join(vmboxHome(), 'server.log'),
 };
 
 /** The checkout or package root (holds `kernel/` and `agent/`), from this file's location. */

@@ -29,3 +29,22 @@ export function table(head: string[], rows: string[][]): string {
       .trimEnd();
   return [line(head), ...rows.map(line)].join('\n');
 }
+
+/** `1h`, `10m`, `30s`, `500ms`, or a bare number of seconds, in milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new Error(`${text}: expected a duration such as 30s, 10m, 1h`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  const ms = Math.round(Number(m[1]) * unit);
+  if (ms <= 0) throw new Error(`${text}: must be more than zero`);
+  return ms;
+}
+
+/** `3h 12m`, `45s`: how long something has been going. */
+export function humanDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+}

@@ -3,9 +3,14 @@ import { Command } from 'commander';
 import { VmboxError } from '../errors.js';
 import { mark } from '../util/trace.js';
 import { doctorCommand } from './doctor.js';
+import { execCommand } from './exec.js';
 import { imageCommand, imagesCommand, rmiCommand } from './images.js';
+import { logsCommand } from './logs.js';
 import { pullCommand } from './pull.js';
 import { runCommand } from './run.js';
+import { createCommand, inspectCommand, lifecycleCommand, lsCommand, rmCommand } from './sandboxes.js';
+import { serveCommand } from './serve.js';
+import { statsCommand } from './stats.js';
 
 const program = new Command('vmbox')
   .description('Hardware-isolated microVM sandboxes')
@@ -13,6 +18,17 @@ const program = new Command('vmbox')
   .enablePositionalOptions();
 
 program.addCommand(runCommand());
+program.addCommand(createCommand());
+program.addCommand(lsCommand());
+program.addCommand(execCommand());
+program.addCommand(logsCommand());
+program.addCommand(statsCommand());
+program.addCommand(lifecycleCommand('stop'));
+program.addCommand(lifecycleCommand('start'));
+program.addCommand(lifecycleCommand('restart'));
+program.addCommand(inspectCommand());
+program.addCommand(rmCommand());
+program.addCommand(serveCommand());
 program.addCommand(pullCommand());
 program.addCommand(imagesCommand());
 program.addCommand(imageCommand());

@@ -1,10 +1,17 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { resolveImage } from '../images/catalog.js';
+import { Command, Option } from 'commander';
 import type { PullPolicy } from '../images/pull.js';
-import { Sandbox } from '../runtime/sandbox.js';
+import { Sandbox } from '../sdk/sandbox.js';
 import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
-import { insecureFor, pullProgress } from './pull.js';
+import { connectOptions } from './client.js';
+import { int, parsePairs, prepareLocally } from './sandboxes.js';
+import { exitForSignal, streamCommand } from './stream.js';
+
+/**
+ * A safety net for a sandbox of `vmbox run` whose CLI died between the create
+ * and the command's start: the server removes it after this long idle.
+ */
+const ORPHAN_IDLE_MS = 60_000;
 
 interface RunOptions {
   image: string;
@@ -20,12 +27,7 @@ interface RunOptions {
   insecure?: boolean;
 }
 
-const int = (name: string) => (v: string) => {
-  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number`);
-  return Number(v);
-};
-
-/** `vmbox run`: boot a fresh sandbox, run one command, stream its output, remove everything. */
+/** `vmbox run`: a fresh ephemeral sandbox on the server, one command streamed, then removed. */
 export function runCommand(): Command {
   return new Command('run')
     .description('run a command in a new, throw-away sandbox')
@@ -52,87 +54,43 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     image: opts.image,
     cpus: opts.cpus,
     memoryMib: opts.memory,
-    env: parseEnv(opts.env),
+    env: parsePairs('-e', opts.env),
     workdir: opts.workdir,
     user: opts.user,
   };
   validateSpec(spec); // bad input fails before any pull or boot
   // As docker run: the image's entrypoint, then the given command or else the image's cmd.
-  const pull = { policy: opts.pull, platform: opts.platform, insecure: insecureFor(opts.image, opts.insecure), ...pullProgress() };
-  const image = await resolveImage(opts.image, pull);
+  const image = await prepareLocally(opts.image, opts);
   const argv = [...image.config.entrypoint, ...(command.length > 0 ? command : image.config.cmd)];
   if (argv.length === 0) throw new Error('empty command: give one after --, e.g. vmbox run -- echo hello');
   if (opts.timeout !== undefined && !(opts.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
 
-  // Ctrl-C (or a TERM) mid-boot or mid-command: tear down, leave nothing behind.
+  // Ctrl-C mid-boot: the create is cancelled (the server removes the half-made
+  // sandbox). Once the command runs, the server removes the sandbox when it
+  // ends or when this process goes away, however it goes.
   const abort = new AbortController();
-  let sandbox: Sandbox | undefined;
   let interrupted: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) return;
-    interrupted = sig;
+    interrupted ??= sig;
     abort.abort();
-    sandbox?.vm.stop({ timeoutMs: 0 });
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', onSignal);
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
+  let sbx: Sandbox | undefined;
   try {
-    sandbox = await Sandbox.create(spec, { signal: abort.signal, image });
-    if (interrupted) return exitForSignal(interrupted);
-    const proc = sandbox.exec(argv, {
-      stdin: opts.interactive ?? false,
-      timeoutMs: opts.timeout ? Math.round(opts.timeout * 1000) : undefined,
-      onStdout: (d) => writeWithBackpressure(process.stdout, d),
-      onStderr: (d) => writeWithBackpressure(process.stderr, d),
-    });
-    if (opts.interactive) pumpStdin(proc);
-    const exit = await proc.exit.catch((err) => {
+    sbx = await Sandbox.create(
+      { ...spec, ephemeral: true, idleTimeoutMs: ORPHAN_IDLE_MS, ...connectOptions },
+      { signal: abort.signal },
+    ).catch((err) => {
       if (interrupted) return undefined;
       throw err;
     });
-    mark('command done');
-    if (!exit) return exitForSignal(interrupted ?? 'SIGINT');
-    if (exit.timedOut) {
-      process.stderr.write(`vmbox: command timed out after ${opts.timeout} s and was killed\n`);
-      return 124;
-    }
-    return exit.exitCode;
-  } catch (err) {
-    if (interrupted) return exitForSignal(interrupted);
-    throw err;
+    mark('sandbox created');
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
+    if (!sbx || interrupted) return exitForSignal(interrupted ?? 'SIGINT');
+    return await streamCommand(sbx.commands, argv, { ...opts, env: {}, removeWhenDone: true });
   } finally {
-    await sandbox?.destroy();
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
+    sbx?.close();
     printTrace();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.off('SIGHUP', onSignal);
   }
-}
-
-function parseEnv(pairs: string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const kv of pairs) {
-    const i = kv.indexOf('=');
-    if (i <= 0) throw new Error(`-e ${kv}: expected KEY=VALUE`);
-    env[kv.slice(0, i)] = kv.slice(i + 1);
-  }
-  return env;
-}
-
-const signalNumbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
-function exitForSignal(sig: NodeJS.Signals): number {
-  return 128 + (signalNumbers[sig] ?? 2);
-}
-
-function writeWithBackpressure(stream: NodeJS.WriteStream, data: Buffer): Promise<void> | undefined {
-  if (stream.write(data)) return undefined;
-  return new Promise((resolve) => stream.once('drain', () => resolve()));
-}
-
-function pumpStdin(proc: { write(d: Uint8Array): Promise<void>; closeStdin(): void }): void {
-  (async () => {
-    for await (const chunk of process.stdin) await proc.write(chunk as Buffer);
-    proc.closeStdin();
-  })().catch(() => {});
 }

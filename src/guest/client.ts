@@ -56,6 +56,14 @@ export interface DirEntry extends StatResult {
   name: string;
 }
 
+export interface GuestStats {
+  memTotalBytes: number;
+  memUsedBytes: number;
+  diskTotalBytes: number;
+  diskUsedBytes: number;
+  processes: number;
+}
+
 export interface HelloInfo {
   generation: number;
   agentVersion: string;
@@ -265,6 +273,10 @@ export class AgentClient implements ChannelHost {
 
   ping(): Promise<void> {
     return this.request('ping');
+  }
+  /** The guest's memory, root disk and process count. */
+  stats(): Promise<GuestStats> {
+    return this.request('stats');
   }
   stat(path: string): Promise<StatResult> {
     return this.request('stat', { path });

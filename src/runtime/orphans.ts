@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { paths } from '../paths.js';
 import { isAlive } from '../util/process.js';
 
-const OWNER_FILE = 'owner.pid';
+export const OWNER_FILE = 'owner.pid';
 
-const IMAGE_FILE = 'image';
+export const IMAGE_FILE = 'image';
 
 /** Records which process owns a throw-away sandbox (so a later run can clean up after a kill -9) and its image. */
 export function recordOwner(dir: string, image: string): void {

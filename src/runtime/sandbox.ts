@@ -15,6 +15,9 @@ import { reapOrphans, recordOwner } from './orphans.js';
 import { createOverlay } from './overlay.js';
 import { applyPatches } from './patches.js';
 
+/** The copy-on-write disk of a sandbox, in its directory. */
+export const OVERLAY = 'rootfs.qcow2';
+
 const bootTimeoutMs = () => Number(process.env.VMBOX_BOOT_TIMEOUT_MS || 60_000);
 
 export interface ExecOptions extends ExecStreams {
@@ -44,15 +47,16 @@ export class Sandbox {
   ) {}
 
   /**
-   * Boots a sandbox. `image` is the spec's image already resolved (the CLI
-   * resolves it first to know the command); otherwise it is pulled per `pull`.
+   * Boots a throw-away sandbox (tests, benchmarks): a fresh id, directory and
+   * overlay, and a VM that dies with this process. `image` is the spec's image
+   * already resolved; otherwise it is pulled per `pull`.
    */
   static async create(
     input: SandboxSpecInput,
     opts: { signal?: AbortSignal; pull?: PullOptions; image?: ResolvedImage } = {},
   ): Promise<Sandbox> {
     const spec = validateSpec(input);
-    const assets = await ensureAssets();
+    await ensureAssets();
     const image = opts.image ?? (await resolveImage(spec.image, opts.pull));
     mark('assets');
     reapOrphans();
@@ -60,37 +64,54 @@ export class Sandbox {
     const dir = paths.sandbox(id);
     mkdirSync(dir, { recursive: true });
     recordOwner(dir, image.name);
+    try {
+      await createOverlay(image.rootfsPath, join(dir, OVERLAY));
+      mark('overlay');
+      return await Sandbox.boot({ id, dir, spec, image, throwaway: true, signal: opts.signal });
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Boots a VM on the overlay already in `dir`. A throw-away VM dies with this
+   * process; otherwise it is detached and outlives it (`attach` finds it again).
+   * `onSpawn` learns QEMU's pid as soon as it exists, before the guest is up.
+   */
+  static async boot(o: {
+    id: string;
+    dir: string;
+    spec: SandboxSpec;
+    image: ResolvedImage;
+    throwaway?: boolean;
+    signal?: AbortSignal;
+    onSpawn?: (pid: number) => void;
+  }): Promise<Sandbox> {
+    const assets = await ensureAssets();
     let vm: QemuVm | undefined;
     try {
-      const overlay = join(dir, 'rootfs.qcow2');
-      await createOverlay(image.rootfsPath, overlay);
-      mark('overlay');
       vm = await new QemuProvider().start({
-        id,
-        cpus: spec.cpus,
-        memoryMib: spec.memoryMib,
+        id: o.id,
+        cpus: o.spec.cpus,
+        memoryMib: o.spec.memoryMib,
         accel: assets.accel.accel,
         kernelPath: assets.kernelPath,
         initrdPath: assets.initrd,
-        kernelArgs: [`vmbox.hostname=vmbox-${id.slice(0, 8)}`],
-        rootDisk: { path: overlay, format: 'qcow2' },
-        runDir: dir,
-        dieWithParent: true,
+        kernelArgs: [`vmbox.hostname=vmbox-${o.id.slice(0, 8)}`],
+        rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' },
+        runDir: o.dir,
+        dieWithParent: o.throwaway ?? false,
       });
+      o.onSpawn?.(vm.pid);
       mark('qemu started');
-      const started = vm;
-      const agent = await AgentClient.connect(await vm.connectAgent(), {
-        timeoutMs: bootTimeoutMs(),
-        signal: opts.signal,
-        closedError: () => diedError(started),
-      });
+      const agent = await connectAgent(vm, o.signal);
       mark('agent ready');
-      if (spec.patches?.length) await applyPatches(agent, spec.patches);
-      return new Sandbox(id, spec, image, dir, vm, agent);
+      if (o.spec.patches?.length) await applyPatches(agent, o.spec.patches);
+      return new Sandbox(o.id, o.spec, o.image, o.dir, vm, agent);
     } catch (err) {
       const tail = vm?.consoleTail() ?? '';
       await vm?.stop({ timeoutMs: 1000 });
-      rmSync(dir, { recursive: true, force: true });
       if (err instanceof VmboxError && err.code === 'vmDied') {
         throw new VmboxError('bootFailed', `the sandbox did not boot: ${err.message}`);
       }
@@ -99,6 +120,13 @@ export class Sandbox {
       }
       throw err;
     }
+  }
+
+  /** Reconnects to a VM a previous process started (after a server restart). */
+  static async attach(o: { id: string; dir: string; spec: SandboxSpec; image: ResolvedImage; pid: number }): Promise<Sandbox> {
+    const vm = new QemuProvider().attach(o.id, o.dir, o.pid);
+    const agent = await connectAgent(vm, undefined, 10_000);
+    return new Sandbox(o.id, o.spec, o.image, o.dir, vm, agent);
   }
 
   /** Starts `argv` in the guest with the image's config, the spec's and the call's settings layered in that order. */
@@ -141,15 +169,20 @@ export class Sandbox {
     return { ...(await p.exit), stdout, stderr };
   }
 
+  /** Powers the guest off (the agent first, then signals); the disk stays. */
+  async stop(opts: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    await this.vm.stop({
+      graceful: opts.graceful ? () => this.agent.shutdown() : undefined,
+      timeoutMs: opts.timeoutMs ?? 5000,
+    });
+    this.agent.close();
+  }
+
   /** Stops the VM and deletes the sandbox's files. Safe to call twice. */
   async destroy(opts: { graceful?: boolean } = {}): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    await this.vm.stop({
-      graceful: opts.graceful ? () => this.agent.shutdown() : undefined,
-      timeoutMs: 5000,
-    });
-    this.agent.close();
+    await this.stop(opts);
     rmSync(this.dir, { recursive: true, force: true });
     mark('destroyed');
   }
@@ -157,6 +190,10 @@ export class Sandbox {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.destroy();
   }
+}
+
+function connectAgent(vm: QemuVm, signal?: AbortSignal, timeoutMs = bootTimeoutMs()): Promise<AgentClient> {
+  return vm.connectAgent().then((conn) => AgentClient.connect(conn, { timeoutMs, signal, closedError: () => diedError(vm) }));
 }
 
 function diedError(vm: QemuVm): VmDiedError {

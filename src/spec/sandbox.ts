@@ -5,6 +5,7 @@ import { SpecError } from '../errors.js';
 
 export const MIN_MEMORY_MIB = 64;
 const ENV_NAME = '^[A-Za-z_][A-Za-z0-9_]*$';
+export const SANDBOX_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
 
 const guestPath = Type.String({ pattern: '^/', description: 'Absolute path in the guest' });
 const replace = Type.Optional(Type.Boolean({ description: 'Replace what is already at the path (default: refuse)' }));
@@ -48,6 +49,23 @@ export const SandboxSpecSchema = Type.Object(
     user: Type.Optional(Type.String({ minLength: 1, description: 'user name, uid, or uid:gid' })),
     command: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'argv of the command to run' })),
     patches: Type.Optional(Type.Array(PatchSchema, { description: 'Changes made to the root filesystem before anything runs' })),
+    name: Type.Optional(
+      Type.String({ pattern: SANDBOX_NAME, description: 'Unique name (letters, digits, _ . -); default: derived from the id' }),
+    ),
+    labels: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z0-9_./-]{1,63}$' }), Type.String({ maxLength: 256 }), {
+        additionalProperties: false,
+        description: 'Free key=value labels, for filtering',
+      }),
+    ),
+    ephemeral: Type.Optional(Type.Boolean({ description: 'Remove the sandbox entirely when it stops (default false)' })),
+    maxDurationMs: Type.Optional(Type.Integer({ minimum: 1, description: 'Stop the sandbox this long after it starts' })),
+    idleTimeoutMs: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Stop the sandbox after this long without an exec, file operation or API call' }),
+    ),
+    metricsIntervalMs: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'How often metrics are sampled; 0 turns sampling off (default 1000)' }),
+    ),
   },
   { additionalProperties: false },
 );

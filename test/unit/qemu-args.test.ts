@@ -45,8 +45,8 @@ describe('buildQemuArgs', () => {
     for (const word of ['console=ttyS0', 'reboot=t', 'panic=-1', 'vmbox.hostname=h1']) assert.ok(cmdline.split(' ').includes(word), word);
   });
 
-  it('connects the agent port to our socket and logs the console to a file', () => {
-    assert.deepEqual(after(args, '-chardev'), ['socket,id=agent,path=/s/agent.sock']);
+  it('serves the agent port on a socket in the run dir and logs the console to a file', () => {
+    assert.deepEqual(after(args, '-chardev'), ['socket,id=agent,path=/s/agent.sock,server=on,wait=off']);
     assert.ok(after(args, '-device').includes('virtserialport,chardev=agent,name=vmbox.agent'));
     assert.deepEqual(after(args, '-serial'), ['file:/s/console.log']);
     assert.deepEqual(after(args, '-qmp'), ['unix:/s/qmp.sock,server=on,wait=off']);

@@ -7,6 +7,8 @@ export interface QemuPaths {
   agentSocket: string;
   qmpSocket: string;
   consoleLog: string;
+  /** QEMU's own stderr: a file, so QEMU outlives whoever started it. */
+  qemuLog: string;
 }
 
 export function qemuPaths(runDir: string): QemuPaths {
@@ -14,6 +16,7 @@ export function qemuPaths(runDir: string): QemuPaths {
     agentSocket: join(runDir, 'agent.sock'),
     qmpSocket: join(runDir, 'qmp.sock'),
     consoleLog: join(runDir, 'console.log'),
+    qemuLog: join(runDir, 'qemu.log'),
   };
 }
 
@@ -49,8 +52,9 @@ export function machineArgs(accel: Accelerator, cpus: number, memoryMib: number)
  *   second for an update flag that never clears (the kernel has no RTC driver).
  * - `reboot=t panic=-1` with -no-reboot: without ACPI a power-off only halts, so
  *   the agent reboots and QEMU exits; a panic ends QEMU too.
- * - The agent's chardev is a client of our socket: we listen before QEMU starts,
- *   so there is nothing to poll for.
+ * - QEMU listens on the agent's socket (`server=on,wait=off`): a restarted
+ *   server connects again and the guest sees the host port reopen, so a VM
+ *   outlives the process that started it.
  */
 export function buildQemuArgs(spec: VmSpec): string[] {
   const p = qemuPaths(spec.runDir);
@@ -84,7 +88,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     '-device',
     'virtio-serial-device,max_ports=2',
     '-chardev',
-    `socket,id=agent,path=${p.agentSocket}`,
+    `socket,id=agent,path=${p.agentSocket},server=on,wait=off`,
     '-device',
     `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
     '-device',

@@ -3,13 +3,18 @@ import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, re
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { VmboxError } from '../../errors.js';
 import { deferred } from '../../util/deferred.js';
+import { isAlive } from '../../util/process.js';
 import type { StopOptions, VmExit, VmHandle, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
-import { buildQemuArgs, qemuPaths } from './args.js';
+import { buildQemuArgs, type QemuPaths, qemuPaths } from './args.js';
 import { QmpClient } from './qmp.js';
 
 export const qemuBinary = () => process.env.VMBOX_QEMU || 'qemu-system-x86_64';
+
+const missing = () =>
+  new VmboxError('qemuMissing', `${qemuBinary()} is not installed: run ./vmbox once as root, or apt-get install qemu-system-x86`);
 
 export class QemuProvider implements VmmProvider {
   readonly name = 'qemu';
@@ -17,91 +22,113 @@ export class QemuProvider implements VmmProvider {
   async start(spec: VmSpec): Promise<QemuVm> {
     const paths = qemuPaths(spec.runDir);
     mkdirSync(spec.runDir, { recursive: true });
-    rmSync(paths.agentSocket, { force: true });
-    // We listen, QEMU connects: the socket exists before QEMU needs it.
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(paths.agentSocket, resolve);
-    });
-    const agent = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+    for (const s of [paths.agentSocket, paths.qmpSocket]) rmSync(s, { force: true });
     const qemu = findExecutable(qemuBinary());
-    if (!qemu) {
-      server.close();
-      throw new VmboxError('qemuMissing', `${qemuBinary()} is not installed: run ./vmbox once as root, or apt-get install qemu-system-x86`);
-    }
-    // setpriv sets the parent-death signal and execs QEMU, so a killed owner
-    // cannot leave a VM running that nothing will ever stop.
+    if (!qemu) throw missing();
+    // A throw-away VM dies with its owner (setpriv sets the parent-death signal,
+    // then execs QEMU). A server's VM is detached: its own session, output to
+    // files, so it survives the server and is reattached later.
     const [cmd, args] = spec.dieWithParent
       ? ['setpriv', ['--pdeathsig', 'SIGKILL', '--', qemu, ...buildQemuArgs(spec)]]
       : [qemu, buildQemuArgs(spec)];
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    const vm = new QemuVm(spec, child, server, agent);
-    await vm.started;
-    return vm;
+    const log = openSync(paths.qemuLog, 'w');
+    try {
+      const child = spawn(cmd, args, { stdio: ['ignore', log, log], detached: !spec.dieWithParent });
+      if (!spec.dieWithParent) child.unref();
+      const vm = new QemuVm(spec.id, spec.runDir, child.pid ?? -1, child);
+      await vm.started;
+      return vm;
+    } finally {
+      closeSync(log);
+    }
+  }
+
+  /**
+   * A handle on a VM started by an earlier process, found by its pid. Its exit
+   * is noticed by polling, as it is not our child.
+   */
+  attach(id: string, runDir: string, pid: number): QemuVm {
+    if (!isQemuOf(pid, id)) throw new VmboxError('vmDied', `no QEMU process ${pid} for sandbox ${id}`);
+    return new QemuVm(id, runDir, pid);
+  }
+}
+
+/** Whether `pid` is the QEMU of sandbox `id` (pids are reused: check its command line). */
+export function isQemuOf(pid: number, id: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(`vmbox-${id}`);
+  } catch {
+    return false;
   }
 }
 
 export class QemuVm implements VmHandle {
   readonly agentSocketPath: string;
   readonly consoleLogPath: string;
+  private readonly paths: QemuPaths;
   private readonly exit = deferred<VmExit>();
   readonly exited = this.exit.promise;
   private code: number | null = null;
   private running = true;
-  private stderr = '';
-  /** Resolves once QEMU is up (has connected the agent socket); rejects if it fails to start. */
+  /** Resolves once QEMU is up (its sockets exist); rejects if it fails to start. */
   readonly started: Promise<void>;
 
   constructor(
-    readonly spec: VmSpec,
-    private readonly child: ChildProcess,
-    server: net.Server,
-    private readonly agentConn: Promise<net.Socket>,
+    readonly id: string,
+    readonly runDir: string,
+    readonly pid: number,
+    private readonly child?: ChildProcess,
   ) {
-    const paths = qemuPaths(spec.runDir);
-    this.agentSocketPath = paths.agentSocket;
-    this.consoleLogPath = paths.consoleLog;
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (s: string) => {
-      if (this.stderr.length < 16384) this.stderr += s;
-    });
-    const spawnError = deferred<never>();
-    child.once('error', (err: NodeJS.ErrnoException) => {
+    this.paths = qemuPaths(runDir);
+    this.agentSocketPath = this.paths.agentSocket;
+    this.consoleLogPath = this.paths.consoleLog;
+    const ended = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (!this.running) return;
       this.running = false;
-      spawnError.reject(
-        err.code === 'ENOENT'
-          ? new VmboxError('qemuMissing', `${qemuBinary()} is not installed: run ./vmbox once as root, or apt-get install qemu-system-x86`)
-          : new VmboxError('bootFailed', `cannot start QEMU: ${err.message}`),
-      );
-      this.exit.resolve({ code: null, signal: null });
-    });
-    child.once('exit', (code, signal) => {
-      this.running = false;
+      this.code = code;
       this.qmpClient?.then(
         (q) => q.close(),
         () => {},
       );
-      this.code = code;
-      server.close();
       this.exit.resolve({ code, signal });
-    });
+    };
+    const spawnError = deferred<never>();
+    if (child) {
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        spawnError.reject(err.code === 'ENOENT' ? missing() : new VmboxError('bootFailed', `cannot start QEMU: ${err.message}`));
+        ended(null, null);
+      });
+      child.once('exit', ended);
+    } else {
+      const timer = setInterval(() => {
+        if (!isAlive(pid)) {
+          clearInterval(timer);
+          ended(null, null);
+        }
+      }, 250);
+      timer.unref();
+    }
     this.started = Promise.race([
-      agentConn.then(() => undefined),
+      this.waitForSocket(this.paths.qmpSocket),
       spawnError.promise,
       this.exited.then(() => {
-        throw new VmboxError('bootFailed', `QEMU exited before the VM started: ${this.stderr.trim() || 'no message'}`);
+        throw new VmboxError('bootFailed', `QEMU exited before the VM started: ${this.qemuStderr.trim() || 'no message'}`);
       }),
     ]);
-    this.started.catch(() => server.close());
+    this.started.catch(() => {});
   }
 
-  get id(): string {
-    return this.spec.id;
+  /** Polls until QEMU has created `path` (it listens before the guest runs). */
+  private async waitForSocket(path: string): Promise<void> {
+    for (let i = 0; this.running; i++) {
+      try {
+        statSync(path);
+        return;
+      } catch {}
+      await sleep(i < 50 ? 2 : 20);
+    }
   }
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
+
   get exitCode(): number | null {
     return this.code;
   }
@@ -113,13 +140,36 @@ export class QemuVm implements VmHandle {
 
   /** A QMP connection to this VM's QEMU, opened on first use. */
   qmp(): Promise<QmpClient> {
-    this.qmpClient ??= QmpClient.connect(qemuPaths(this.spec.runDir).qmpSocket);
+    this.qmpClient ??= QmpClient.connect(this.paths.qmpSocket);
     return this.qmpClient;
   }
 
-  /** The byte stream of the guest agent's virtio-serial port. */
+  /** Connects to the guest agent's virtio-serial port (QEMU listens on it). */
   async connectAgent(): Promise<Duplex> {
-    return this.agentConn;
+    await this.started;
+    for (let i = 0; ; i++) {
+      try {
+        return await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.createConnection(this.paths.agentSocket);
+          s.once('connect', () => {
+            s.off('error', reject);
+            resolve(s);
+          });
+          s.once('error', reject);
+        });
+      } catch (err) {
+        if (!this.running) throw new VmboxError('bootFailed', `QEMU exited: ${this.qemuStderr.trim() || 'no message'}`);
+        if (i > 500) throw new VmboxError('bootFailed', `cannot connect to the agent socket: ${(err as Error).message}`);
+        await sleep(2);
+      }
+    }
+  }
+
+  private signal(sig: NodeJS.Signals): void {
+    try {
+      if (this.child) this.child.kill(sig);
+      else if (isQemuOf(this.pid, this.id)) process.kill(this.pid, sig);
+    } catch {}
   }
 
   async stop(opts: StopOptions = {}): Promise<VmExit> {
@@ -138,9 +188,9 @@ export class QemuVm implements VmHandle {
       ]);
       if (asked && (await exitedBy((deadline - Date.now()) / 2))) return this.exited;
     }
-    if (this.running) this.child.kill('SIGTERM');
+    if (this.running) this.signal('SIGTERM');
     if (await exitedBy(deadline - Date.now())) return this.exited;
-    if (this.running) this.child.kill('SIGKILL');
+    if (this.running) this.signal('SIGKILL');
     return this.exited;
   }
 
@@ -154,7 +204,7 @@ export class QemuVm implements VmHandle {
 
   /** QEMU's own error output, for diagnostics. */
   get qemuStderr(): string {
-    return this.stderr;
+    return tailLines(this.paths.qemuLog, 20);
   }
 }
 

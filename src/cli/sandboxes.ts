@@ -1,0 +1,194 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { resolveImage } from '../images/catalog.js';
+import type { SandboxInfo, SandboxState } from '../sdk/sandbox.js';
+import { Sandbox } from '../sdk/sandbox.js';
+import { ensureAssets } from '../setup/assets.js';
+import { validateSpec } from '../spec/sandbox.js';
+import { connectOptions, openConnection, sandboxHandle } from './client.js';
+import { humanDuration, parseDuration, table } from './format.js';
+import { insecureFor, pullProgress } from './pull.js';
+
+const collect = (v: string, acc: string[]) => [...acc, v];
+export const int = (name: string) => (v: string) => {
+  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number`);
+  return Number(v);
+};
+const duration = (v: string) => {
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+
+export function parsePairs(flag: string, pairs: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of pairs) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new Error(`${flag} ${kv}: expected KEY=VALUE`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+/**
+ * Pulls the image and builds the guest assets here, where progress can be
+ * shown; the server then finds them ready.
+ */
+export async function prepareLocally(image: string, pull: { pull?: string; platform?: string; insecure?: boolean }) {
+  await ensureAssets();
+  return resolveImage(image, {
+    policy: pull.pull as 'if-missing' | 'always' | 'never' | undefined,
+    platform: pull.platform,
+    insecure: insecureFor(image, pull.insecure),
+    ...pullProgress(),
+  });
+}
+
+interface CreateFlags {
+  name?: string;
+  image: string;
+  cpus?: number;
+  memory?: number;
+  env: string[];
+  label: string[];
+  workdir?: string;
+  user?: string;
+  maxDuration?: number;
+  idleTimeout?: number;
+  ephemeral?: boolean;
+  metricsInterval?: number;
+  pull?: string;
+  insecure?: boolean;
+}
+
+/** `vmbox create`: a named sandbox that keeps running. */
+export function createCommand(): Command {
+  return new Command('create')
+    .description('create and start a sandbox that keeps running')
+    .option('--name <name>', 'unique name (default: derived from the id)')
+    .option('--image <name>', 'image to start from', 'base')
+    .option('--cpus <n>', 'virtual CPUs', int('--cpus'))
+    .option('--memory <mib>', 'memory in MiB', int('--memory'))
+    .option('-e, --env <KEY=VALUE>', 'environment of every command (repeatable)', collect, [])
+    .option('-l, --label <KEY=VALUE>', 'label (repeatable)', collect, [])
+    .option('-w, --workdir <dir>', 'working directory of commands')
+    .option('-u, --user <user>', 'user of commands')
+    .option('--max-duration <time>', 'stop after this long, e.g. 1h', duration)
+    .option('--idle-timeout <time>', 'stop after this long without activity, e.g. 10m', duration)
+    .option('--ephemeral', 'remove the sandbox entirely when it stops')
+    .option('--metrics-interval <time>', 'metrics sampling interval (0 turns it off)', (v) => (v === '0' ? 0 : duration(v)))
+    .option('--pull <policy>', 'when to pull the image: if-missing, always, never', 'if-missing')
+    .option('--insecure', 'plain-HTTP registry')
+    .action(async (f: CreateFlags) => {
+      const spec = {
+        name: f.name,
+        image: f.image,
+        cpus: f.cpus,
+        memoryMib: f.memory,
+        env: parsePairs('-e', f.env),
+        labels: parsePairs('--label', f.label),
+        workdir: f.workdir,
+        user: f.user,
+        maxDurationMs: f.maxDuration,
+        idleTimeoutMs: f.idleTimeout,
+        ephemeral: f.ephemeral,
+        metricsIntervalMs: f.metricsInterval,
+      };
+      validateSpec(spec);
+      await prepareLocally(f.image, f);
+      const sbx = await Sandbox.create({ ...spec, ...connectOptions });
+      process.stdout.write(`${sbx.name}\n`);
+      sbx.close();
+    });
+}
+
+function row(s: SandboxInfo, now: number): string[] {
+  const labels = Object.entries(s.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  const up = s.state === 'running' && s.startedAt ? humanDuration(now - s.startedAt) : '-';
+  const state = s.reason && s.state !== 'running' ? `${s.state} (${s.reason})` : s.state;
+  return [s.name, s.id.slice(0, 12), s.image, state, String(s.cpus), `${s.memoryMib} MiB`, up, labels || '-'];
+}
+
+/** `vmbox ls`: the sandboxes, as a table or JSON. */
+export function lsCommand(): Command {
+  return new Command('ls')
+    .alias('ps')
+    .description('list sandboxes')
+    .option('-l, --label <KEY=VALUE>', 'only those with this label (repeatable)', collect, [])
+    .option('-s, --state <state>', 'only those in this state (repeatable)', collect, [])
+    .option('--json', 'print JSON')
+    .action(async (f: { label: string[]; state: string[]; json?: boolean }) => {
+      const list = await Sandbox.list({
+        ...connectOptions,
+        query: { metadata: parsePairs('--label', f.label), state: f.state as SandboxState[] },
+      });
+      if (f.json) {
+        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        return;
+      }
+      const now = Date.now();
+      process.stdout.write(
+        `${table(
+          ['NAME', 'ID', 'IMAGE', 'STATE', 'CPUS', 'MEMORY', 'UPTIME', 'LABELS'],
+          list.map((s) => row(s, now)),
+        )}\n`,
+      );
+    });
+}
+
+/** `vmbox inspect`: everything the server knows of a sandbox, as JSON. */
+export function inspectCommand(): Command {
+  return new Command('inspect')
+    .description('show a sandbox’s spec, state, timestamps, paths and pid')
+    .argument('<sandbox>', 'name or id')
+    .action(async (ref: string) => {
+      const sbx = await sandboxHandle(ref);
+      process.stdout.write(`${JSON.stringify(await sbx.getInfo(), null, 2)}\n`);
+      sbx.close();
+    });
+}
+
+/** stop / start / restart: one verb each, same shape. */
+export function lifecycleCommand(verb: 'stop' | 'start' | 'restart'): Command {
+  const what = { stop: 'stop sandboxes (their disks are kept)', start: 'start stopped sandboxes', restart: 'stop, then start' };
+  const cmd = new Command(verb).description(what[verb]).argument('<sandbox...>', 'names or ids');
+  if (verb === 'stop') cmd.option('-t, --time <seconds>', 'time the guest gets to power off', int('--time'));
+  return cmd.action(async (refs: string[], f: { time?: number }) => {
+    const conn = await openConnection();
+    try {
+      for (const ref of refs) {
+        const path = `/v1/sandboxes/${encodeURIComponent(ref)}/${verb}`;
+        const info = await conn.request<SandboxInfo>(
+          'POST',
+          path,
+          verb === 'stop' && f.time !== undefined ? { timeoutMs: f.time * 1000 } : {},
+        );
+        process.stdout.write(`${info.name}\n`);
+      }
+    } finally {
+      conn.close();
+    }
+  });
+}
+
+/** `vmbox rm`: remove sandboxes and their disks. */
+export function rmCommand(): Command {
+  return new Command('rm')
+    .description('remove sandboxes and their disks')
+    .argument('<sandbox...>', 'names or ids')
+    .option('-f, --force', 'stop running ones first')
+    .action(async (refs: string[], f: { force?: boolean }) => {
+      const conn = await openConnection();
+      try {
+        for (const ref of refs) {
+          await conn.request('DELETE', `/v1/sandboxes/${encodeURIComponent(ref)}${f.force ? '?force=true' : ''}`);
+          process.stdout.write(`${ref}\n`);
+        }
+      } finally {
+        conn.close();
+      }
+    });
+}

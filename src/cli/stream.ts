@@ -1,0 +1,70 @@
+import type { Commands } from '../sdk/commands.js';
+import { mark } from '../util/trace.js';
+
+export interface StreamFlags {
+  env: Record<string, string>;
+  workdir?: string;
+  user?: string;
+  interactive?: boolean;
+  /** Seconds. */
+  timeout?: number;
+  removeWhenDone?: boolean;
+}
+
+const signalNumbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+export const exitForSignal = (sig: NodeJS.Signals) => 128 + (signalNumbers[sig] ?? 2);
+
+/**
+ * Runs a command with the terminal attached: its output to ours (with
+ * backpressure), our stdin to it with -i. Returns the exit code to use:
+ * the command's, 124 on timeout, 128+N when we are interrupted (which
+ * abandons the command, and the guest kills it).
+ */
+export async function streamCommand(commands: Commands, argv: string[], f: StreamFlags): Promise<number> {
+  if (f.timeout !== undefined && !(f.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
+  const abort = new AbortController();
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupted ??= sig;
+    abort.abort();
+  };
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
+  try {
+    const h = commands.exec(argv, {
+      env: f.env,
+      cwd: f.workdir,
+      user: f.user,
+      stdin: f.interactive ?? false,
+      timeoutMs: f.timeout ? Math.round(f.timeout * 1000) : undefined,
+      removeWhenDone: f.removeWhenDone,
+      signal: abort.signal,
+      onStdout: (d) => writeWithBackpressure(process.stdout, d),
+      onStderr: (d) => writeWithBackpressure(process.stderr, d),
+    });
+    if (f.interactive) {
+      (async () => {
+        for await (const chunk of process.stdin) await h.write(chunk as Buffer);
+        h.closeStdin();
+      })().catch(() => {});
+    }
+    const exit = await h.exit.catch((err) => {
+      if (interrupted) return undefined;
+      throw err;
+    });
+    mark('command done');
+    if (!exit) return exitForSignal(interrupted ?? 'SIGINT');
+    if (exit.timedOut) {
+      process.stderr.write(`vmbox: command timed out after ${f.timeout} s and was killed\n`);
+      return 124;
+    }
+    return exit.exitCode;
+  } finally {
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
+    if (f.interactive) process.stdin.destroy();
+  }
+}
+
+function writeWithBackpressure(stream: NodeJS.WriteStream, data: Buffer): Promise<void> | undefined {
+  if (stream.write(data)) return undefined;
+  return new Promise((resolve) => stream.once('drain', () => resolve()));
+}

@@ -1,0 +1,38 @@
+import { LifecycleError } from '../errors.js';
+
+/**
+ * A sandbox's lifecycle. `creating` and `starting` boot a VM, `stopping` ends
+ * one; `failed` is a VM that died or did not boot (the reason says which).
+ * `paused` comes with snapshots.
+ */
+export type SandboxState = 'creating' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export type LifecycleOp = 'exec' | 'stop' | 'start' | 'restart' | 'remove' | 'stats';
+
+/** The states each operation is allowed from (`remove` of a running one needs force). */
+const allowed: Record<LifecycleOp, readonly SandboxState[]> = {
+  exec: ['running'],
+  stats: ['running'],
+  stop: ['running'],
+  start: ['stopped', 'failed'],
+  restart: ['running', 'stopped', 'failed'],
+  remove: ['stopped', 'failed'],
+};
+
+const hint: Partial<Record<LifecycleOp, string>> = {
+  exec: 'start it first',
+  stats: 'start it first',
+  start: 'it is already up',
+  remove: 'stop it first, or remove it with force',
+};
+
+/** Throws a LifecycleError naming the current state when `op` is not allowed in it. */
+export function checkTransition(name: string, state: SandboxState, op: LifecycleOp): void {
+  if (allowed[op].includes(state)) return;
+  const why = state === 'creating' || state === 'starting' || state === 'stopping' ? 'wait until it settles' : hint[op];
+  throw new LifecycleError(state, `cannot ${op} sandbox ${name}: it is ${state}${why ? ` (${why})` : ''}`);
+}
+
+export function canTransition(state: SandboxState, op: LifecycleOp): boolean {
+  return allowed[op].includes(state);
+}

@@ -1,0 +1,198 @@
+import Database from 'better-sqlite3';
+import { VmboxError } from '../errors.js';
+import type { ResolvedImage } from '../images/catalog.js';
+import type { SandboxSpec } from '../spec/sandbox.js';
+import type { SandboxState } from './lifecycle.js';
+
+/** One sandbox as the state database keeps it. */
+export interface SandboxRecord {
+  id: string;
+  name: string;
+  spec: SandboxSpec;
+  image: ResolvedImage;
+  state: SandboxState;
+  /** Why it is stopped or failed. */
+  reason: string | null;
+  /** QEMU's pid while a VM exists. */
+  pid: number | null;
+  createdAt: number;
+  startedAt: number | null;
+  stoppedAt: number | null;
+  /** Set while the sandbox is being removed: a crash mid-way is finished at start-up. */
+  removing: boolean;
+}
+
+export interface EventRecord {
+  sandboxId: string;
+  at: number;
+  kind: string;
+  message: string;
+}
+
+/** Schema versions, applied in order; `user_version` records how far a database is. */
+const migrations = [
+  `CREATE TABLE sandboxes (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     spec TEXT NOT NULL,
+     image TEXT NOT NULL,
+     state TEXT NOT NULL,
+     reason TEXT,
+     pid INTEGER,
+     created_at INTEGER NOT NULL,
+     started_at INTEGER,
+     stopped_at INTEGER,
+     removing INTEGER NOT NULL DEFAULT 0
+   );
+   CREATE TABLE events (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     sandbox_id TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     kind TEXT NOT NULL,
+     message TEXT NOT NULL
+   );
+   CREATE INDEX events_by_sandbox ON events (sandbox_id, seq);`,
+];
+
+interface Row {
+  id: string;
+  name: string;
+  spec: string;
+  image: string;
+  state: SandboxState;
+  reason: string | null;
+  pid: number | null;
+  created_at: number;
+  started_at: number | null;
+  stopped_at: number | null;
+  removing: number;
+}
+
+const fromRow = (r: Row): SandboxRecord => ({
+  id: r.id,
+  name: r.name,
+  spec: JSON.parse(r.spec),
+  image: JSON.parse(r.image),
+  state: r.state,
+  reason: r.reason,
+  pid: r.pid,
+  createdAt: r.created_at,
+  startedAt: r.started_at,
+  stoppedAt: r.stopped_at,
+  removing: r.removing !== 0,
+});
+
+/** The server's state: sandboxes and their events, in SQLite (WAL), written by the server alone. */
+export class StateDb {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    try {
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('busy_timeout = 5000');
+      this.migrate();
+    } catch (err) {
+      throw new VmboxError('hostSetup', `cannot open the state database ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version > migrations.length) {
+      throw new Error(`it was written by a newer vmbox (schema ${version}, this one knows ${migrations.length})`);
+    }
+    for (let v = version; v < migrations.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(migrations[v] as string);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  /** Inserts a new sandbox; the unique name makes concurrent creates of one name fail but one. */
+  insert(rec: SandboxRecord): void {
+    try {
+      this.db
+        .prepare(
+          `INSERT INTO sandboxes (id, name, spec, image, state, reason, pid, created_at, started_at, stopped_at, removing)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          rec.id,
+          rec.name,
+          JSON.stringify(rec.spec),
+          JSON.stringify(rec.image),
+          rec.state,
+          rec.reason,
+          rec.pid,
+          rec.createdAt,
+          rec.startedAt,
+          rec.stoppedAt,
+          rec.removing ? 1 : 0,
+        );
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new VmboxError('sandboxAlreadyExists', `a sandbox named ${rec.name} already exists: pick another name or remove it first`);
+      }
+      throw err;
+    }
+  }
+
+  update(id: string, fields: Partial<Pick<SandboxRecord, 'state' | 'reason' | 'pid' | 'startedAt' | 'stoppedAt' | 'removing'>>): void {
+    const cols: Record<string, unknown> = {
+      state: fields.state,
+      reason: fields.reason,
+      pid: fields.pid,
+      started_at: fields.startedAt,
+      stopped_at: fields.stoppedAt,
+      removing: fields.removing === undefined ? undefined : fields.removing ? 1 : 0,
+    };
+    const set = Object.entries(cols).filter(([, v]) => v !== undefined);
+    if (set.length === 0) return;
+    this.db.prepare(`UPDATE sandboxes SET ${set.map(([k]) => `${k} = ?`).join(', ')} WHERE id = ?`).run(...set.map(([, v]) => v), id);
+  }
+
+  get(id: string): SandboxRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM sandboxes WHERE id = ?').get(id) as Row | undefined;
+    return r && fromRow(r);
+  }
+
+  /** By id, name, or a unique id prefix. */
+  find(ref: string): SandboxRecord | undefined {
+    const r = (this.db.prepare('SELECT * FROM sandboxes WHERE id = ? OR name = ?').get(ref, ref) ??
+      (ref.length >= 4 ? this.db.prepare("SELECT * FROM sandboxes WHERE id LIKE ? || '%'").all(ref) : [])) as Row | Row[] | undefined;
+    if (Array.isArray(r)) return r.length === 1 ? fromRow(r[0] as Row) : undefined;
+    return r && fromRow(r);
+  }
+
+  list(): SandboxRecord[] {
+    return (this.db.prepare('SELECT * FROM sandboxes ORDER BY created_at').all() as Row[]).map(fromRow);
+  }
+
+  delete(id: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id);
+      this.db.prepare('DELETE FROM events WHERE sandbox_id = ?').run(id);
+    })();
+  }
+
+  addEvent(sandboxId: string, kind: string, message: string, at = Date.now()): void {
+    this.db.prepare('INSERT INTO events (sandbox_id, at, kind, message) VALUES (?, ?, ?, ?)').run(sandboxId, at, kind, message);
+  }
+
+  events(sandboxId: string, limit = 100): EventRecord[] {
+    return (
+      this.db
+        .prepare('SELECT sandbox_id, at, kind, message FROM events WHERE sandbox_id = ? ORDER BY seq DESC LIMIT ?')
+        .all(sandboxId, limit) as { sandbox_id: string; at: number; kind: string; message: string }[]
+    )
+      .reverse()
+      .map((e) => ({ sandboxId: e.sandbox_id, at: e.at, kind: e.kind, message: e.message }));
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,143 @@
+import { createInterface } from 'node:readline';
+import type { SandboxState } from '../runtime/lifecycle.js';
+import type { LogEntry, LogSource } from '../runtime/logs.js';
+import type { SandboxInfo } from '../runtime/manager.js';
+import type { MetricsSample } from '../runtime/metrics.js';
+import type { SandboxSpec } from '../spec/sandbox.js';
+import { Commands } from './commands.js';
+import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
+
+export type { SandboxInfo, SandboxState, LogEntry, LogSource, MetricsSample };
+
+export interface SandboxOpts extends ConnectionOptions, Partial<Omit<SandboxSpec, 'env' | 'labels'>> {
+  /** Environment of every command (default none beyond the image's). */
+  envs?: Record<string, string>;
+  /** Labels, for filtering (`Sandbox.list`). */
+  metadata?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** Stop the sandbox this long after it starts (default: never); same as `maxDurationMs`. */
+  timeoutMs?: number;
+}
+
+export interface ListOpts extends ConnectionOptions {
+  query?: { metadata?: Record<string, string>; state?: SandboxState[] };
+}
+
+export interface LogOpts {
+  sources?: LogSource[];
+  sinceMs?: number;
+  tail?: number;
+  /** Keep streaming new entries (default false). */
+  follow?: boolean;
+  signal?: AbortSignal;
+}
+
+const path = (ref: string, rest = '') => `/v1/sandboxes/${encodeURIComponent(ref)}${rest}`;
+
+/** A sandbox on a vmbox server. Shaped like E2B's: `await Sandbox.create()`, `sbx.commands.run()`. */
+export class Sandbox {
+  readonly commands: Commands;
+
+  private constructor(
+    private readonly conn: Connection,
+    private info: SandboxInfo,
+  ) {
+    this.commands = new Commands(conn, info.id);
+  }
+
+  get sandboxId(): string {
+    return this.info.id;
+  }
+  get name(): string {
+    return this.info.name;
+  }
+
+  /** Creates and boots a sandbox; resolves when its agent answers. */
+  static async create(opts: SandboxOpts = {}, call: CallOptions = {}): Promise<Sandbox> {
+    const { url, token, socketPath, autoStart, onServerStart, envs, metadata, timeoutMs, ...spec } = opts;
+    const conn = await Connection.open({ url, token, socketPath, autoStart, onServerStart });
+    const body: Partial<SandboxSpec> = {
+      ...spec,
+      ...(envs ? { env: envs } : {}),
+      ...(metadata || spec.labels ? { labels: { ...metadata, ...spec.labels } } : {}),
+      ...(timeoutMs !== undefined ? { maxDurationMs: timeoutMs } : {}),
+    };
+    const info = await conn.request<SandboxInfo>('POST', '/v1/sandboxes', body, call);
+    return new Sandbox(conn, info);
+  }
+
+  /** A handle on an existing sandbox, by id, id prefix or name. */
+  static async connect(ref: string, opts: ConnectionOptions = {}): Promise<Sandbox> {
+    const conn = await Connection.open(opts);
+    return new Sandbox(conn, await conn.request<SandboxInfo>('GET', path(ref)));
+  }
+
+  static async list(opts: ListOpts = {}): Promise<SandboxInfo[]> {
+    const conn = await Connection.open(opts);
+    try {
+      const q = new URLSearchParams();
+      const labels = Object.entries(opts.query?.metadata ?? {}).map(([k, v]) => `${k}=${v}`);
+      if (labels.length) q.set('label', labels.join(','));
+      if (opts.query?.state?.length) q.set('state', opts.query.state.join(','));
+      return await conn.request<SandboxInfo[]>('GET', `/v1/sandboxes${q.size ? `?${q}` : ''}`);
+    } finally {
+      conn.close();
+    }
+  }
+
+  async getInfo(): Promise<SandboxInfo & { events: { at: number; kind: string; message: string }[] }> {
+    const info = await this.conn.request<SandboxInfo & { events: { at: number; kind: string; message: string }[] }>(
+      'GET',
+      path(this.sandboxId),
+    );
+    this.info = info;
+    return info;
+  }
+
+  async getMetrics(): Promise<{ latest: MetricsSample; history: MetricsSample[] }> {
+    return this.conn.request('GET', path(this.sandboxId, '/metrics'));
+  }
+
+  async stop(opts: { timeoutMs?: number } = {}): Promise<SandboxInfo> {
+    return this.conn.request('POST', path(this.sandboxId, '/stop'), opts);
+  }
+  async start(): Promise<SandboxInfo> {
+    return this.conn.request('POST', path(this.sandboxId, '/start'), {});
+  }
+  async restart(): Promise<SandboxInfo> {
+    return this.conn.request('POST', path(this.sandboxId, '/restart'), {});
+  }
+
+  /** Removes the sandbox, stopping it first if it runs. */
+  async kill(): Promise<void> {
+    await this.conn.request('DELETE', `${path(this.sandboxId)}?force=true`);
+  }
+
+  /** The sandbox's log entries; with `follow`, new ones as they come until `signal` aborts. */
+  async *logs(opts: LogOpts = {}): AsyncGenerator<LogEntry> {
+    const q = new URLSearchParams();
+    if (opts.sources?.length) q.set('source', opts.sources.join(','));
+    if (opts.sinceMs !== undefined) q.set('sinceMs', String(opts.sinceMs));
+    if (opts.tail !== undefined) q.set('tail', String(opts.tail));
+    if (opts.follow) q.set('follow', 'true');
+    const res = await this.conn.stream(`${path(this.sandboxId, '/logs')}?${q}`, { signal: opts.signal });
+    try {
+      for await (const line of createInterface({ input: res })) if (line) yield JSON.parse(line) as LogEntry;
+    } catch (err) {
+      if (!opts.signal?.aborted) throw err;
+    }
+  }
+
+  /** Closes this handle's connections; the sandbox keeps running. */
+  close(): void {
+    this.conn.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.kill();
+    } finally {
+      this.close();
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import { timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { httpStatus, SpecError, VmboxError } from '../errors.js';
+import type { SandboxManager } from '../runtime/manager.js';
+import { execRoutes } from './routes/exec.js';
+import { logRoutes } from './routes/logs.js';
+import { sandboxRoutes } from './routes/sandboxes.js';
+
+export const API_VERSION = '0.1.0';
+
+export interface AppOptions {
+  /** Required on TCP connections; unix-socket clients are trusted by the socket's mode. */
+  token?: string;
+  logLevel?: string;
+}
+
+/**
+ * The HTTP + WebSocket API. Routes only parse, call the manager and map errors;
+ * `tcp` is a second listener sharing the handlers, behind the bearer token.
+ */
+export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): Promise<{ app: FastifyInstance; tcp: http.Server }> {
+  let tcp!: http.Server;
+  const app = Fastify({
+    logger: { level: opts.logLevel ?? process.env.VMBOX_LOG_LEVEL ?? 'warn' },
+    // Unknown fields are errors, never silently dropped.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    serverFactory: (handler) => {
+      tcp = http.createServer(handler);
+      return http.createServer(handler);
+    },
+  });
+  tcp.on('upgrade', (req, socket, head) => app.server.emit('upgrade', req, socket, head));
+
+  const token = opts.token ? Buffer.from(opts.token) : undefined;
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.raw.socket.remoteAddress === undefined) return; // the unix socket
+    const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
+    if (!token || given.length !== token.length || !timingSafeEqual(given, token)) {
+      return reply.code(401).send({ code: 'unauthorized', message: 'missing or wrong bearer token: send Authorization: Bearer <token>' });
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError | VmboxError, _req, reply) => {
+    if ('validation' in err && err.validation) {
+      const v = err.validation[0];
+      const where = `${err.validationContext ?? 'body'}${v?.instancePath ?? ''}`.replace(/\//g, '.');
+      const extra = (v?.params as { additionalProperty?: string })?.additionalProperty;
+      const message = extra ? `${where}.${extra}: is not a known field` : `${where}: ${v?.message ?? err.message}`;
+      return reply.code(400).send({ code: 'invalidArgument', message, field: extra ? `${where}.${extra}` : where });
+    }
+    if (err instanceof SpecError) return reply.code(400).send({ code: err.code, message: err.message, field: err.field });
+    if (err instanceof VmboxError) return reply.code(httpStatus(err.code)).send({ code: err.code, message: err.message });
+    const status = (err as FastifyError).statusCode ?? 500;
+    if (status >= 500) app.log.error(err);
+    return reply
+      .code(status)
+      .send({ code: status === 400 ? 'invalidArgument' : status === 404 ? 'notFound' : 'internal', message: err.message });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ code: 'notFound', message: `no route ${req.method} ${req.url}: see /openapi.json` }),
+  );
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'vmbox', version: API_VERSION, description: 'Hardware-isolated microVM sandboxes' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(websocket, { options: { maxPayload: 4 * 1024 * 1024 } });
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/v1/health', async () => ({ ok: true, version: API_VERSION, pid: process.pid, running: manager.runningCount }));
+  await app.register(sandboxRoutes(manager));
+  await app.register(execRoutes(manager));
+  await app.register(logRoutes(manager));
+  await app.ready();
+  return { app, tcp };
+}

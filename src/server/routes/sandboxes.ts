@@ -1,0 +1,60 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { SandboxState } from '../../runtime/lifecycle.js';
+import type { SandboxManager } from '../../runtime/manager.js';
+import { ListQuery, RemoveQuery, SandboxRef, StopBody } from '../../spec/api.js';
+import { SandboxSpecSchema } from '../../spec/sandbox.js';
+
+type Ref = { Params: { ref: string } };
+
+/** Create, list, inspect, stop, start, restart, remove, metrics. */
+export const sandboxRoutes =
+  (m: SandboxManager): FastifyPluginAsync =>
+  async (app) => {
+    app.post<{ Body: unknown }>('/v1/sandboxes', { schema: { body: SandboxSpecSchema, tags: ['sandboxes'] } }, async (req, reply) => {
+      const abort = new AbortController();
+      // The client went away mid-create (Ctrl-C): stop booting, remove what was made.
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) abort.abort();
+      });
+      reply.code(201);
+      return m.create(req.body, { signal: abort.signal });
+    });
+
+    app.get<{ Querystring: { state?: string; label?: string } }>(
+      '/v1/sandboxes',
+      { schema: { querystring: ListQuery, tags: ['sandboxes'] } },
+      async (req) => {
+        const labels = Object.fromEntries(
+          (req.query.label ?? '')
+            .split(',')
+            .filter(Boolean)
+            .map((kv) => [kv.slice(0, kv.indexOf('=') >>> 0), kv.slice(kv.indexOf('=') + 1)]),
+        );
+        const states = (req.query.state ?? '').split(',').filter(Boolean) as SandboxState[];
+        return m.list({ labels, states });
+      },
+    );
+
+    const ref = { params: SandboxRef, tags: ['sandboxes'] };
+    app.get<Ref>('/v1/sandboxes/:ref', { schema: ref }, async (req) => {
+      m.touch(req.params.ref);
+      return { ...m.get(req.params.ref), events: m.events(req.params.ref) };
+    });
+    app.post<Ref & { Body: { timeoutMs?: number } }>('/v1/sandboxes/:ref/stop', { schema: { ...ref, body: StopBody } }, async (req) =>
+      m.stop(req.params.ref, { timeoutMs: req.body?.timeoutMs }),
+    );
+    app.post<Ref>('/v1/sandboxes/:ref/start', { schema: ref }, async (req) => m.start(req.params.ref));
+    app.post<Ref>('/v1/sandboxes/:ref/restart', { schema: ref }, async (req) => m.restart(req.params.ref));
+    app.delete<Ref & { Querystring: { force?: boolean } }>(
+      '/v1/sandboxes/:ref',
+      { schema: { ...ref, querystring: RemoveQuery } },
+      async (req, reply) => {
+        await m.remove(req.params.ref, { force: req.query.force });
+        return reply.code(204).send();
+      },
+    );
+    app.get<Ref>('/v1/sandboxes/:ref/metrics', { schema: ref }, async (req) => {
+      m.touch(req.params.ref);
+      return m.metrics(req.params.ref);
+    });
+  };
