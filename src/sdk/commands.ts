@@ -1,6 +1,6 @@
 import type WebSocket from 'ws';
 import { VmboxError } from '../errors.js';
-import type { ExecServerMessage } from '../spec/api.js';
+import type { ExecClientMessage, ExecServerMessage } from '../spec/api.js';
 import { StreamTag } from '../spec/api.js';
 import { apiError, type Connection } from './connection.js';
 
@@ -71,10 +71,13 @@ export class CommandHandle {
   readonly pid: Promise<number>;
   readonly exit: Promise<CommandExit>;
   private readonly ws: WebSocket;
+  /** Resolves once the start message is sent: stdin and control go after it. */
+  private readonly opened: Promise<void>;
 
   constructor(conn: Connection, ref: string, argv: string[], opts: ExecOptions) {
     const ws = conn.websocket(`/v1/sandboxes/${encodeURIComponent(ref)}/exec`);
     this.ws = ws;
+    this.opened = new Promise((resolve) => ws.once('open', () => resolve()));
     let resolvePid!: (pid: number) => void;
     let rejectPid!: (err: Error) => void;
     this.pid = new Promise((res, rej) => {
@@ -136,6 +139,7 @@ export class CommandHandle {
 
   /** Sends bytes to the command's stdin (needs `stdin: true`). */
   async write(data: Uint8Array | string): Promise<void> {
+    await this.opened;
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     const frame = Buffer.allocUnsafe(bytes.length + 1);
     frame[0] = StreamTag.stdin;
@@ -144,12 +148,16 @@ export class CommandHandle {
   }
 
   closeStdin(): void {
-    this.ws.send(JSON.stringify({ type: 'eof' }));
+    this.opened.then(() => this.control({ type: 'eof' }));
+  }
+
+  private control(msg: ExecClientMessage): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(msg));
   }
 
   /** Sends a signal to the command's process group (default SIGKILL). */
   kill(signal = 9): void {
-    this.ws.send(JSON.stringify({ type: 'signal', signal }));
+    this.opened.then(() => this.control({ type: 'signal', signal }));
   }
 }
 

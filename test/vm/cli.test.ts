@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { paths } from '../../src/paths.js';
+import { isolatedHome, waitFor } from '../fixtures/home.js';
 
 const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
 const run = (args: string[], input?: string) => spawnSync(vmbox, args, { input, encoding: 'utf8' });
 const qemuRunning = (id: string) => spawnSync('pgrep', ['-f', `qemu-system.*vmbox-${id}`]).status === 0;
 const leftovers = () => (existsSync(paths.sandboxes()) ? readdirSync(paths.sandboxes()) : []);
 
-describe('vmbox run (the CLI, end to end)', () => {
+describe('vmbox run (the CLI, through the server, end to end)', () => {
   it('prints the guest kernel', () => {
     const r = run(['run', '--', 'uname', '-a']);
     assert.equal(r.status, 0, r.stderr);
@@ -76,12 +78,18 @@ describe('vmbox run (the CLI, end to end)', () => {
     assert.match(missing.stderr, /no-such-binary: command not found/);
   });
 
-  it('reports QEMU missing clearly and leaves nothing behind', () => {
-    const before = leftovers();
-    const r = spawnSync(vmbox, ['run', '--', 'true'], { encoding: 'utf8', env: { ...process.env, VMBOX_QEMU: '/nonexistent/qemu' } });
-    assert.equal(r.status, 1);
-    assert.match(r.stderr, /not installed/);
-    assert.deepEqual(leftovers(), before);
+  it('reports QEMU missing clearly and leaves nothing behind', async () => {
+    // The server boots the VMs, so it is the one that must lack QEMU: a fresh home, a fresh server.
+    const t = isolatedHome();
+    try {
+      const r = spawnSync(vmbox, ['run', '--', 'true'], { encoding: 'utf8', env: { ...t.env, VMBOX_QEMU: '/nonexistent/qemu' } });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /started the vmbox server in the background/);
+      assert.match(r.stderr, /not installed/);
+      assert.deepEqual(readdirSync(join(t.home, 'sandboxes')), []);
+    } finally {
+      await t.cleanup();
+    }
   });
 
   it('cleans up everything on Ctrl-C', async () => {
@@ -93,23 +101,20 @@ describe('vmbox run (the CLI, end to end)', () => {
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.once('exit', r));
     assert.equal(code, 130);
-    assert.deepEqual(leftovers(), before);
-    assert.equal(qemuRunning(id), false, 'no QEMU left running');
+    assert.ok(await waitFor(() => !leftovers().includes(id)), 'the server removed the sandbox');
+    assert.ok(await waitFor(() => !qemuRunning(id)), 'no QEMU left running');
   });
 
-  it('takes its VM down with it when killed outright', async () => {
-    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  it('takes its sandbox down with it when killed outright', async () => {
     const before = leftovers();
+    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()));
     const [id] = leftovers().filter((d) => !before.includes(d));
     assert.ok(id);
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
-    for (let i = 0; i < 50 && qemuRunning(id); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.equal(qemuRunning(id), false, 'QEMU died with its owner');
-    // Its directory is reaped by the next run.
-    assert.equal(run(['run', '--', 'true']).status, 0);
-    assert.equal(leftovers().includes(id), false);
+    assert.ok(await waitFor(() => !qemuRunning(id)), 'the server stopped the VM when its client vanished');
+    assert.ok(await waitFor(() => !leftovers().includes(id)), 'and removed the sandbox');
   });
 
   it('doctor reports the accelerator, QEMU and caches', () => {
