@@ -12,6 +12,7 @@ import { ensureAll } from '../src/setup/assets.js';
 import { timeBareBoot } from '../src/vmm/accel.js';
 import { processMetrics } from '../src/vmm/qemu/provider.js';
 import { imageBench } from './images.js';
+import { serverBench } from './server.js';
 import { median, percentile, printTable, type Row } from './stats.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -123,7 +124,11 @@ async function onRunningVm(): Promise<Row[]> {
 
 const assets = await ensureAll();
 console.log(`accelerator: ${assets.accel.accel} (${assets.accel.reason})\n`);
-const rows = [...(await coldStart(assets)), ...(await onRunningVm()), ...(await imageBench())];
+const only = process.env.BENCH_ONLY; // e.g. BENCH_ONLY=server
+const rows =
+  only === 'server'
+    ? await serverBench(RUNS)
+    : [...(await coldStart(assets)), ...(await onRunningVm()), ...(await serverBench(RUNS)), ...(await imageBench())];
 printTable(rows);
 const dir = join(root, 'bench', 'results');
 mkdirSync(dir, { recursive: true });

@@ -7,7 +7,7 @@ import { resolveImage } from '../images/catalog.js';
 import type { PullOptions } from '../images/pull.js';
 import { paths } from '../paths.js';
 import { type SandboxSpec, validateSpec } from '../spec/sandbox.js';
-import { isQemuOf } from '../vmm/qemu/provider.js';
+import { findQemuOf, isQemuOf } from '../vmm/qemu/provider.js';
 import { checkTransition, type SandboxState } from './lifecycle.js';
 import { type LogEntry, type LogSource, readLog, SandboxLog } from './logs.js';
 import { type MetricsSample, MetricsSampler } from './metrics.js';
@@ -80,10 +80,16 @@ export class SandboxManager {
   private async recoverOne(rec: SandboxRecord): Promise<void> {
     const alive = rec.pid !== null && isQemuOf(rec.pid, rec.id);
     if (rec.removing || rec.state === 'creating') {
-      // Half-made or half-removed: finish removing it.
-      if (alive) killQuietly(rec.pid as number);
+      // Half-made or half-removed: finish removing it. Its QEMU may have been
+      // spawned before its pid was recorded: look for it by name.
+      const pid = alive ? rec.pid : findQemuOf(rec.id);
+      if (pid) killQuietly(pid);
       this.forget(rec.id);
       return;
+    }
+    if (rec.state === 'starting' && !alive) {
+      const pid = findQemuOf(rec.id);
+      if (pid) killQuietly(pid);
     }
     if ((rec.state === 'running' || rec.state === 'stopping' || rec.state === 'starting') && alive) {
       try {

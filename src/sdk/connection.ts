@@ -105,8 +105,10 @@ export class Connection {
       const req = mod.request(o, resolve);
       req.on('timeout', () => req.destroy(new VmboxError('commandTimeout', `no answer from the vmbox server within ${call.timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-          reject(new VmboxError('serverUnavailable', `no vmbox server at ${this.describe()}: start one with vmbox serve`));
+        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+          const why =
+            err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no vmbox server at' : 'the vmbox server closed the connection at';
+          reject(new VmboxError('serverUnavailable', `${why} ${this.describe()}: start one with vmbox serve`));
         } else if (err.name === 'AbortError') reject(new VmboxError('aborted', 'the call was cancelled'));
         else reject(err);
       });

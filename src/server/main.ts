@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
-import { ensureHome, paths } from '../paths.js';
+import { ensureHome, paths, vmboxHome } from '../paths.js';
 import { SandboxManager } from '../runtime/manager.js';
 import { StateDb } from '../runtime/state.js';
-import { isAlive } from '../util/process.js';
 import { buildApp } from './app.js';
 
 export interface ServeOptions {
@@ -28,8 +28,8 @@ export interface RunningServer {
  */
 export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   const home = ensureHome();
-  const lock = paths.serverPid();
-  takeLock(lock);
+  const pidFile = paths.serverPid();
+  const lock = await takeLock(pidFile);
   const db = new StateDb(join(home, 'state.db'));
   const manager = new SandboxManager(db);
   try {
@@ -69,35 +69,43 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
         manager.close();
         db.close();
         rmSync(socketPath, { force: true });
-        rmSync(lock, { force: true });
+        rmSync(pidFile, { force: true });
+        lock.close();
       },
     };
   } catch (err) {
     manager.close();
     db.close();
-    rmSync(lock, { force: true });
+    rmSync(pidFile, { force: true });
+    lock.close();
     throw err;
   }
 }
 
-/** One server per home: the pid file is taken over only from a dead owner. */
-function takeLock(path: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
+/**
+ * One server per home. The lock is an abstract unix socket named after the
+ * home: binding it is atomic, and the kernel frees it when its holder dies,
+ * however it dies. The pid file only tells who holds it.
+ */
+async function takeLock(pidFile: string): Promise<net.Server> {
+  const name = `\0vmbox-server-${createHash('sha256').update(vmboxHome()).digest('hex').slice(0, 32)}`;
+  const lock = net.createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      lock.once('error', reject);
+      lock.listen(name, resolve);
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    let owner = '';
     try {
-      const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(readFileSync(path, 'utf8') || 0);
-      if (owner > 0 && owner !== process.pid && isAlive(owner)) {
-        throw new VmboxError('invalidState', `a vmbox server is already running (pid ${owner}) for ${paths.socket()}`);
-      }
-      rmSync(path, { force: true });
-    }
+      owner = readFileSync(pidFile, 'utf8').trim();
+    } catch {}
+    throw new VmboxError('invalidState', `a vmbox server is already running${owner ? ` (pid ${owner})` : ''} for ${vmboxHome()}`);
   }
-  throw new VmboxError('invalidState', `cannot take the server lock ${path}`);
+  lock.unref();
+  writeFileSync(pidFile, String(process.pid), { mode: 0o600 });
+  return lock;
 }
 
 function loadToken(file: string): string {

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -60,6 +60,15 @@ export function isQemuOf(pid: number, id: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The pid of sandbox `id`'s QEMU, found among all processes (when its pid was never recorded). */
+export function findQemuOf(id: string): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (pid > 0 && isQemuOf(pid, id)) return pid;
+  }
+  return undefined;
 }
 
 export class QemuVm implements VmHandle {
