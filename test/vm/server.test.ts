@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -230,6 +230,29 @@ describe('the vmbox server, through the SDK', () => {
     await Promise.all(all.map((s) => s.kill()));
     assert.deepEqual(sandboxDirs(), []);
     assert.equal(spawnSync('pgrep', ['-f', `qemu-system.*${t.home}`]).status, 1, 'no QEMU left');
+  });
+});
+
+describe('a full disk under $VMBOX_HOME', () => {
+  it('fails a create with a clear error and leaves nothing half-made', async (ctx) => {
+    const dir = join(t.home, 'sandboxes');
+    mkdirSync(dir, { recursive: true });
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir]).status !== 0) {
+      ctx.skip('cannot mount a tmpfs here (needs root)');
+      return;
+    }
+    try {
+      try {
+        writeFileSync(join(dir, 'filler'), Buffer.alloc(1024 * 1024));
+      } catch {} // ENOSPC: the disk is full
+      await rejectsWith(Sandbox.create({ ...small, name: 'full' }), 'noSpace', /no space left under .*sandboxes: free some disk space/);
+      assert.deepEqual(readdirSync(dir), ['filler'], 'no sandbox directory left');
+      assert.ok(!(await Sandbox.list()).some((s) => s.name === 'full'), 'no sandbox recorded');
+    } finally {
+      spawnSync('umount', [dir]);
+    }
+    const after = await Sandbox.create({ ...small, name: 'after-full' });
+    await after.kill();
   });
 });
 
