@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { sandboxHandle } from './client.js';
 import { parsePairs } from './sandboxes.js';
-import { streamCommand } from './stream.js';
+import { checkTimeout, streamCommand } from './stream.js';
 
 /** `vmbox exec NAME -- CMD`: runs a command in an existing sandbox. */
 export function execCommand(): Command {
@@ -21,6 +21,7 @@ export function execCommand(): Command {
         command: string[],
         f: { env: string[]; workdir?: string; user?: string; interactive?: boolean; timeout?: number },
       ) => {
+        checkTimeout(f.timeout);
         const sbx = await sandboxHandle(ref);
         try {
           process.exitCode = await streamCommand(sbx.commands, command[0] === '--' ? command.slice(1) : command, {

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { VmboxError } from '../errors.js';
 import { mark } from '../util/trace.js';
+import { VERSION } from '../version.js';
 import { doctorCommand } from './doctor.js';
 import { execCommand } from './exec.js';
 import { imageCommand, imagesCommand, rmiCommand } from './images.js';
@@ -14,6 +15,7 @@ import { statsCommand } from './stats.js';
 
 const program = new Command('vmbox')
   .description('Hardware-isolated microVM sandboxes')
+  .version(VERSION)
   .option('--debug', 'print error details')
   .enablePositionalOptions();
 

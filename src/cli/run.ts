@@ -5,7 +5,7 @@ import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
 import { connectOptions } from './client.js';
 import { int, parsePairs, prepareLocally } from './sandboxes.js';
-import { exitForSignal, streamCommand } from './stream.js';
+import { checkTimeout, exitForSignal, interruptible, streamCommand } from './stream.js';
 
 /**
  * A safety net for a sandbox of `vmbox run` whose CLI died between the create
@@ -63,33 +63,23 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   const image = await prepareLocally(opts.image, opts);
   const argv = [...image.config.entrypoint, ...(command.length > 0 ? command : image.config.cmd)];
   if (argv.length === 0) throw new Error('empty command: give one after --, e.g. vmbox run -- echo hello');
-  if (opts.timeout !== undefined && !(opts.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
+  checkTimeout(opts.timeout);
 
-  // Ctrl-C mid-boot: the create is cancelled (the server removes the half-made
+  // Ctrl-C mid-boot cancels the create (the server removes the half-made
   // sandbox). Once the command runs, the server removes the sandbox when it
   // ends or when this process goes away, however it goes.
-  const abort = new AbortController();
-  let interrupted: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    interrupted ??= sig;
-    abort.abort();
-  };
-  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
   let sbx: Sandbox | undefined;
   try {
-    sbx = await Sandbox.create(
-      { ...spec, ephemeral: true, idleTimeoutMs: ORPHAN_IDLE_MS, ...connectOptions },
-      { signal: abort.signal },
-    ).catch((err) => {
-      if (interrupted) return undefined;
-      throw err;
-    });
+    sbx = await interruptible((signal, interrupted) =>
+      Sandbox.create({ ...spec, ephemeral: true, idleTimeoutMs: ORPHAN_IDLE_MS, ...connectOptions }, { signal }).catch((err) => {
+        if (interrupted()) return undefined;
+        throw err;
+      }),
+    );
     mark('sandbox created');
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
-    if (!sbx || interrupted) return exitForSignal(interrupted ?? 'SIGINT');
+    if (!sbx) return exitForSignal('SIGINT');
     return await streamCommand(sbx.commands, argv, { ...opts, env: {}, removeWhenDone: true });
   } finally {
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
     sbx?.close();
     printTrace();
   }

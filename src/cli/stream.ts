@@ -20,8 +20,20 @@ export const exitForSignal = (sig: NodeJS.Signals) => 128 + (signalNumbers[sig] 
  * the command's, 124 on timeout, 128+N when we are interrupted (which
  * abandons the command, and the guest kills it).
  */
-export async function streamCommand(commands: Commands, argv: string[], f: StreamFlags): Promise<number> {
-  if (f.timeout !== undefined && !(f.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
+export function streamCommand(commands: Commands, argv: string[], f: StreamFlags): Promise<number> {
+  return interruptible((signal, interrupted) => attach(commands, argv, f, signal, interrupted));
+}
+
+/** Bad --timeout values fail before anything boots. */
+export function checkTimeout(seconds: number | undefined): void {
+  if (seconds !== undefined && !(seconds > 0)) throw new Error('--timeout must be a positive number of seconds');
+}
+
+/**
+ * Runs `fn` with Ctrl-C, TERM and HUP turned into an abort of its signal
+ * (instead of killing this process), and tells it which signal came.
+ */
+export async function interruptible<T>(fn: (signal: AbortSignal, interrupted: () => NodeJS.Signals | undefined) => Promise<T>): Promise<T> {
   const abort = new AbortController();
   let interrupted: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -30,6 +42,20 @@ export async function streamCommand(commands: Commands, argv: string[], f: Strea
   };
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal);
   try {
+    return await fn(abort.signal, () => interrupted);
+  } finally {
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
+  }
+}
+
+async function attach(
+  commands: Commands,
+  argv: string[],
+  f: StreamFlags,
+  signal: AbortSignal,
+  interrupted: () => NodeJS.Signals | undefined,
+): Promise<number> {
+  try {
     const h = commands.exec(argv, {
       env: f.env,
       cwd: f.workdir,
@@ -37,7 +63,7 @@ export async function streamCommand(commands: Commands, argv: string[], f: Strea
       stdin: f.interactive ?? false,
       timeoutMs: f.timeout ? Math.round(f.timeout * 1000) : undefined,
       removeWhenDone: f.removeWhenDone,
-      signal: abort.signal,
+      signal,
       onStdout: (d) => writeWithBackpressure(process.stdout, d),
       onStderr: (d) => writeWithBackpressure(process.stderr, d),
     });
@@ -48,18 +74,17 @@ export async function streamCommand(commands: Commands, argv: string[], f: Strea
       })().catch(() => {});
     }
     const exit = await h.exit.catch((err) => {
-      if (interrupted) return undefined;
+      if (interrupted()) return undefined;
       throw err;
     });
     mark('command done');
-    if (!exit) return exitForSignal(interrupted ?? 'SIGINT');
+    if (!exit) return exitForSignal(interrupted() ?? 'SIGINT');
     if (exit.timedOut) {
       process.stderr.write(`vmbox: command timed out after ${f.timeout} s and was killed\n`);
       return 124;
     }
     return exit.exitCode;
   } finally {
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal);
     if (f.interactive) process.stdin.destroy();
   }
 }

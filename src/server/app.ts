@@ -5,11 +5,10 @@ import websocket from '@fastify/websocket';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { httpStatus, SpecError, VmboxError } from '../errors.js';
 import type { SandboxManager } from '../runtime/manager.js';
+import { VERSION } from '../version.js';
 import { execRoutes } from './routes/exec.js';
 import { logRoutes } from './routes/logs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
-
-export const API_VERSION = '0.1.0';
 
 export interface AppOptions {
   /** Required on TCP connections; unix-socket clients are trusted by the socket's mode. */
@@ -65,7 +64,7 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
 
   await app.register(swagger, {
     openapi: {
-      info: { title: 'vmbox', version: API_VERSION, description: 'Hardware-isolated microVM sandboxes' },
+      info: { title: 'vmbox', version: VERSION, description: 'Hardware-isolated microVM sandboxes' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
@@ -73,7 +72,7 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
   await app.register(websocket, { options: { maxPayload: 4 * 1024 * 1024 } });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/v1/health', async () => ({ ok: true, version: API_VERSION, pid: process.pid, running: manager.runningCount }));
+  app.get('/v1/health', async () => ({ ok: true, version: VERSION, pid: process.pid, running: manager.runningCount }));
   await app.register(sandboxRoutes(manager));
   await app.register(execRoutes(manager));
   await app.register(logRoutes(manager));
