@@ -1,6 +1,6 @@
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VmboxError } from './errors.js';
 
@@ -21,8 +21,19 @@ export const paths = {
   serverLog: () => join(vmboxHome(), 'server.log'),
 };
 
-/** The checkout or package root (holds `kernel/` and `agent/`), from this file's location. */
-export const projectRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+/**
+ * The checkout or package root (holds `kernel/` and `agent/`): the nearest
+ * directory above this file's that has `kernel/vmbox.config` (this file may
+ * be `src/paths.ts` or any bundled chunk under `dist/`).
+ */
+export const projectRoot = findRoot(fileURLToPath(new URL('.', import.meta.url)));
+
+function findRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'kernel', 'vmbox.config'))) return dir;
+    if (dirname(dir) === dir) return resolve(from, '..');
+  }
+}
 
 /** Creates `$VMBOX_HOME` if needed; a clear error when this user cannot write it. */
 export function ensureHome(): string {

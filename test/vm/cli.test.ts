@@ -2,15 +2,18 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { paths } from '../../src/paths.js';
 import { isolatedHome, waitFor } from '../fixtures/home.js';
 
 const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
-const run = (args: string[], input?: string) => spawnSync(vmbox, args, { input, encoding: 'utf8' });
+// A home of its own: the server these runs start is stopped when the file ends.
+const t = isolatedHome();
+after(() => t.cleanup());
+const run = (args: string[], input?: string) => spawnSync(vmbox, args, { input, encoding: 'utf8', env: t.env });
 const qemuRunning = (id: string) => spawnSync('pgrep', ['-f', `qemu-system.*vmbox-${id}`]).status === 0;
-const leftovers = () => (existsSync(paths.sandboxes()) ? readdirSync(paths.sandboxes()) : []);
+const sandboxes = join(t.home, 'sandboxes');
+const leftovers = () => (existsSync(sandboxes) ? readdirSync(sandboxes) : []);
 
 describe('vmbox run (the CLI, through the server, end to end)', () => {
   it('prints the guest kernel', () => {
@@ -52,9 +55,9 @@ describe('vmbox run (the CLI, through the server, end to end)', () => {
 
   it('exits 128+N when the command dies of signal N, 124 on timeout', () => {
     assert.equal(run(['run', '--', 'sh', '-c', 'kill -TERM $$']).status, 143);
-    const t = run(['run', '--timeout', '1', '--', 'sleep', '30']);
-    assert.equal(t.status, 124);
-    assert.match(t.stderr, /timed out after 1 s/);
+    const slow = run(['run', '--timeout', '1', '--', 'sleep', '30']);
+    assert.equal(slow.status, 124);
+    assert.match(slow.stderr, /timed out after 1 s/);
   });
 
   it('answers bad input with one clear line', () => {
@@ -80,21 +83,21 @@ describe('vmbox run (the CLI, through the server, end to end)', () => {
 
   it('reports QEMU missing clearly and leaves nothing behind', async () => {
     // The server boots the VMs, so it is the one that must lack QEMU: a fresh home, a fresh server.
-    const t = isolatedHome();
+    const other = isolatedHome();
     try {
-      const r = spawnSync(vmbox, ['run', '--', 'true'], { encoding: 'utf8', env: { ...t.env, VMBOX_QEMU: '/nonexistent/qemu' } });
+      const r = spawnSync(vmbox, ['run', '--', 'true'], { encoding: 'utf8', env: { ...other.env, VMBOX_QEMU: '/nonexistent/qemu' } });
       assert.equal(r.status, 1);
       assert.match(r.stderr, /started the vmbox server in the background/);
       assert.match(r.stderr, /not installed/);
-      assert.deepEqual(readdirSync(join(t.home, 'sandboxes')), []);
+      assert.deepEqual(readdirSync(join(other.home, 'sandboxes')), []);
     } finally {
-      await t.cleanup();
+      await other.cleanup();
     }
   });
 
   it('cleans up everything on Ctrl-C', async () => {
     const before = leftovers();
-    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'], env: t.env });
     await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()));
     const [id] = leftovers().filter((d) => !before.includes(d));
     assert.ok(id, 'the running sandbox has a directory');
@@ -107,7 +110,7 @@ describe('vmbox run (the CLI, through the server, end to end)', () => {
 
   it('takes its sandbox down with it when killed outright', async () => {
     const before = leftovers();
-    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'], env: t.env });
     await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()));
     const [id] = leftovers().filter((d) => !before.includes(d));
     assert.ok(id);
