@@ -9,11 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { formatReference, parseReference } from '../../src/images/reference.js';
 import { ContentStore } from '../../src/images/store.js';
 import { Sandbox } from '../../src/runtime/sandbox.js';
+import { isolatedHome } from '../fixtures/home.js';
 import { type LayerEntry, pushImage, pushIndex, tarball } from '../fixtures/image-writer.js';
 import { type FaultProxy, startProxy } from '../fixtures/proxy.js';
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js';
 
 const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
+// A home of its own (sharing the image store): the server `vmbox run` starts is stopped at the end.
+const home = isolatedHome();
+process.env.VMBOX_HOME = home.home;
 /** Runs the CLI without blocking this process, which also serves the fault proxy. */
 function cli(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -64,6 +68,7 @@ describe('OCI images from a real registry', () => {
     await cli(['image', 'prune']);
     await proxy?.stop();
     await registry?.stop();
+    await home.cleanup();
   });
 
   it('pulls gzip and zstd layers with whiteouts and runs the image’s config', async () => {

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
 import type { VmboxError } from '../../src/errors.js';
 import { Connection } from '../../src/sdk/connection.js';
 import { Sandbox, type SandboxInfo } from '../../src/sdk/sandbox.js';
@@ -284,6 +285,17 @@ describe('the API on TCP', () => {
       }
       assert.deepEqual(await Sandbox.list({ url, token }), []);
       await rejectsWith(Sandbox.list({ url, token: 'nope' }), 'unauthorized');
+      // The exec WebSocket is behind the same token.
+      const sbx = await Sandbox.create({ ...small, url, token });
+      assert.equal((await sbx.commands.run('echo over tcp')).stdout, 'over tcp\n');
+      const status = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(`ws://${address}/v1/sandboxes/${sbx.sandboxId}/exec`);
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => resolve(101));
+        ws.on('error', () => {});
+      });
+      assert.equal(status, 401, 'no exec socket without the token');
+      await sbx.kill();
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
