@@ -120,7 +120,13 @@ export class Sandbox {
     if (opts.sinceMs !== undefined) q.set('sinceMs', String(opts.sinceMs));
     if (opts.tail !== undefined) q.set('tail', String(opts.tail));
     if (opts.follow) q.set('follow', 'true');
-    const res = await this.conn.stream(`${path(this.sandboxId, '/logs')}?${q}`, { signal: opts.signal });
+    let res: Awaited<ReturnType<Connection['stream']>>;
+    try {
+      res = await this.conn.stream(`${path(this.sandboxId, '/logs')}?${q}`, { signal: opts.signal });
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw err;
+    }
     try {
       for await (const line of createInterface({ input: res })) if (line) yield JSON.parse(line) as LogEntry;
     } catch (err) {

@@ -28,6 +28,7 @@ export const logRoutes =
         reply.hijack();
         const res = reply.raw;
         res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
+        res.flushHeaders(); // the client's request resolves now, not at the first entry
         for (const e of stored) res.write(line(e));
         const stop = m.followLogs(
           req.params.ref,
