@@ -69,7 +69,8 @@ export async function serverBench(runs: number): Promise<Row[]> {
       { metric: '  creates per second', value: CONCURRENT / createSec, unit: '/s' },
     ];
   } finally {
-    process.env.VMBOX_HOME = saved;
+    if (saved === undefined) delete process.env.VMBOX_HOME;
+    else process.env.VMBOX_HOME = saved;
     await home.cleanup();
   }
 }

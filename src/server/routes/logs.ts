@@ -15,6 +15,7 @@ export const logRoutes =
       '/v1/sandboxes/:ref/logs',
       { schema: { params: SandboxRef, querystring: LogsQuery, tags: ['sandboxes'] } },
       async (req, reply) => {
+        m.touch(req.params.ref);
         const sources = (req.query.source ?? '').split(',').filter(Boolean) as LogSource[];
         const unknown = sources.find((s) => !LOG_SOURCES.includes(s));
         if (unknown) throw new VmboxError('invalidArgument', `source ${unknown}: expected ${LOG_SOURCES.join(', ')}`);
