@@ -32,10 +32,14 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
     },
   });
   tcp.on('upgrade', (req, socket, head) => app.server.emit('upgrade', req, socket, head));
+  // Which connections came over TCP, marked when they are accepted: asking the
+  // socket later (its remote address) fails open once a client has hung up.
+  const overTcp = new WeakSet<object>();
+  tcp.on('connection', (socket) => overTcp.add(socket));
 
   const token = opts.token ? Buffer.from(opts.token) : undefined;
   app.addHook('onRequest', async (req, reply) => {
-    if (req.raw.socket.remoteAddress === undefined) return; // the unix socket
+    if (!overTcp.has(req.raw.socket)) return; // the unix socket: its mode (0600) is the check
     const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
     if (!token || given.length !== token.length || !timingSafeEqual(given, token)) {
       return reply.code(401).send({ code: 'unauthorized', message: 'missing or wrong bearer token: send Authorization: Bearer <token>' });
