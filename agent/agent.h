@@ -9,7 +9,7 @@
 #include "json.h"
 #include "proto.h"
 
-enum chan_type { CH_EXEC, CH_READ, CH_WRITE };
+enum chan_type { CH_EXEC, CH_READ, CH_WRITE, CH_WATCH };
 
 struct chan {
   uint32_t id;
@@ -26,6 +26,14 @@ struct chan {
   int status;
   bool timed_out;
   uint64_t deadline_ms; /* 0: none */
+  bool pty;            /* out_fd is a PTY master (in_fd a dup of it); no stderr */
+  bool detached;       /* survives its channel: orphaned, not killed, when the host lets go */
+  bool orphan;         /* no channel (id 0): output goes to `ring` until someone attaches */
+  struct buf ring;     /* records {u8 kind, u32 len, bytes} kept while orphaned, oldest dropped */
+  char *argv_json;     /* the command, for listings */
+  char *cwd;
+  /* watch */
+  struct watch *watch;
   /* files */
   int file_fd;
   uint64_t bytes;
@@ -52,6 +60,15 @@ void exec_on_child(pid_t pid, int status);
 void exec_pump(struct chan *c);   /* move output while credit lasts; finish when done */
 void exec_check_deadline(struct chan *c, uint64_t now);
 void exec_close(struct chan *c);  /* host gave up on the channel */
+void exec_resize(struct chan *c, int cols, int rows);
+void exec_attach(uint32_t id, const struct json_obj *req); /* a channel takes over a process by pid */
+void exec_list(uint32_t id);
+void exec_kill(uint32_t id, const struct json_obj *req);
+
+/* watch.c */
+void watch_open(uint32_t id, const struct json_obj *req);
+void watch_on_fd(struct chan *c);
+void watch_close(struct chan *c);
 
 /* files.c */
 void file_request(uint32_t id, const char *op, const struct json_obj *req);

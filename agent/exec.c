@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,6 +18,8 @@
 #include "agent.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* Output an orphaned process may leave for whoever attaches next. */
+#define RING_MAX (1024 * 1024)
 
 struct ident {
   uid_t uid;
@@ -91,6 +94,7 @@ struct launch {
   gid_t groups[64];
   int ngroups;
   int in, out, err;
+  const char *pty; /* the terminal's slave side: becomes stdio and the controlling tty */
 };
 
 static void child_fail(const char *what, const char *arg, int e, int code) {
@@ -112,9 +116,21 @@ static void child(const struct launch *l) {
   signal(SIGPIPE, SIG_DFL);
   umask(022);
   setsid();
-  dup2(l->in, 0);
-  dup2(l->out, 1);
-  dup2(l->err, 2);
+  if (l->pty) {
+    /* A session leader opening a terminal without O_NOCTTY takes it as its
+     * controlling tty; TIOCSCTTY makes that explicit. */
+    int t = open(l->pty, O_RDWR);
+    if (t < 0) child_fail("opening the terminal", l->pty, errno, 126);
+    ioctl(t, TIOCSCTTY, 0);
+    dup2(t, 0);
+    dup2(t, 1);
+    dup2(t, 2);
+    if (t > 2) close(t);
+  } else {
+    dup2(l->in, 0);
+    dup2(l->out, 1);
+    dup2(l->err, 2);
+  }
   /* Raw system calls: only this task changes identity, with no libc bookkeeping. */
   if (syscall(SYS_setgroups, l->ngroups, l->groups) < 0) child_fail("setting supplementary groups", NULL, errno, 126);
   if (syscall(SYS_setgid, l->gid) < 0) child_fail("switching group", NULL, errno, 126);
@@ -176,28 +192,44 @@ void exec_open(uint32_t id, const struct json_obj *req) {
   if (stat(cwd, &st) < 0) { send_errno(id, errno, "working directory", cwd); return; }
   if (!S_ISDIR(st.st_mode)) { send_errno(id, ENOTDIR, "working directory", cwd); return; }
 
-  int inp[2] = {-1, -1}, outp[2], errp[2];
-  if (pipe2(outp, O_CLOEXEC) < 0) { send_errno(id, errno, "pipe", NULL); return; }
-  if (pipe2(errp, O_CLOEXEC) < 0) { close(outp[0]); close(outp[1]); send_errno(id, errno, "pipe", NULL); return; }
-  if (want_stdin) {
-    if (pipe2(inp, O_CLOEXEC) < 0) inp[0] = inp[1] = -1;
+  bool pty = json_bool(req, "pty", false);
+  int inp[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1};
+  int master = -1;
+  char slave[64] = "";
+  if (pty) {
+    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, slave, sizeof slave) != 0) {
+      int e = errno;
+      if (master >= 0) close(master);
+      send_errno(id, e, "opening a terminal", NULL);
+      return;
+    }
+    struct winsize ws = {.ws_col = (unsigned short)json_num(req, "cols", 80), .ws_row = (unsigned short)json_num(req, "rows", 24)};
+    ioctl(master, TIOCSWINSZ, &ws);
   } else {
-    inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (pipe2(outp, O_CLOEXEC) < 0) { send_errno(id, errno, "pipe", NULL); return; }
+    if (pipe2(errp, O_CLOEXEC) < 0) { close(outp[0]); close(outp[1]); send_errno(id, errno, "pipe", NULL); return; }
+    if (want_stdin) {
+      if (pipe2(inp, O_CLOEXEC) < 0) inp[0] = inp[1] = -1;
+    } else {
+      inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
   }
   /* The whole environment and identity are prepared here, before vfork. */
   char **given = env ? env->arr : NULL;
   size_t n = env ? env->arr_len : 0;
-  char *envp[n + 4];
+  char *envp[n + 5];
   size_t k = 0;
   for (size_t i = 0; i < n; i++) envp[k++] = given[i];
   char home[300], usr[80];
   if (!env_value(given, "PATH")) envp[k++] = "PATH=" DEFAULT_PATH;
   if (!env_value(given, "HOME")) { snprintf(home, sizeof home, "HOME=%s", ident.home); envp[k++] = home; }
   if (!env_value(given, "USER") && ident.named) { snprintf(usr, sizeof usr, "USER=%s", ident.name); envp[k++] = usr; }
+  if (pty && !env_value(given, "TERM")) envp[k++] = "TERM=xterm-256color";
   envp[k] = NULL;
   struct launch l = {
     .argv = argv->arr, .envp = envp, .cwd = cwd, .uid = ident.uid, .gid = ident.gid,
-    .in = inp[0], .out = outp[1], .err = errp[1],
+    .in = inp[0], .out = outp[1], .err = errp[1], .pty = pty ? slave : NULL,
   };
   l.path = env_value(envp, "PATH");
   if (ident.named) {
@@ -206,26 +238,46 @@ void exec_open(uint32_t id, const struct json_obj *req) {
   }
   pid_t pid = vfork();
   if (pid == 0) child(&l);
-  close(outp[1]);
-  close(errp[1]);
+  if (outp[1] >= 0) close(outp[1]);
+  if (errp[1] >= 0) close(errp[1]);
   if (inp[0] >= 0) close(inp[0]);
   if (pid < 0) {
     int e = errno;
-    close(outp[0]); close(errp[0]);
+    if (outp[0] >= 0) close(outp[0]);
+    if (errp[0] >= 0) close(errp[0]);
     if (inp[1] >= 0) close(inp[1]);
+    if (master >= 0) close(master);
     send_errno(id, e, "fork", NULL);
     return;
   }
   struct chan *c = chan_new(id, CH_EXEC);
   c->pid = pid;
-  c->out_fd = outp[0];
-  c->err_fd = errp[0];
-  c->in_fd = inp[1];
+  c->pty = pty;
+  c->detached = json_bool(req, "detached", false);
+  c->cwd = strdup(cwd);
+  struct jw aw = {0};
+  jw_raw(&aw, "[");
+  for (size_t i = 0; i < argv->arr_len; i++) {
+    if (i) jw_raw(&aw, ",");
+    jw_str(&aw, argv->arr[i]);
+  }
+  jw_raw(&aw, "]");
+  c->argv_json = aw.s; /* owned by the channel */
+  if (pty) {
+    c->out_fd = master;
+    c->in_fd = fcntl(master, F_DUPFD_CLOEXEC, 0); /* its own fd, so stdin and output close apart */
+  } else {
+    c->out_fd = outp[0];
+    c->err_fd = errp[0];
+    c->in_fd = inp[1];
+  }
   c->deadline_ms = timeout > 0 ? now_ms() + (uint64_t)timeout : 0;
   set_nonblock(c->out_fd);
-  set_nonblock(c->err_fd);
   watch(c->out_fd, EPOLLIN, c);
-  watch(c->err_fd, EPOLLIN, c);
+  if (c->err_fd >= 0) {
+    set_nonblock(c->err_fd);
+    watch(c->err_fd, EPOLLIN, c);
+  }
   if (c->in_fd >= 0) set_nonblock(c->in_fd);
   char reply[64];
   snprintf(reply, sizeof reply, "{\"pid\":%d}", pid);
@@ -264,6 +316,11 @@ void exec_stdin(struct chan *c, const uint8_t *p, size_t n) {
 }
 
 void exec_stdin_eof(struct chan *c) {
+  if (c->pty) {
+    /* A terminal has no end of input, only the EOF character its line discipline reads. */
+    exec_stdin(c, (const uint8_t *)"\x04", 1);
+    return;
+  }
   c->in_eof = true;
   if (!buf_pending(&c->in)) close_fd(&c->in_fd);
 }
@@ -284,6 +341,7 @@ static void drain(struct chan *c, int *fd, uint8_t kind) {
       if (c->exited) close_fd(fd);
       return;
     }
+    /* EOF, or EIO from a PTY master once every slave fd is closed. */
     if (n <= 0) { close_fd(fd); return; }
     frame_commit(kind, c->id, n);
     c->credit -= n;
@@ -292,16 +350,58 @@ static void drain(struct chan *c, int *fd, uint8_t kind) {
   if (*fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, *fd, NULL);
 }
 
+/* While nobody is attached, output goes to the ring as {kind, len, bytes}
+ * records; the oldest records go when it is full. A bounded read per call
+ * keeps a chatty process from starving the loop (epoll is level-triggered). */
+static void drain_orphan(struct chan *c, int *fd, uint8_t kind) {
+  uint8_t tmp[16384];
+  for (int round = 0; *fd >= 0 && round < 16; round++) {
+    ssize_t n = read(*fd, tmp, sizeof tmp);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (c->exited) close_fd(fd);
+      return;
+    }
+    if (n <= 0) { close_fd(fd); return; }
+    uint8_t h[5];
+    h[0] = kind;
+    put_u32(h + 1, (uint32_t)n);
+    buf_append(&c->ring, h, sizeof h);
+    buf_append(&c->ring, tmp, n);
+    while (buf_pending(&c->ring) > RING_MAX)
+      buf_consume(&c->ring, 5 + get_u32(c->ring.data + c->ring.start + 1));
+  }
+}
+
+/* Frees what a finished process held; the loop frees the channel. */
+static void release(struct chan *c) {
+  close_fd(&c->out_fd);
+  close_fd(&c->err_fd);
+  close_fd(&c->in_fd);
+  buf_free(&c->in);
+  buf_free(&c->ring);
+  free(c->argv_json);
+  free(c->cwd);
+  c->argv_json = c->cwd = NULL;
+  c->dead = true;
+}
+
+static void arm(struct chan *c) {
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  if (c->out_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->out_fd, &ev);
+  if (c->err_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->err_fd, &ev);
+}
+
 void exec_pump(struct chan *c) {
   if (c->dead) return;
+  if (c->orphan) {
+    drain_orphan(c, &c->out_fd, K_STDOUT);
+    drain_orphan(c, &c->err_fd, K_STDERR);
+    return; /* an exited orphan waits, with its output and status, for an attach */
+  }
   drain(c, &c->out_fd, K_STDOUT);
   drain(c, &c->err_fd, K_STDERR);
-  if (c->credit > 0) {
-    /* Re-arm pipes parked while credit was exhausted (EEXIST is harmless). */
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (c->out_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->out_fd, &ev);
-    if (c->err_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->err_fd, &ev);
-  }
+  if (c->credit > 0) arm(c); /* re-arm pipes parked while credit was exhausted (EEXIST is harmless) */
   if (!c->exited || c->out_fd >= 0 || c->err_fd >= 0) return;
   struct jw w;
   jw_begin(&w);
@@ -314,7 +414,7 @@ void exec_pump(struct chan *c) {
   jw_key_bool(&w, "timedOut", c->timed_out);
   send_json(K_DONE, c->id, jw_end(&w));
   jw_free(&w);
-  exec_close(c);
+  release(c);
 }
 
 void exec_on_fd(struct chan *c, int fd, uint32_t events) {
@@ -345,14 +445,115 @@ void exec_check_deadline(struct chan *c, uint64_t now) {
 }
 
 void exec_close(struct chan *c) {
+  if (c->orphan) return; /* already let go of; only a kill or an attach ends that */
+  if (c->detached) {
+    /* A background process outlives its channel: keep it, and its output,
+     * for a later attach by pid. */
+    c->orphan = true;
+    c->id = 0;
+    c->credit = 0;
+    c->owed = 0;
+    buf_free(&c->in);
+    if (c->in_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->in_fd, NULL);
+    arm(c);
+    exec_pump(c);
+    return;
+  }
   if (!c->exited) {
     /* Nobody is listening any more: end the whole process tree. */
     kill(-c->pid, SIGKILL);
     kill(c->pid, SIGKILL);
   }
-  close_fd(&c->out_fd);
-  close_fd(&c->err_fd);
-  close_fd(&c->in_fd);
+  release(c);
+}
+
+void exec_resize(struct chan *c, int cols, int rows) {
+  if (!c->pty || cols <= 0 || rows <= 0) return;
+  struct winsize ws = {.ws_col = (unsigned short)cols, .ws_row = (unsigned short)rows};
+  /* The kernel sends SIGWINCH to the terminal's foreground process group. */
+  ioctl(c->in_fd >= 0 ? c->in_fd : c->out_fd, TIOCSWINSZ, &ws);
+}
+
+static struct chan *find_process(pid_t pid) {
+  for (struct chan *c = channels; c; c = c->next)
+    if (c->type == CH_EXEC && !c->dead && c->pid == pid) return c;
+  return NULL;
+}
+
+static void no_such_process(uint32_t id, pid_t pid) {
+  char msg[128];
+  snprintf(msg, sizeof msg, "no process with pid %d started by vmbox (it ended and was collected, or never existed)", pid);
+  send_error(id, "notFound", msg, NULL);
+}
+
+void exec_attach(uint32_t id, const struct json_obj *req) {
+  pid_t pid = (pid_t)json_num(req, "pid", 0);
+  struct chan *c = find_process(pid);
+  if (!c) { no_such_process(id, pid); return; }
+  if (!c->orphan) /* one client at a time: the newest takes over, as tmux attach -d */
+    send_error(c->id, "aborted", "another client attached to this process", NULL);
+  c->orphan = false;
+  c->id = id;
+  c->credit = WINDOW;
+  c->owed = 0;
+  c->in_eof = false;
   buf_free(&c->in);
-  c->dead = true;
+  char reply[96];
+  snprintf(reply, sizeof reply, "{\"pid\":%d,\"pty\":%s}", pid, c->pty ? "true" : "false");
+  send_json(K_REPLY, id, reply);
+  /* What it wrote while nobody listened; the ring is smaller than the window. */
+  while (buf_pending(&c->ring) >= 5) {
+    const uint8_t *r = c->ring.data + c->ring.start;
+    uint32_t len = get_u32(r + 1);
+    send_frame(r[0], id, r + 5, len);
+    c->credit -= len;
+    buf_consume(&c->ring, 5 + len);
+  }
+  buf_free(&c->ring);
+  if (c->in_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->in_fd, NULL);
+  exec_pump(c);
+}
+
+void exec_list(uint32_t id) {
+  struct jw w;
+  jw_begin(&w);
+  jw_raw(&w, "\"processes\":[");
+  bool first = true;
+  for (struct chan *c = channels; c; c = c->next) {
+    if (c->type != CH_EXEC || c->dead) continue;
+    if (!first) jw_raw(&w, ",");
+    first = false;
+    jw_raw(&w, "{");
+    w.first = true;
+    jw_key_num(&w, "pid", c->pid);
+    jw_key_raw(&w, "argv", c->argv_json ? c->argv_json : "[]");
+    jw_key_str(&w, "cwd", c->cwd ? c->cwd : "/");
+    jw_key_bool(&w, "pty", c->pty);
+    jw_key_bool(&w, "background", c->detached);
+    jw_key_bool(&w, "attached", !c->orphan);
+    jw_key_bool(&w, "exited", c->exited);
+    if (c->exited)
+      jw_key_num(&w, "exitCode", WIFEXITED(c->status) ? WEXITSTATUS(c->status) : 128 + WTERMSIG(c->status));
+    jw_raw(&w, "}");
+  }
+  jw_raw(&w, "]");
+  w.first = false;
+  send_json(K_DONE, id, jw_end(&w));
+  jw_free(&w);
+}
+
+void exec_kill(uint32_t id, const struct json_obj *req) {
+  pid_t pid = (pid_t)json_num(req, "pid", 0);
+  int sig = (int)json_num(req, "signal", SIGKILL);
+  struct chan *c = find_process(pid);
+  if (!c) { no_such_process(id, pid); return; }
+  if (sig <= 0 || sig > 64) { send_error(id, "invalidArgument", "signal must be between 1 and 64", NULL); return; }
+  if (c->exited) {
+    /* Already over: killing it means forgetting it. */
+    if (c->orphan) release(c);
+    send_json(K_DONE, id, "{\"exited\":true}");
+    return;
+  }
+  kill(-c->pid, sig);
+  send_json(K_DONE, id, "{\"exited\":false}");
 }

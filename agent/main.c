@@ -54,7 +54,7 @@ struct chan *chan_new(uint32_t id, enum chan_type type) {
 
 struct chan *chan_find(uint32_t id) {
   for (struct chan *c = channels; c; c = c->next)
-    if (c->id == id && !c->dead) return c;
+    if (c->id == id && !c->dead && !c->orphan) return c;
   return NULL;
 }
 
@@ -68,6 +68,7 @@ void chan_consumed(struct chan *c, uint32_t n, bool force) {
 
 static void chan_close(struct chan *c) {
   if (c->type == CH_EXEC) exec_close(c);
+  else if (c->type == CH_WATCH) watch_close(c);
   else file_close(c);
 }
 
@@ -105,6 +106,10 @@ static void on_open(uint32_t id, const uint8_t *p, size_t n) {
   if (!strcmp(op, "exec")) exec_open(id, &req);
   else if (!strcmp(op, "ping")) send_json(K_DONE, id, "{}");
   else if (!strcmp(op, "stats")) stats_request(id);
+  else if (!strcmp(op, "attach")) exec_attach(id, &req);
+  else if (!strcmp(op, "ps")) exec_list(id);
+  else if (!strcmp(op, "kill")) exec_kill(id, &req);
+  else if (!strcmp(op, "watch")) watch_open(id, &req);
   else if (!strcmp(op, "shutdown")) {
     send_json(K_DONE, id, "{}");
     out_flush_blocking();
@@ -142,6 +147,13 @@ static void on_frame(uint8_t kind, uint32_t id, const uint8_t *p, size_t n) {
     struct json_obj o;
     if (c->type != CH_EXEC || json_parse((const char *)p, n, &o) < 0) goto malformed;
     exec_signal(c, (int)json_num(&o, "signal", 0));
+    json_free(&o);
+    return;
+  }
+  case K_RESIZE: {
+    struct json_obj o;
+    if (c->type != CH_EXEC || json_parse((const char *)p, n, &o) < 0) goto malformed;
+    exec_resize(c, (int)json_num(&o, "cols", 0), (int)json_num(&o, "rows", 0));
     json_free(&o);
     return;
   }
@@ -281,6 +293,7 @@ int main(void) {
       void *tag = evs[i].data.ptr;
       if (tag == &port_fd) on_port(evs[i].events);
       else if (tag == &sfd) on_signalfd(sfd);
+      else if (((struct chan *)tag)->type == CH_WATCH) watch_on_fd((struct chan *)tag);
       else exec_on_fd((struct chan *)tag, -1, evs[i].events);
     }
     now = now_ms();

@@ -29,7 +29,8 @@ enum frame_kind {
   K_DATA = 9,   /* either way, file bytes */
   K_EOF = 10,   /* host -> agent, end of stdin or of a file being written */
   K_CREDIT = 11,/* either way, u32 BE: more bytes the peer may send on this channel */
-  K_SIGNAL = 12 /* host -> agent, JSON {signal} */
+  K_SIGNAL = 12,/* host -> agent, JSON {signal} */
+  K_RESIZE = 13 /* host -> agent, JSON {cols, rows}: a PTY's window size */
 };
 
 /* Growable byte buffer with a consumed prefix. */

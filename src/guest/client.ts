@@ -15,6 +15,38 @@ export interface ExecRequest {
   stdin?: boolean;
   /** Kill the process group after this long; 0 = never. */
   timeoutMs?: number;
+  /** Run on a terminal of this size: stdin, stdout and stderr are the terminal, output comes as stdout. */
+  pty?: { cols: number; rows: number };
+  /** Outlive the channel: when it closes the agent keeps the process and its output for `attach`. */
+  detached?: boolean;
+}
+
+/** A process the agent started, as `ps` lists it. */
+export interface ProcessInfo {
+  pid: number;
+  argv: string[];
+  cwd: string;
+  pty: boolean;
+  background: boolean;
+  /** Whether a channel streams it now. */
+  attached: boolean;
+  exited: boolean;
+  exitCode?: number;
+}
+
+/** One inotify event, named as fsnotify names them. */
+export interface WatchEvent {
+  type: 'create' | 'write' | 'remove' | 'rename' | 'chmod' | 'overflow';
+  path: string;
+  isDir: boolean;
+}
+
+export interface GuestWatch {
+  /** Resolves once the agent watches (events from then on are seen). */
+  readonly ready: Promise<void>;
+  /** Settles when the watch ends: stopped, the directory removed, or the VM gone. */
+  readonly done: Promise<unknown>;
+  stop(): void;
 }
 
 export interface ExecExit {
@@ -38,6 +70,8 @@ export interface GuestProcess {
   write(data: Uint8Array | string): Promise<void>;
   closeStdin(): void;
   kill(signal?: number): void;
+  /** A PTY's new window size. */
+  resize(cols: number, rows: number): void;
   /** Stop listening; the agent kills the process tree. */
   abort(reason?: Error): void;
 }
@@ -183,21 +217,42 @@ export class AgentClient implements ChannelHost {
   }
 
   exec(req: ExecRequest, streams: ExecStreams = {}): GuestProcess {
-    const ch = this.open({ op: 'exec', ...req, stdin: req.stdin ?? false });
-    const pid = deferred<number>();
-    pid.promise.catch(() => {});
-    ch.onReply = (p) => pid.resolve((p as { pid: number }).pid);
-    ch.onData = (kind, data) => (kind === Kind.stderr ? streams.onStderr?.(data) : streams.onStdout?.(data));
-    const exit = ch.done.then((v) => v as ExecExit);
-    exit.catch((err) => pid.reject(err));
+    const { pty, ...rest } = req;
+    const ch = this.open({ op: 'exec', ...rest, stdin: req.stdin ?? false, ...(pty ? { pty: true, ...pty } : {}) });
+    return processOn(ch, streams);
+  }
+
+  /** Takes over a process by pid: first what it wrote while nobody listened, then live output and its exit. */
+  attach(pid: number, streams: ExecStreams = {}): GuestProcess {
+    return processOn(this.open({ op: 'attach', pid }), streams);
+  }
+
+  async processes(): Promise<ProcessInfo[]> {
+    return (await this.request<{ processes: ProcessInfo[] }>('ps')).processes;
+  }
+
+  /** Signals a process group by its leader's pid; an exited one is forgotten. */
+  killProcess(pid: number, signal = 9): Promise<{ exited: boolean }> {
+    return this.request('kill', { pid, signal });
+  }
+
+  watch(path: string, opts: { recursive?: boolean }, onEvents: (events: WatchEvent[]) => void): GuestWatch {
+    const ch = this.open({ op: 'watch', path, recursive: opts.recursive ?? false });
+    const ready = deferred<void>();
+    ch.done.then(
+      () => ready.resolve(),
+      (err) => ready.reject(err),
+    );
+    ready.promise.catch(() => {});
+    ch.onReply = (p) => {
+      ready.resolve();
+      const events = (p as { events: WatchEvent[] }).events;
+      if (events.length) onEvents(events);
+    };
     return {
-      channel: ch.id,
-      pid: pid.promise,
-      exit,
-      write: (data) => ch.write(Kind.stdin, typeof data === 'string' ? Buffer.from(data) : data),
-      closeStdin: () => ch.sendFrame(Kind.eof),
-      kill: (signal = 15) => ch.sendJson(Kind.signal, { signal }),
-      abort: (reason) => ch.abort(reason ?? new VmboxError('aborted', 'the command was aborted')),
+      ready: ready.promise,
+      done: ch.done,
+      stop: () => ch.abort(new VmboxError('aborted', 'the watch was stopped')),
     };
   }
 
@@ -304,4 +359,24 @@ export class AgentClient implements ChannelHost {
   shutdown(): Promise<void> {
     return this.request('shutdown');
   }
+}
+
+/** The process a channel streams: its pid (from the REPLY), output, stdin and exit. */
+function processOn(ch: Channel, streams: ExecStreams): GuestProcess {
+  const pid = deferred<number>();
+  pid.promise.catch(() => {});
+  ch.onReply = (p) => pid.resolve((p as { pid: number }).pid);
+  ch.onData = (kind, data) => (kind === Kind.stderr ? streams.onStderr?.(data) : streams.onStdout?.(data));
+  const exit = ch.done.then((v) => v as ExecExit);
+  exit.catch((err) => pid.reject(err));
+  return {
+    channel: ch.id,
+    pid: pid.promise,
+    exit,
+    write: (data) => ch.write(Kind.stdin, typeof data === 'string' ? Buffer.from(data) : data),
+    closeStdin: () => ch.sendFrame(Kind.eof),
+    kill: (signal = 15) => ch.sendJson(Kind.signal, { signal }),
+    resize: (cols, rows) => ch.sendJson(Kind.resize, { cols, rows }),
+    abort: (reason) => ch.abort(reason ?? new VmboxError('aborted', 'the command was aborted')),
+  };
 }

@@ -24,6 +24,8 @@ export const Kind = {
   eof: 10,
   credit: 11,
   signal: 12,
+  /** host → agent, JSON {cols, rows}: a PTY's window size */
+  resize: 13,
 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
 
