@@ -35,6 +35,8 @@ export type ErrorCode =
 
 export class VmboxError extends Error {
   override name = 'VmboxError';
+  /** The guest path the error concerns, when it concerns one. */
+  path?: string;
   constructor(
     readonly code: ErrorCode,
     message: string,
@@ -58,12 +60,9 @@ export class SpecError extends VmboxError {
 /** An error the guest agent reported, with the guest path it concerns. */
 export class GuestError extends VmboxError {
   override name = 'GuestError';
-  constructor(
-    code: ErrorCode,
-    message: string,
-    readonly path?: string,
-  ) {
+  constructor(code: ErrorCode, message: string, path?: string) {
     super(code, message);
+    if (path !== undefined) this.path = path;
   }
 }
 

@@ -1,15 +1,41 @@
 /** The vmbox SDK: sandboxes on a vmbox server, driven from TypeScript. */
-export { ErrorCode, VmboxError } from './errors.js';
+export { type ErrorCode, VmboxError } from './errors.js';
+export type { ProcessInfo, WatchEvent } from './guest/client.js';
 export {
   type CommandExit,
   CommandExitError,
   CommandHandle,
+  type CommandOptions,
   type CommandResult,
   Commands,
   type ExecOptions,
   type RunOptions,
 } from './sdk/commands.js';
 export { type CallOptions, Connection, type ConnectionOptions } from './sdk/connection.js';
+export {
+  AlreadyExistsError,
+  InvalidArgumentError,
+  InvalidStateError,
+  NoSpaceError,
+  NotFoundError,
+  PermissionDeniedError,
+  SandboxNotFoundError,
+  ServerUnavailableError,
+  TimeoutError,
+  UnauthorizedError,
+} from './sdk/errors.js';
+export {
+  type EntryInfo,
+  Files,
+  type FilesystemEvent,
+  type WatchHandle,
+  type WatchOptions,
+  type WriteData,
+  type WriteInfo,
+  type WriteOptions,
+} from './sdk/files.js';
+export { ProcessSocket, type ProcessStreams } from './sdk/process-socket.js';
+export { Pty, type PtyCreateOptions } from './sdk/pty.js';
 export {
   type ListOpts,
   type LogEntry,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
-import type { GuestProcess } from '../guest/client.js';
+import type { ExecStreams, GuestProcess } from '../guest/client.js';
 import { resolveImage } from '../images/catalog.js';
 import type { PullOptions } from '../images/pull.js';
 import { paths } from '../paths.js';
@@ -299,16 +299,25 @@ export class SandboxManager {
 
   /** Runs a command in a running sandbox; its output goes to the sandbox's log too. */
   exec(ref: string, argv: string[], opts: ExecOptions = {}): GuestProcess {
+    return this.tracked(ref, opts.pty !== undefined, opts, (live, streams) => live.sandbox.exec(argv, { ...opts, ...streams }));
+  }
+
+  /** Takes over a process started earlier (a background command, a terminal) by its pid. */
+  attach(ref: string, pid: number, opts: ExecStreams & { pty?: boolean } = {}): GuestProcess {
+    return this.tracked(ref, opts.pty ?? false, opts, (live, streams) => live.sandbox.agent.attach(pid, streams));
+  }
+
+  /** A process streamed to a client: counted as activity, its output logged (a terminal's as `output`). */
+  private tracked(ref: string, pty: boolean, opts: ExecStreams, start: (live: Live, streams: ExecStreams) => GuestProcess): GuestProcess {
     const rec = this.find(ref);
     checkTransition(rec.name, rec.state, 'exec');
     const live = this.liveOf(rec);
     const log = this.log(rec.id);
     live.activeExecs++;
     live.lastActivity = Date.now();
-    const proc = live.sandbox.exec(argv, {
-      ...opts,
+    const proc = start(live, {
       onStdout: (d) => {
-        log.append('stdout', d);
+        log.append(pty ? 'output' : 'stdout', d);
         return opts.onStdout?.(d);
       },
       onStderr: (d) => {
@@ -322,6 +331,17 @@ export class SandboxManager {
     };
     proc.exit.then(done, done);
     return proc;
+  }
+
+  /** Stops the sandbox `ms` from now (E2B's setTimeout): its maximum duration, counted from its start, moves. */
+  setTimeout(ref: string, ms: number): SandboxInfo {
+    const rec = this.find(ref);
+    checkTransition(rec.name, rec.state, 'exec');
+    const ranFor = Date.now() - (rec.startedAt ?? Date.now());
+    this.db.update(rec.id, { spec: { ...rec.spec, maxDurationMs: Math.max(1, ranFor + ms) } });
+    this.touch(rec.id);
+    this.system(rec.id, `timeout set: stops in ${formatMs(ms)}`);
+    return this.info(rec.id);
   }
 
   /** An API call on the sandbox: it is not idle. */

@@ -28,6 +28,10 @@ export interface ExecOptions extends ExecStreams {
   /** Give the command a stdin pipe. */
   stdin?: boolean;
   timeoutMs?: number;
+  /** Run on a terminal of this size. */
+  pty?: { cols: number; rows: number };
+  /** Keep the process when the caller lets go (background commands, terminals). */
+  detached?: boolean;
 }
 
 /**
@@ -146,6 +150,8 @@ export class Sandbox {
         user: opts.user ?? this.spec.user ?? this.image.config.user,
         stdin: opts.stdin,
         timeoutMs: opts.timeoutMs,
+        pty: opts.pty,
+        detached: opts.detached,
       },
       opts,
     );

@@ -140,8 +140,12 @@ export class StateDb {
     }
   }
 
-  update(id: string, fields: Partial<Pick<SandboxRecord, 'state' | 'reason' | 'pid' | 'startedAt' | 'stoppedAt' | 'removing'>>): void {
+  update(
+    id: string,
+    fields: Partial<Pick<SandboxRecord, 'state' | 'reason' | 'pid' | 'startedAt' | 'stoppedAt' | 'removing' | 'spec'>>,
+  ): void {
     const cols: Record<string, unknown> = {
+      spec: fields.spec === undefined ? undefined : JSON.stringify(fields.spec),
       state: fields.state,
       reason: fields.reason,
       pid: fields.pid,

@@ -1,9 +1,12 @@
 import http from 'node:http';
 import https from 'node:https';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import WebSocket from 'ws';
-import { type ErrorCode, VmboxError } from '../errors.js';
+import { VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
 import { ensureLocalServer } from './autostart.js';
+import { errorFromApi, ServerUnavailableError } from './errors.js';
 
 export interface ConnectionOptions {
   /**
@@ -108,12 +111,32 @@ export class Connection {
         if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
           const why =
             err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no vmbox server at' : 'the vmbox server closed the connection at';
-          reject(new VmboxError('serverUnavailable', `${why} ${this.describe()}: start one with vmbox serve`));
+          reject(new ServerUnavailableError('serverUnavailable', `${why} ${this.describe()}: start one with vmbox serve`));
         } else if (err.name === 'AbortError') reject(new VmboxError('aborted', 'the call was cancelled'));
         else reject(err);
       });
       req.end(payload);
     });
+  }
+
+  /** Streams `body` as the request body (application/octet-stream), with backpressure; returns the JSON answer. */
+  async upload<T>(method: string, path: string, body: AsyncIterable<Uint8Array>, call: CallOptions = {}): Promise<T> {
+    const o = this.requestOptions(method, path);
+    o.headers = { ...o.headers, 'content-type': 'application/octet-stream' };
+    o.signal = call.signal;
+    o.timeout = call.timeoutMs;
+    const mod = o.protocol === 'https:' ? https : http;
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = mod.request(o, resolve);
+      req.on('timeout', () => req.destroy(new VmboxError('commandTimeout', `no answer from the vmbox server within ${call.timeoutMs} ms`)));
+      req.on('error', (err) => reject(err.name === 'AbortError' ? new VmboxError('aborted', 'the call was cancelled') : err));
+      // An early answer (an error) ends the upload; the rest of the body is not sent.
+      pipeline(Readable.from(body, { objectMode: false }), req).catch(() => {});
+    });
+    const text = await readAll(res);
+    const json = text ? JSON.parse(text) : undefined;
+    if ((res.statusCode ?? 500) >= 400) throw apiError(res.statusCode ?? 500, json);
+    return json as T;
   }
 
   /** A WebSocket to an API path (exec). */
@@ -145,8 +168,8 @@ function readAll(res: http.IncomingMessage): Promise<string> {
   });
 }
 
-/** The API's `{code, message}` as the error the runtime would have thrown. */
+/** The API's `{code, message, path}` as a typed SDK error. */
 export function apiError(status: number, body: unknown): VmboxError {
-  const b = (body ?? {}) as { code?: string; message?: string };
-  return new VmboxError((b.code ?? (status === 401 ? 'unauthorized' : 'ioError')) as ErrorCode, b.message ?? `HTTP ${status}`);
+  const b = (body ?? {}) as { code?: string; message?: string; path?: string };
+  return errorFromApi(b.code ?? (status === 401 ? 'unauthorized' : 'ioError'), b.message ?? `HTTP ${status}`, b.path);
 }

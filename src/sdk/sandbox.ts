@@ -6,6 +6,8 @@ import type { MetricsSample } from '../runtime/metrics.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
 import { Commands } from './commands.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
+import { Files } from './files.js';
+import { Pty } from './pty.js';
 
 export type { SandboxInfo, SandboxState, LogEntry, LogSource, MetricsSample };
 
@@ -36,13 +38,20 @@ const path = (ref: string, rest = '') => `/v1/sandboxes/${encodeURIComponent(ref
 
 /** A sandbox on a vmbox server. Shaped like E2B's: `await Sandbox.create()`, `sbx.commands.run()`. */
 export class Sandbox {
+  /** Run commands: `run`, background handles, `list`, `connect`, `kill`. */
   readonly commands: Commands;
+  /** Interactive terminals. */
+  readonly pty: Pty;
+  /** The guest's file system. */
+  readonly files: Files;
 
   private constructor(
     private readonly conn: Connection,
     private info: SandboxInfo,
   ) {
     this.commands = new Commands(conn, info.id);
+    this.pty = new Pty(conn, info.id, (pid) => this.commands.kill(pid));
+    this.files = new Files(conn, info.id);
   }
 
   get sandboxId(): string {
@@ -92,6 +101,16 @@ export class Sandbox {
     );
     this.info = info;
     return info;
+  }
+
+  /** Stops the sandbox `timeoutMs` from now (replacing its maximum duration). */
+  async setTimeout(timeoutMs: number, call: CallOptions = {}): Promise<void> {
+    this.info = await this.conn.request('POST', path(this.sandboxId, '/timeout'), { timeoutMs }, call);
+  }
+
+  /** Whether the sandbox's VM is up. */
+  async isRunning(call: CallOptions = {}): Promise<boolean> {
+    return (await this.conn.request<SandboxInfo>('GET', path(this.sandboxId), undefined, call)).state === 'running';
   }
 
   async getMetrics(): Promise<{ latest: MetricsSample; history: MetricsSample[] }> {

@@ -3,10 +3,11 @@ import http from 'node:http';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { httpStatus, SpecError, VmboxError } from '../errors.js';
+import { GuestError, httpStatus, SpecError, VmboxError } from '../errors.js';
 import type { SandboxManager } from '../runtime/manager.js';
 import { VERSION } from '../version.js';
 import { execRoutes } from './routes/exec.js';
+import { fileRoutes } from './routes/files.js';
 import { logRoutes } from './routes/logs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 
@@ -55,6 +56,8 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
       return reply.code(400).send({ code: 'invalidArgument', message, field: extra ? `${where}.${extra}` : where });
     }
     if (err instanceof SpecError) return reply.code(400).send({ code: err.code, message: err.message, field: err.field });
+    if (err instanceof GuestError && err.path)
+      return reply.code(httpStatus(err.code)).send({ code: err.code, message: err.message, path: err.path });
     if (err instanceof VmboxError) return reply.code(httpStatus(err.code)).send({ code: err.code, message: err.message });
     const status = (err as FastifyError).statusCode ?? 500;
     if (status >= 500) app.log.error(err);
@@ -80,6 +83,7 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
   await app.register(sandboxRoutes(manager));
   await app.register(execRoutes(manager));
   await app.register(logRoutes(manager));
+  await app.register(fileRoutes(manager));
   await app.ready();
   return { app, tcp };
 }

@@ -44,6 +44,18 @@ export const ExecStart = Type.Object(
     user: Type.Optional(Type.String({ minLength: 1 })),
     stdin: Type.Optional(Type.Boolean({ description: 'Open a stdin pipe (default false)' })),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    pty: Type.Optional(
+      Type.Object(
+        { cols: Type.Integer({ minimum: 1, maximum: 1000 }), rows: Type.Integer({ minimum: 1, maximum: 1000 }) },
+        { additionalProperties: false, description: 'Run on a terminal of this size; output comes as stdout (logged as `output`)' },
+      ),
+    ),
+    background: Type.Optional(
+      Type.Boolean({
+        description:
+          'Keep the process when this socket closes; its output is kept (last 1 MiB) for an attach by pid. Default: true with pty, false otherwise',
+      }),
+    ),
     removeWhenDone: Type.Optional(
       Type.Boolean({ description: 'Remove the sandbox when the command ends or the client goes away (vmbox run)' }),
     ),
@@ -52,11 +64,77 @@ export const ExecStart = Type.Object(
 );
 export type ExecStart = Static<typeof ExecStart>;
 
+export const ProcessRef = Type.Object({
+  ref: Type.String({ description: 'Sandbox id, id prefix, or name' }),
+  pid: Type.Integer({ minimum: 1, description: 'The process id in the guest' }),
+});
+
+export const SignalBody = Type.Object(
+  { signal: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'Signal number (default 9, SIGKILL)' })) },
+  { additionalProperties: false },
+);
+
+export const TimeoutBody = Type.Object(
+  { timeoutMs: Type.Integer({ minimum: 0, description: 'Stop the sandbox this long from now (0: now)' }) },
+  { additionalProperties: false },
+);
+
+export const PathQuery = Type.Object(
+  { path: Type.String({ pattern: '^/', description: 'Absolute path in the guest' }) },
+  { additionalProperties: false },
+);
+
+export const ListFilesQuery = Type.Object(
+  {
+    path: Type.String({ pattern: '^/' }),
+    depth: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'How many levels to descend (default 1)' })),
+  },
+  { additionalProperties: false },
+);
+
+export const WriteQuery = Type.Object(
+  {
+    path: Type.String({ pattern: '^/' }),
+    mode: Type.Optional(Type.Integer({ minimum: 0, maximum: 0o7777, description: 'Permission bits of a new file (default 0644)' })),
+    append: Type.Optional(Type.Boolean({ description: 'Append instead of replacing (default false)' })),
+  },
+  { additionalProperties: false },
+);
+
+export const RemoveFileQuery = Type.Object(
+  {
+    path: Type.String({ pattern: '^/' }),
+    recursive: Type.Optional(Type.Boolean({ description: 'Remove a directory and everything in it (default true)' })),
+  },
+  { additionalProperties: false },
+);
+
+export const MkdirBody = Type.Object(
+  {
+    path: Type.String({ pattern: '^/' }),
+    mode: Type.Optional(Type.Integer({ minimum: 0, maximum: 0o7777, description: 'default 0755' })),
+  },
+  { additionalProperties: false },
+);
+
+export const RenameBody = Type.Object(
+  { from: Type.String({ pattern: '^/' }), to: Type.String({ pattern: '^/' }) },
+  { additionalProperties: false },
+);
+
+export const WatchQuery = Type.Object(
+  {
+    path: Type.String({ pattern: '^/' }),
+    recursive: Type.Optional(Type.Boolean({ description: 'Watch every directory below too (default false)' })),
+  },
+  { additionalProperties: false },
+);
+
 /** Binary exec frames start with one of these bytes. */
 export const StreamTag = { stdin: 0, stdout: 1, stderr: 2 } as const;
 
 /** Text messages on an exec WebSocket. */
-export type ExecClientMessage = { type: 'eof' } | { type: 'signal'; signal: number };
+export type ExecClientMessage = { type: 'eof' } | { type: 'signal'; signal: number } | { type: 'resize'; cols: number; rows: number };
 export type ExecServerMessage =
   | { type: 'started'; pid: number }
   | { type: 'exit'; exitCode: number; signal?: number; timedOut: boolean }

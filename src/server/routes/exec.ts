@@ -2,82 +2,162 @@ import { Value } from '@sinclair/typebox/value';
 import type { FastifyPluginAsync } from 'fastify';
 import type { WebSocket } from 'ws';
 import { VmboxError } from '../../errors.js';
-import type { GuestProcess } from '../../guest/client.js';
+import type { ExecStreams, GuestProcess } from '../../guest/client.js';
 import type { SandboxManager } from '../../runtime/manager.js';
-import { type ExecClientMessage, type ExecServerMessage, ExecStart, SandboxRef, StreamTag } from '../../spec/api.js';
+import {
+  type ExecClientMessage,
+  type ExecServerMessage,
+  ExecStart,
+  ProcessRef,
+  SandboxRef,
+  SignalBody,
+  StreamTag,
+} from '../../spec/api.js';
+
+type ProcessParams = { Params: { ref: string; pid: number } };
 
 /**
- * A command as a WebSocket: the first text message starts it (ExecStart);
- * binary frames carry a stream tag byte then raw bytes (stdin from the client,
- * stdout/stderr from the server); text messages carry control (eof, signal,
- * started, exit, error). Closing the socket abandons the command, which the
- * agent then kills.
+ * A process as a WebSocket. On `/exec` the first text message starts it
+ * (ExecStart); on `/processes/:pid/attach` the socket takes over a running
+ * one, beginning with what it wrote while nobody listened. Binary frames carry
+ * a stream tag byte then raw bytes (stdin from the client, stdout/stderr from
+ * the server); text messages carry control (eof, signal, resize; started,
+ * exit, error). Closing the socket abandons the process: the agent kills it,
+ * unless it runs in the background (and terminals do, by default).
  */
 export const execRoutes =
   (m: SandboxManager): FastifyPluginAsync =>
   async (app) => {
     app.get<{ Params: { ref: string } }>(
       '/v1/sandboxes/:ref/exec',
-      { websocket: true, schema: { params: SandboxRef, tags: ['sandboxes'] } },
+      { websocket: true, schema: { params: SandboxRef, tags: ['processes'] } },
       (socket, req) => {
         const ref = req.params.ref;
-        let proc: GuestProcess | undefined;
-        let finished = false;
         let removeWhenDone = false;
-        const send = (msg: ExecServerMessage) => {
-          if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
-        };
-        const end = () => {
-          if (finished) return;
-          finished = true;
-          if (removeWhenDone) m.remove(ref, { force: true }).catch(() => {});
-        };
-        socket.on('close', () => {
-          if (!finished) proc?.abort(new VmboxError('aborted', 'the client went away'));
-          end();
-        });
-        socket.on('message', (data: Buffer, isBinary: boolean) => {
-          try {
-            if (!proc) {
-              const start = parseStart(data, isBinary);
-              removeWhenDone = start.removeWhenDone ?? false;
-              proc = m.exec(ref, start.argv, {
-                env: start.env,
-                cwd: start.cwd,
-                user: start.user,
-                stdin: start.stdin,
-                timeoutMs: start.timeoutMs,
-                onStdout: (d) => sendTagged(socket, StreamTag.stdout, d),
-                onStderr: (d) => sendTagged(socket, StreamTag.stderr, d),
-              });
-              proc.pid.then((pid) => send({ type: 'started', pid })).catch(() => {});
-              proc.exit.then(
-                (exit) => {
-                  send({ type: 'exit', ...exit });
-                  end();
-                  socket.close(1000);
-                },
-                (err: Error) => fail(socket, err, end),
-              );
-              return;
-            }
-            if (isBinary) {
-              if (data[0] !== StreamTag.stdin)
-                throw new VmboxError('invalidArgument', 'binary frames from the client must carry stdin (tag 0)');
-              proc.write(data.subarray(1)).catch(() => {});
-              return;
-            }
-            const msg = JSON.parse(data.toString()) as ExecClientMessage;
-            if (msg.type === 'eof') proc.closeStdin();
-            else if (msg.type === 'signal') proc.kill(msg.signal);
-            else throw new VmboxError('invalidArgument', 'expected a message of type eof or signal');
-          } catch (err) {
-            fail(socket, err as Error, end);
-          }
+        serveProcess(socket, {
+          start: (data, isBinary, streams) => {
+            const s = parseStart(data, isBinary);
+            removeWhenDone = s.removeWhenDone ?? false;
+            return m.exec(ref, s.argv, {
+              env: s.env,
+              cwd: s.cwd,
+              user: s.user,
+              stdin: s.stdin || s.pty !== undefined,
+              timeoutMs: s.timeoutMs,
+              pty: s.pty,
+              detached: s.background ?? s.pty !== undefined,
+              ...streams,
+            });
+          },
+          ended: () => {
+            if (removeWhenDone) m.remove(ref, { force: true }).catch(() => {});
+          },
         });
       },
     );
+
+    app.get<ProcessParams>(
+      '/v1/sandboxes/:ref/processes/:pid/attach',
+      { websocket: true, schema: { params: ProcessRef, tags: ['processes'] } },
+      (socket, req) => {
+        try {
+          const proc = m.attach(req.params.ref, req.params.pid, streamsTo(socket));
+          serveProcess(socket, { proc });
+        } catch (err) {
+          fail(socket, err as Error);
+        }
+      },
+    );
+
+    app.get<{ Params: { ref: string } }>(
+      '/v1/sandboxes/:ref/processes',
+      {
+        schema: {
+          params: SandboxRef,
+          tags: ['processes'],
+          description: 'Processes started through vmbox, running or waiting to be attached',
+        },
+      },
+      async (req) => m.sandbox(req.params.ref).agent.processes(),
+    );
+
+    app.post<ProcessParams & { Body: { signal?: number } }>(
+      '/v1/sandboxes/:ref/processes/:pid/signal',
+      { schema: { params: ProcessRef, body: SignalBody, tags: ['processes'] } },
+      async (req) => m.sandbox(req.params.ref).agent.killProcess(req.params.pid, req.body?.signal ?? 9),
+    );
   };
+
+/** Output of a process as tagged binary frames; the promise holds the guest back until the socket took them. */
+function streamsTo(socket: WebSocket): ExecStreams {
+  return {
+    onStdout: (d) => sendTagged(socket, StreamTag.stdout, d),
+    onStderr: (d) => sendTagged(socket, StreamTag.stderr, d),
+  };
+}
+
+/** Wires a socket to a process: given one, or started by the socket's first message. */
+function serveProcess(
+  socket: WebSocket,
+  o: {
+    proc?: GuestProcess;
+    start?: (data: Buffer, isBinary: boolean, streams: ExecStreams) => GuestProcess;
+    ended?: () => void;
+  },
+): void {
+  let proc: GuestProcess | undefined;
+  let finished = false;
+  const send = (msg: ExecServerMessage) => {
+    if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
+  };
+  const end = () => {
+    if (finished) return;
+    finished = true;
+    o.ended?.();
+  };
+  const follow = (p: GuestProcess) => {
+    proc = p;
+    p.pid.then((pid) => send({ type: 'started', pid })).catch(() => {});
+    p.exit.then(
+      (exit) => {
+        send({ type: 'exit', ...exit });
+        end();
+        socket.close(1000);
+      },
+      (err: Error) => {
+        fail(socket, err);
+        end();
+      },
+    );
+  };
+  if (o.proc) follow(o.proc);
+  socket.on('close', () => {
+    if (!finished) proc?.abort(new VmboxError('aborted', 'the client went away'));
+    end();
+  });
+  socket.on('message', (data: Buffer, isBinary: boolean) => {
+    try {
+      if (!proc) {
+        if (!o.start) return;
+        follow(o.start(data, isBinary, streamsTo(socket)));
+        return;
+      }
+      if (isBinary) {
+        if (data[0] !== StreamTag.stdin) throw new VmboxError('invalidArgument', 'binary frames from the client must carry stdin (tag 0)');
+        proc.write(data.subarray(1)).catch(() => {});
+        return;
+      }
+      const msg = JSON.parse(data.toString()) as ExecClientMessage;
+      if (msg.type === 'eof') proc.closeStdin();
+      else if (msg.type === 'signal') proc.kill(msg.signal);
+      else if (msg.type === 'resize') proc.resize(msg.cols, msg.rows);
+      else throw new VmboxError('invalidArgument', 'expected a message of type eof, signal or resize');
+    } catch (err) {
+      fail(socket, err as Error);
+      end();
+    }
+  });
+}
 
 function parseStart(data: Buffer, isBinary: boolean): ExecStart {
   let start: unknown;
@@ -92,7 +172,6 @@ function parseStart(data: Buffer, isBinary: boolean): ExecStart {
   return start as ExecStart;
 }
 
-/** Sends one tagged chunk; the promise holds the guest back until the socket took it. */
 function sendTagged(socket: WebSocket, tag: number, data: Buffer): Promise<void> | undefined {
   if (socket.readyState !== socket.OPEN) return undefined;
   const frame = Buffer.allocUnsafe(data.length + 1);
@@ -101,9 +180,8 @@ function sendTagged(socket: WebSocket, tag: number, data: Buffer): Promise<void>
   return new Promise((resolve) => socket.send(frame, () => resolve()));
 }
 
-function fail(socket: WebSocket, err: Error, end: () => void): void {
+function fail(socket: WebSocket, err: Error): void {
   const code = err instanceof VmboxError ? err.code : 'internal';
   if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ type: 'error', code, message: err.message }));
-  end();
   socket.close(1011);
 }

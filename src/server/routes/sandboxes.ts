@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { SandboxState } from '../../runtime/lifecycle.js';
 import type { SandboxManager } from '../../runtime/manager.js';
-import { ListQuery, RemoveQuery, SandboxRef, StopBody } from '../../spec/api.js';
+import { ListQuery, RemoveQuery, SandboxRef, StopBody, TimeoutBody } from '../../spec/api.js';
 import { SandboxSpecSchema } from '../../spec/sandbox.js';
 
 type Ref = { Params: { ref: string } };
@@ -52,6 +52,9 @@ export const sandboxRoutes =
         await m.remove(req.params.ref, { force: req.query.force });
         return reply.code(204).send();
       },
+    );
+    app.post<Ref & { Body: { timeoutMs: number } }>('/v1/sandboxes/:ref/timeout', { schema: { ...ref, body: TimeoutBody } }, async (req) =>
+      m.setTimeout(req.params.ref, req.body.timeoutMs),
     );
     app.get<Ref>('/v1/sandboxes/:ref/metrics', { schema: ref }, async (req) => {
       m.touch(req.params.ref);

@@ -1,0 +1,168 @@
+import { posix } from 'node:path';
+import { Readable } from 'node:stream';
+import type { FastifyPluginAsync } from 'fastify';
+import { GuestError, VmboxError } from '../../errors.js';
+import type { AgentClient, DirEntry, StatResult } from '../../guest/client.js';
+import type { SandboxManager } from '../../runtime/manager.js';
+import { ListFilesQuery, MkdirBody, PathQuery, RemoveFileQuery, RenameBody, SandboxRef, WatchQuery, WriteQuery } from '../../spec/api.js';
+
+/** A guest file system entry as the API describes it. */
+export interface EntryInfo extends StatResult {
+  name: string;
+  path: string;
+}
+
+type Q<T> = { Params: { ref: string }; Querystring: T };
+
+/**
+ * Files in a running sandbox. Content moves as a raw byte stream both ways,
+ * paced by the agent's credit: neither side ever holds a whole file.
+ */
+export const fileRoutes =
+  (m: SandboxManager): FastifyPluginAsync =>
+  async (app) => {
+    const agentOf = (ref: string): AgentClient => m.sandbox(ref).agent;
+    const tags = ['files'];
+
+    // Uploads are streamed to the agent, never parsed or buffered here.
+    app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+
+    app.get<Q<{ path: string }>>(
+      '/v1/sandboxes/:ref/files/content',
+      { schema: { params: SandboxRef, querystring: PathQuery, tags, description: 'Download a file (application/octet-stream)' } },
+      async (req, reply) => {
+        const chunks = agentOf(req.params.ref).readFile(req.query.path);
+        // The first chunk (or the agent's error) before any header: a missing file is a 404, not a broken 200.
+        const first = await chunks.next();
+        async function* all() {
+          if (!first.done) yield first.value;
+          yield* chunks;
+        }
+        reply.type('application/octet-stream');
+        return reply.send(Readable.from(all(), { objectMode: false }));
+      },
+    );
+
+    app.put<Q<{ path: string; mode?: number; append?: boolean }>>(
+      '/v1/sandboxes/:ref/files/content',
+      {
+        schema: { params: SandboxRef, querystring: WriteQuery, tags, description: 'Upload a file (body: application/octet-stream)' },
+        bodyLimit: Number.MAX_SAFE_INTEGER,
+      },
+      async (req) => {
+        const body = req.body;
+        if (!(body instanceof Readable)) throw new VmboxError('invalidArgument', 'send the content as application/octet-stream');
+        const { path, mode, append } = req.query;
+        const { size } = await agentOf(req.params.ref).writeFile(path, body, { mode, append, mkdirs: true });
+        return { path, name: posix.basename(path), size };
+      },
+    );
+
+    app.get<Q<{ path: string }>>(
+      '/v1/sandboxes/:ref/files/stat',
+      { schema: { params: SandboxRef, querystring: PathQuery, tags } },
+      async (req) => entry(req.query.path, await agentOf(req.params.ref).stat(req.query.path)),
+    );
+
+    app.get<Q<{ path: string; depth?: number }>>(
+      '/v1/sandboxes/:ref/files/list',
+      { schema: { params: SandboxRef, querystring: ListFilesQuery, tags } },
+      async (req) => listTree(agentOf(req.params.ref), req.query.path, req.query.depth ?? 1),
+    );
+
+    app.post<{ Params: { ref: string }; Body: { path: string; mode?: number } }>(
+      '/v1/sandboxes/:ref/files/mkdir',
+      {
+        schema: {
+          params: SandboxRef,
+          body: MkdirBody,
+          tags,
+          description: 'Make a directory and its parents; created is false when it existed',
+        },
+      },
+      async (req) => {
+        const agent = agentOf(req.params.ref);
+        const existed = await agent.stat(req.body.path).then(
+          (st) => st.type === 'dir',
+          () => false,
+        );
+        await agent.mkdir(req.body.path, req.body.mode);
+        return { created: !existed };
+      },
+    );
+
+    app.post<{ Params: { ref: string }; Body: { from: string; to: string } }>(
+      '/v1/sandboxes/:ref/files/rename',
+      { schema: { params: SandboxRef, body: RenameBody, tags } },
+      async (req) => {
+        const agent = agentOf(req.params.ref);
+        await agent.rename(req.body.from, req.body.to);
+        return entry(req.body.to, await agent.stat(req.body.to));
+      },
+    );
+
+    app.delete<Q<{ path: string; recursive?: boolean }>>(
+      '/v1/sandboxes/:ref/files',
+      { schema: { params: SandboxRef, querystring: RemoveFileQuery, tags } },
+      async (req, reply) => {
+        await agentOf(req.params.ref).remove(req.query.path, { recursive: req.query.recursive ?? true });
+        return reply.code(204).send();
+      },
+    );
+
+    // Text messages: {"type":"events","events":[...]} while watching, then
+    // {"type":"end","reason"} or {"type":"error",code,message}. Close to stop.
+    app.get<Q<{ path: string; recursive?: boolean }>>(
+      '/v1/sandboxes/:ref/files/watch',
+      { websocket: true, schema: { params: SandboxRef, querystring: WatchQuery, tags } },
+      (socket, req) => {
+        const send = (msg: unknown) => {
+          if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
+        };
+        try {
+          const w = agentOf(req.params.ref).watch(req.query.path, { recursive: req.query.recursive }, (events) => {
+            m.touch(req.params.ref);
+            send({ type: 'events', events });
+          });
+          w.ready.then(() => send({ type: 'ready' })).catch(() => {});
+          w.done.then(
+            (v) => {
+              send({ type: 'end', reason: (v as { reason?: string })?.reason ?? 'ended' });
+              socket.close(1000);
+            },
+            (err: Error) => {
+              if (socket.readyState === socket.OPEN) {
+                send({ type: 'error', ...errorBody(err) });
+                socket.close(1011);
+              }
+            },
+          );
+          socket.on('close', () => w.stop());
+        } catch (err) {
+          send({ type: 'error', ...errorBody(err as Error) });
+          socket.close(1011);
+        }
+      },
+    );
+  };
+
+function entry(path: string, st: StatResult): EntryInfo {
+  return { name: posix.basename(path), path, ...st };
+}
+
+/** Lists `path`, descending into directories (not symlinks) `depth - 1` more levels. */
+async function listTree(agent: AgentClient, path: string, depth: number): Promise<EntryInfo[]> {
+  const entries: DirEntry[] = await agent.list(path);
+  const out: EntryInfo[] = [];
+  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    const full = posix.join(path, e.name);
+    out.push({ ...e, path: full });
+    if (depth > 1 && e.type === 'dir') out.push(...(await listTree(agent, full, depth - 1)));
+  }
+  return out;
+}
+
+export function errorBody(err: Error): { code: string; message: string; path?: string } {
+  const code = err instanceof VmboxError ? err.code : 'internal';
+  return { code, message: err.message, ...(err instanceof GuestError && err.path ? { path: err.path } : {}) };
+}
