@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { sandboxHandle } from './client.js';
 import { parsePairs } from './sandboxes.js';
 import { checkTimeout, streamCommand } from './stream.js';
+import { LOGIN_SHELL, runOnTerminal } from './terminal.js';
 
 /** `vmbox exec NAME -- CMD`: runs a command in an existing sandbox. */
 export function execCommand(): Command {
@@ -13,24 +14,41 @@ export function execCommand(): Command {
     .option('-w, --workdir <dir>', 'working directory in the guest')
     .option('-u, --user <user>', 'user name, uid, or uid:gid')
     .option('-i, --interactive', 'pass stdin to the command')
+    .option('-t, --tty', 'run it on a terminal wired to this one (with -i: an interactive program, e.g. a shell)')
     .addOption(new Option('--timeout <seconds>', 'kill the command after this long').argParser(Number))
     .passThroughOptions()
     .action(
       async (
         ref: string,
         command: string[],
-        f: { env: string[]; workdir?: string; user?: string; interactive?: boolean; timeout?: number },
+        f: { env: string[]; workdir?: string; user?: string; interactive?: boolean; tty?: boolean; timeout?: number },
       ) => {
         checkTimeout(f.timeout);
         const sbx = await sandboxHandle(ref);
         try {
-          process.exitCode = await streamCommand(sbx.commands, command[0] === '--' ? command.slice(1) : command, {
-            ...f,
-            env: parsePairs('-e', f.env),
-          });
+          const argv = command[0] === '--' ? command.slice(1) : command;
+          const flags = { ...f, env: parsePairs('-e', f.env) };
+          process.exitCode = f.tty ? await runOnTerminal(sbx.commands, argv, flags) : await streamCommand(sbx.commands, argv, flags);
         } finally {
           sbx.close();
         }
       },
     );
+}
+
+/** `vmbox shell NAME`: a login shell on a terminal in the sandbox. */
+export function shellCommand(): Command {
+  return new Command('shell')
+    .description('open a shell in a running sandbox (a real terminal: resizes with the window, Ctrl-C goes to the guest)')
+    .argument('<sandbox>', 'name or id')
+    .option('-u, --user <user>', 'user name, uid, or uid:gid')
+    .option('-w, --workdir <dir>', 'working directory in the guest')
+    .action(async (ref: string, f: { user?: string; workdir?: string }) => {
+      const sbx = await sandboxHandle(ref);
+      try {
+        process.exitCode = await runOnTerminal(sbx.commands, LOGIN_SHELL, { ...f, env: {} });
+      } finally {
+        sbx.close();
+      }
+    });
 }
