@@ -2,6 +2,9 @@ import { CommandHandle } from './commands.js';
 import type { CallOptions, Connection } from './connection.js';
 import { ProcessSocket, type ProcessStreams } from './process-socket.js';
 
+/** A login shell: bash if the image has it, else sh. */
+export const LOGIN_SHELL = ['/bin/sh', '-c', 'if [ -x /bin/bash ]; then exec /bin/bash -l; fi; exec /bin/sh -l'];
+
 export interface PtyCreateOptions extends CallOptions {
   cols: number;
   rows: number;
@@ -15,8 +18,6 @@ export interface PtyCreateOptions extends CallOptions {
   /** Kill the terminal's processes when this client disconnects (default false: they keep running, reconnect with `connect`). */
   killOnDisconnect?: boolean;
 }
-
-const LOGIN_SHELL = ['/bin/sh', '-c', 'if [ -x /bin/bash ]; then exec /bin/bash -l; fi; exec /bin/sh -l'];
 
 /** `sandbox.pty`: interactive terminals in the guest. */
 export class Pty {
