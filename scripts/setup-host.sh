@@ -25,13 +25,13 @@ have_all() {
 }
 
 # `--test`: what the test suite needs besides: a real registry, zstd to build zstd layers,
-# skopeo to write OCI layouts and docker-save archives.
+# skopeo to write OCI layouts and docker-save archives, tmux to drive `vmbox shell` in a terminal.
 # `--bench` adds umoci, the other half of the image-pull comparison.
 if [ "${1:-}" = --test ] || [ "${1:-}" = --bench ]; then
-  packages+=(docker-registry zstd skopeo)
+  packages+=(docker-registry zstd skopeo tmux)
   [ "$1" = --bench ] && packages+=(umoci)
   have_test() {
-    command -v docker-registry >/dev/null && command -v zstd >/dev/null && command -v skopeo >/dev/null &&
+    command -v docker-registry >/dev/null && command -v zstd >/dev/null && command -v skopeo >/dev/null && command -v tmux >/dev/null &&
       { [ "$1" != --bench ] || command -v umoci >/dev/null; }
   }
 else
