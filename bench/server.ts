@@ -32,7 +32,7 @@ export async function serverBench(runs: number): Promise<Row[]> {
     const server = home.serverPid() as number;
     await new Promise((r) => setTimeout(r, 1000));
     const rssIdle = processMetrics(server).rssBytes / MIB;
-    const sbx = await Sandbox.create({ name: 'bench', memoryMib: 256 });
+    const sbx = await Sandbox.create({ name: 'bench', memoryMib: 512 });
 
     const sdk: number[] = [];
     for (let i = 0; i < 20; i++) await sbx.commands.run('true'); // warm-up
@@ -45,6 +45,8 @@ export async function serverBench(runs: number): Promise<Row[]> {
     for (let i = 0; i < runs; i++) cli.push(await timeCli(['exec', 'bench', '--', 'true'], home.env));
     const nodeStart: number[] = [];
     for (let i = 0; i < runs; i++) nodeStart.push(await timeCli(['--version'], home.env));
+    const files = await fileBench(sbx, Math.max(3, Math.min(runs, 5)));
+    const echo = await ptyEchoBench(sbx);
     await sbx.kill();
 
     const t0 = performance.now();
@@ -63,6 +65,13 @@ export async function serverBench(runs: number): Promise<Row[]> {
       },
       { metric: 'exec true: vmbox exec CLI end to end', value: median(cli), unit: 'ms', note: `${runs} runs` },
       { metric: '  of which: CLI start (vmbox --version)', value: median(nodeStart), unit: 'ms', note: `${runs} runs` },
+      ...files,
+      {
+        metric: 'PTY echo: a key sent, its echo seen (SDK)',
+        value: median(echo),
+        unit: 'ms',
+        note: `p90 ${percentile(echo, 90).toFixed(2)} ms, ${echo.length} keys`,
+      },
       { metric: 'server RSS, no sandbox', value: rssIdle, unit: 'MiB', note: 'just started' },
       { metric: `server RSS, ${CONCURRENT} sandboxes running`, value: rssLoaded, unit: 'MiB' },
       { metric: `${CONCURRENT} concurrent creates (128 MiB each)`, value: createSec, unit: 's', note: 'until every agent answers' },
@@ -73,4 +82,69 @@ export async function serverBench(runs: number): Promise<Row[]> {
     else process.env.VMBOX_HOME = saved;
     await home.cleanup();
   }
+}
+
+const FILE_MIB = 100;
+
+/** 100 MiB through sbx.files each way: to the guest's disk, to /dev/null (the transport alone), and back. */
+async function fileBench(sbx: Sandbox, runs: number): Promise<Row[]> {
+  const chunk = Buffer.alloc(MIB, 0x5a);
+  async function* data() {
+    for (let i = 0; i < FILE_MIB; i++) yield chunk;
+  }
+  const rate = (ms: number) => (FILE_MIB * MIB) / 1e6 / (ms / 1000); // MB/s, as the target is given
+  const toDisk: number[] = [];
+  const toNull: number[] = [];
+  const fromDisk: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    let t = performance.now();
+    await sbx.files.write('/root/bench.bin', data());
+    toDisk.push(rate(performance.now() - t));
+    t = performance.now();
+    await sbx.files.write('/dev/null', data());
+    toNull.push(rate(performance.now() - t));
+    t = performance.now();
+    let n = 0;
+    for await (const c of await sbx.files.read('/root/bench.bin', { format: 'stream' })) n += c.length;
+    if (n !== FILE_MIB * MIB) throw new Error(`read ${n} bytes`);
+    fromDisk.push(rate(performance.now() - t));
+  }
+  await sbx.files.remove('/root/bench.bin');
+  const note = `${runs} runs, MB/s = 10^6 bytes/s`;
+  return [
+    { metric: `files.write ${FILE_MIB} MiB to the guest disk (SDK)`, value: median(toDisk), unit: 'MB/s', target: '>= 100', note },
+    { metric: `  files.write ${FILE_MIB} MiB to /dev/null`, value: median(toNull), unit: 'MB/s', note: 'the transport alone' },
+    { metric: `files.read ${FILE_MIB} MiB from the guest disk (SDK)`, value: median(fromDisk), unit: 'MB/s', target: '>= 100', note },
+  ];
+}
+
+/** One key at a time into `cat` on a terminal: the time until the guest's line discipline echoes it back. */
+async function ptyEchoBench(sbx: Sandbox): Promise<number[]> {
+  let seen = 0;
+  let wake: (() => void) | undefined;
+  const term = await sbx.pty.create({
+    cols: 80,
+    rows: 24,
+    cmd: ['/bin/cat'],
+    killOnDisconnect: true,
+    onData: (b) => {
+      seen += b.length;
+      wake?.();
+    },
+  });
+  const samples: number[] = [];
+  for (let i = 0; i < 220; i++) {
+    const before = seen;
+    const t = performance.now();
+    const echoed = new Promise<void>((r) => {
+      wake = () => {
+        if (seen > before) r();
+      };
+    });
+    await term.sendInput(i % 50 === 49 ? '\n' : 'x');
+    await echoed;
+    if (i >= 20) samples.push(performance.now() - t); // the first keys warm up the paths
+  }
+  await term.kill();
+  return samples;
 }
