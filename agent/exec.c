@@ -329,11 +329,25 @@ void exec_signal(struct chan *c, int sig) {
   if (!c->exited && sig > 0 && sig < 65) kill(-c->pid, sig);
 }
 
+/* A background process keeps its latest output (RING_MAX) as {kind, len,
+ * bytes} records, whoever listens, so an attach can start with what came
+ * before it; the oldest records go first. */
+static void ring_append(struct chan *c, uint8_t kind, const uint8_t *p, size_t n) {
+  uint8_t h[5];
+  h[0] = kind;
+  put_u32(h + 1, (uint32_t)n);
+  buf_append(&c->ring, h, sizeof h);
+  buf_append(&c->ring, p, n);
+  while (buf_pending(&c->ring) > RING_MAX)
+    buf_consume(&c->ring, 5 + get_u32(c->ring.data + c->ring.start + 1));
+}
+
 /* Reads one stream into frames while credit lasts; closes it at EOF. */
 static void drain(struct chan *c, int *fd, uint8_t kind) {
   while (*fd >= 0 && c->credit > 0) {
     size_t want = c->credit < DATA_CHUNK ? (size_t)c->credit : DATA_CHUNK;
-    ssize_t n = read(*fd, frame_reserve(want), want);
+    uint8_t *dst = frame_reserve(want);
+    ssize_t n = read(*fd, dst, want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
       /* A finished process cannot write more; a background child that kept
@@ -343,6 +357,7 @@ static void drain(struct chan *c, int *fd, uint8_t kind) {
     }
     /* EOF, or EIO from a PTY master once every slave fd is closed. */
     if (n <= 0) { close_fd(fd); return; }
+    if (c->detached) ring_append(c, kind, dst, n);
     frame_commit(kind, c->id, n);
     c->credit -= n;
   }
@@ -350,9 +365,8 @@ static void drain(struct chan *c, int *fd, uint8_t kind) {
   if (*fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, *fd, NULL);
 }
 
-/* While nobody is attached, output goes to the ring as {kind, len, bytes}
- * records; the oldest records go when it is full. A bounded read per call
- * keeps a chatty process from starving the loop (epoll is level-triggered). */
+/* While nobody is attached, output goes only to the ring. A bounded read per
+ * call keeps a chatty process from starving the loop (epoll is level-triggered). */
 static void drain_orphan(struct chan *c, int *fd, uint8_t kind) {
   uint8_t tmp[16384];
   for (int round = 0; *fd >= 0 && round < 16; round++) {
@@ -363,13 +377,7 @@ static void drain_orphan(struct chan *c, int *fd, uint8_t kind) {
       return;
     }
     if (n <= 0) { close_fd(fd); return; }
-    uint8_t h[5];
-    h[0] = kind;
-    put_u32(h + 1, (uint32_t)n);
-    buf_append(&c->ring, h, sizeof h);
-    buf_append(&c->ring, tmp, n);
-    while (buf_pending(&c->ring) > RING_MAX)
-      buf_consume(&c->ring, 5 + get_u32(c->ring.data + c->ring.start + 1));
+    ring_append(c, kind, tmp, n);
   }
 }
 
@@ -501,15 +509,15 @@ void exec_attach(uint32_t id, const struct json_obj *req) {
   char reply[96];
   snprintf(reply, sizeof reply, "{\"pid\":%d,\"pty\":%s}", pid, c->pty ? "true" : "false");
   send_json(K_REPLY, id, reply);
-  /* What it wrote while nobody listened; the ring is smaller than the window. */
-  while (buf_pending(&c->ring) >= 5) {
-    const uint8_t *r = c->ring.data + c->ring.start;
+  /* Its output so far (the latest RING_MAX bytes; smaller than the window).
+   * The ring stays: a later attach starts from the same history. */
+  for (size_t off = c->ring.start; off + 5 <= c->ring.len;) {
+    const uint8_t *r = c->ring.data + off;
     uint32_t len = get_u32(r + 1);
     send_frame(r[0], id, r + 5, len);
     c->credit -= len;
-    buf_consume(&c->ring, 5 + len);
+    off += 5 + len;
   }
-  buf_free(&c->ring);
   if (c->in_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->in_fd, NULL);
   exec_pump(c);
 }

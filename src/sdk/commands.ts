@@ -240,8 +240,9 @@ export class Commands {
   }
 
   /**
-   * Reattaches to a command by pid: first what it wrote while nobody listened
-   * (its last 1 MiB), then live output. Another client attached to it is let go.
+   * Reattaches to a background command or a terminal by pid: first its output
+   * so far (the last 1 MiB of it), then live output and its end. Another client
+   * attached to it is let go.
    */
   async connect(pid: number, opts: Pick<CommandOptions, 'onStdout' | 'onStderr' | 'signal'> = {}): Promise<CommandHandle> {
     return CommandHandle.open(
