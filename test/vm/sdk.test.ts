@@ -145,7 +145,7 @@ describe('the SDK: terminals', () => {
     term.disconnect();
     await sleep(300);
     const listed = (await sbx.commands.list()).find((p) => p.pid === term.pid);
-    assert.ok(listed && listed.pty && !listed.exited, 'the terminal outlived its client');
+    assert.ok(listed?.pty && !listed.exited, 'the terminal outlived its client');
     let again = '';
     const back = await sbx.pty.connect(term.pid, {
       onData: (b) => {
