@@ -46,6 +46,7 @@ describe('agent frame format (golden)', () => {
       eof: 10,
       credit: 11,
       signal: 12,
+      resize: 13,
     });
     assert.equal(PROTOCOL_GENERATION, 1);
     assert.equal(MAX_PAYLOAD, 1024 * 1024);
