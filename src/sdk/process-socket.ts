@@ -32,12 +32,16 @@ export class ProcessSocket {
   private failure?: Error;
 
   constructor(conn: Connection, path: string, start: ExecStart | undefined, streams: ProcessStreams, signal?: AbortSignal) {
-    const ws = conn.websocket(path);
+    // A command may get a socket that is already open (a spare): see Connection.commandSocket.
+    const ws = start ? conn.commandSocket(path) : conn.websocket(path);
     this.ws = ws;
-    this.opened = new Promise((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('close', () => reject(this.failure ?? new VmboxError('channelClosed', 'the connection closed')));
-    });
+    const isOpen = ws.readyState === ws.OPEN;
+    this.opened = isOpen
+      ? Promise.resolve()
+      : new Promise((resolve, reject) => {
+          ws.once('open', () => resolve());
+          ws.once('close', () => reject(this.failure ?? new VmboxError('channelClosed', 'the connection closed')));
+        });
     this.opened.catch(() => {});
     let resolvePid!: (pid: number) => void;
     let rejectPid!: (err: Error) => void;
@@ -66,7 +70,8 @@ export class ProcessSocket {
         });
         res.on('end', () => fail(apiError(res.statusCode ?? 500, safeJson(body))));
       });
-      if (start) ws.on('open', () => ws.send(JSON.stringify(start)));
+      if (start && isOpen) ws.send(JSON.stringify(start));
+      else if (start) ws.on('open', () => ws.send(JSON.stringify(start)));
       ws.on('message', (data: Buffer, isBinary: boolean) => {
         if (isBinary) {
           const chunk = data.subarray(1);
