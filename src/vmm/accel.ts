@@ -3,7 +3,7 @@ import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'n
 import { dirname, join } from 'node:path';
 import { paths } from '../paths.js';
 import type { Accelerator } from './provider.js';
-import { machineArgs } from './qemu/args.js';
+import { BASE_KERNEL_ARGS, machineArgs } from './qemu/args.js';
 import { qemuBinary } from './qemu/provider.js';
 
 export interface AccelVerdict {
@@ -78,7 +78,7 @@ export function timeBareBoot(
     '-initrd',
     probe.bareInitrd,
     '-append',
-    'console=ttyS0 reboot=t panic=-1 quiet loglevel=3',
+    BASE_KERNEL_ARGS.join(' '),
   ];
   return new Promise((resolve) => {
     const started = performance.now();

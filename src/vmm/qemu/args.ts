@@ -45,28 +45,29 @@ export function machineArgs(accel: Accelerator, cpus: number, memoryMib: number)
 }
 
 /**
+ * The kernel command line every guest starts with (sandboxes and the bare boot).
+ * - `reboot=t panic=-1` with -no-reboot: without ACPI a power-off only halts, so
+ *   the agent reboots and QEMU exits; a panic ends QEMU too.
+ * - `no_timer_check`: the kernel otherwise counts timer ticks over a short busy
+ *   wait to test the IO-APIC, and panics ("IO-APIC + timer doesn't work!") when
+ *   a software-emulated vCPU was starved meanwhile — seen with 20 sandboxes
+ *   booting at once on 2 host CPUs. The emulated timer is known to work.
+ */
+export const BASE_KERNEL_ARGS = ['console=ttyS0', 'reboot=t', 'panic=-1', 'no_timer_check', 'quiet', 'loglevel=3'];
+
+/**
  * The QEMU command line for one sandbox. Pure, so it is unit-tested as is.
  * - microvm with acpi=off: QEMU then lists the virtio-mmio devices on the kernel
  *   command line (the kernel has VIRTIO_MMIO_CMDLINE_DEVICES).
  * - The RTC stays on: without it the kernel's boot-time CMOS read waits a full
  *   second for an update flag that never clears (the kernel has no RTC driver).
- * - `reboot=t panic=-1` with -no-reboot: without ACPI a power-off only halts, so
- *   the agent reboots and QEMU exits; a panic ends QEMU too.
  * - QEMU listens on the agent's socket (`server=on,wait=off`): a restarted
  *   server connects again and the guest sees the host port reopen, so a VM
  *   outlives the process that started it.
  */
 export function buildQemuArgs(spec: VmSpec): string[] {
   const p = qemuPaths(spec.runDir);
-  const cmdline = [
-    'console=ttyS0',
-    'reboot=t',
-    'panic=-1',
-    'quiet',
-    'loglevel=3',
-    ...(spec.kernelArgs ?? []),
-    ...(process.env.X_KARGS ? [process.env.X_KARGS] : []),
-  ];
+  const cmdline = [...BASE_KERNEL_ARGS, ...(spec.kernelArgs ?? [])];
   const args = [
     '-name',
     `vmbox-${spec.id}`,
