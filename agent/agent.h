@@ -61,6 +61,9 @@ void exec_pump(struct chan *c);   /* move output while credit lasts; finish when
 void exec_check_deadline(struct chan *c, uint64_t now);
 void exec_close(struct chan *c);  /* host gave up on the channel */
 void exec_resize(struct chan *c, int cols, int rows);
+void exec_release(struct chan *c); /* frees what a finished process held */
+/* processes.c: background processes by pid */
+void process_keep(struct chan *c, uint8_t kind, const uint8_t *p, size_t n); /* output kept for a later attach */
 void exec_attach(uint32_t id, const struct json_obj *req); /* a channel takes over a process by pid */
 void exec_list(uint32_t id);
 void exec_kill(uint32_t id, const struct json_obj *req);
