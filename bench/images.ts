@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pullImage } from '../src/images/pull.js';
 import { ensureRootfs } from '../src/images/rootfs.js';
-import { Sandbox } from '../src/runtime/sandbox.js';
 import { type LayerEntry, pushImage } from '../test/fixtures/image-writer.js';
 import { startRegistry } from '../test/fixtures/registry.js';
+import { type TestSandbox, testRuntime } from '../test/fixtures/runtime.js';
 import { median, type Row } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_IMAGE_RUNS || 5);
@@ -71,10 +71,11 @@ export async function imageBench(): Promise<Row[]> {
     await pullImage(ref, { insecure: [registry.host] }).then(ensureRootfs);
     const first: number[] = [];
     const second: number[] = [];
+    const rt = await testRuntime({ pull: { policy: 'never' } });
     for (let i = 0; i < RUNS; i++) {
-      let a: Sandbox | undefined;
-      let b: Sandbox | undefined;
-      const create = () => Sandbox.create({ image: ref }, { pull: { policy: 'never' } });
+      let a: TestSandbox | undefined;
+      let b: TestSandbox | undefined;
+      const create = () => rt.create({ image: ref });
       first.push(
         await timed(async () => {
           a = await create();
@@ -85,9 +86,10 @@ export async function imageBench(): Promise<Row[]> {
           b = await create();
         }),
       );
-      await a?.destroy();
-      await b?.destroy();
+      await a?.remove();
+      await b?.remove();
     }
+    await rt.close();
     const ratio = median(vmbox) / median(tools);
     return [
       { metric: 'pull + disk build, 100 MB image', value: median(vmbox) / 1000, unit: 's', note: `${RUNS} runs, loopback registry` },

@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Sandbox } from '../src/runtime/sandbox.js';
 import { ensureAll } from '../src/setup/assets.js';
 import { timeBareBoot } from '../src/vmm/accel.js';
 import { processMetrics } from '../src/vmm/qemu/provider.js';
+import { testRuntime } from '../test/fixtures/runtime.js';
 import { imageBench } from './images.js';
 import { serverBench } from './server.js';
 import { median, percentile, printTable, type Row } from './stats.js';
@@ -64,17 +64,20 @@ async function throughput(op: () => Promise<unknown>): Promise<number[]> {
 }
 
 async function onRunningVm(): Promise<Row[]> {
-  const sbx = await Sandbox.create({ memoryMib: 512 });
+  // The runtime as the server drives it, over a home of its own.
+  const rt = await testRuntime();
   try {
+    const sbx = await rt.create({ memoryMib: 512 });
+    const { vm, agent } = sbx.machine();
     await new Promise((r) => setTimeout(r, 2000));
-    const rss = processMetrics(sbx.vm.pid).rssBytes / MIB;
+    const rss = processMetrics(vm.pid).rssBytes / MIB;
 
     const ping: number[] = [];
     const exec: number[] = [];
     for (let i = 0; i < 20; i++) await sbx.exec(['true']).exit; // warm-up
     for (let i = 0; i < 200; i++) {
       let t = performance.now();
-      await sbx.agent.ping();
+      await agent.ping();
       ping.push(performance.now() - t);
       t = performance.now();
       await sbx.exec(['true']).exit;
@@ -90,11 +93,11 @@ async function onRunningVm(): Promise<Row[]> {
     }
 
     const data = randomBytes(64 * MIB);
-    const write = await throughput(() => sbx.agent.writeFile('/tmp/bench.bin', data));
-    const writeShm = await throughput(() => sbx.agent.writeFile('/dev/shm/bench.bin', data));
+    const write = await throughput(() => agent.writeFile('/tmp/bench.bin', data));
+    const writeShm = await throughput(() => agent.writeFile('/dev/shm/bench.bin', data));
     const read = await throughput(async () => {
       let n = 0;
-      for await (const chunk of sbx.agent.readFile('/tmp/bench.bin')) n += chunk.length;
+      for await (const chunk of agent.readFile('/tmp/bench.bin')) n += chunk.length;
       if (n !== data.length) throw new Error(`read ${n} bytes, expected ${data.length}`);
     });
     // The same amount written and read by dd inside the guest: what the guest alone manages.
@@ -118,7 +121,7 @@ async function onRunningVm(): Promise<Row[]> {
       { metric: 'QEMU RSS, idle 512 MiB sandbox', value: rss, unit: 'MiB', target: '<= 120' },
     ];
   } finally {
-    await sbx.destroy();
+    await rt.close();
   }
 }
 

@@ -31,7 +31,9 @@ export type ErrorCode =
   | 'invalidArgument'
   | 'crossDevice'
   | 'ioError'
-  | 'protocolError';
+  | 'protocolError'
+  // a bug or an error nobody foresaw: the message is all there is
+  | 'internal';
 
 export class VmboxError extends Error {
   override name = 'VmboxError';

@@ -1,6 +1,5 @@
 /** The vmbox SDK: sandboxes on a vmbox server, driven from TypeScript. */
 export { type ErrorCode, VmboxError } from './errors.js';
-export type { ProcessInfo, WatchEvent } from './guest/client.js';
 export {
   type CommandExit,
   CommandExitError,
@@ -47,3 +46,7 @@ export {
   type SandboxOpts,
   type SandboxState,
 } from './sdk/sandbox.js';
+export type { EntryInfo as FileEntry, WatchEvent } from './spec/files.js';
+export type { ExecExit, ProcessInfo } from './spec/processes.js';
+export type { SandboxSpec } from './spec/sandbox.js';
+export type { Metrics, SandboxDetails, SandboxEvent } from './spec/sandboxes.js';

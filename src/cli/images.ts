@@ -7,7 +7,8 @@ import { imageConfig } from '../images/pull.js';
 import { formatReference, parseReference } from '../images/reference.js';
 import { rootfsPath } from '../images/rootfs.js';
 import { ContentStore } from '../images/store.js';
-import { imagesInUse } from '../runtime/orphans.js';
+import { Sandbox } from '../sdk/sandbox.js';
+import { connectOptions } from './client.js';
 import { humanAge, humanBytes, table } from './format.js';
 
 const normal = (ref: string) => formatReference(parseReference(ref));
@@ -40,11 +41,13 @@ export function rmiCommand(): Command {
     .description('remove an image (its blobs go with `vmbox image prune`)')
     .argument('<reference>')
     .option('-f, --force', 'remove even while a sandbox uses it')
-    .action((ref: string, flags: { force?: boolean }) => {
+    .action(async (ref: string, flags: { force?: boolean }) => {
       const store = new ContentStore();
       const image = find(store, ref);
-      if (!flags.force && imagesInUse().has(image.reference)) {
-        throw new VmboxError('alreadyExists', `${image.reference} is used by a running sandbox: stop it first, or pass --force`);
+      const users = flags.force ? [] : (await Sandbox.list(connectOptions)).filter((s) => s.image === image.reference);
+      if (users.length) {
+        const names = users.map((s) => s.name).join(', ');
+        throw new VmboxError('alreadyExists', `${image.reference} is used by ${names}: remove them first, or pass --force`);
       }
       store.remove(image.reference);
       process.stdout.write(`removed ${image.reference}\n`);

@@ -1,5 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { VmboxError } from '../errors.js';
+import type { FileStat, WatchEvent } from '../spec/files.js';
+import type { ExecExit, ProcessInfo } from '../spec/processes.js';
 import { deferred } from '../util/deferred.js';
 import { Channel, type ChannelHost } from './channel.js';
 import { encodeJson, type Frame, FrameDecoder, Kind, PROTOCOL_GENERATION } from './frame.js';
@@ -21,38 +23,12 @@ export interface ExecRequest {
   detached?: boolean;
 }
 
-/** A process the agent started, as `ps` lists it. */
-export interface ProcessInfo {
-  pid: number;
-  argv: string[];
-  cwd: string;
-  pty: boolean;
-  background: boolean;
-  /** Whether a channel streams it now. */
-  attached: boolean;
-  exited: boolean;
-  exitCode?: number;
-}
-
-/** One inotify event, named as fsnotify names them. */
-export interface WatchEvent {
-  type: 'create' | 'write' | 'remove' | 'rename' | 'chmod' | 'overflow';
-  path: string;
-  isDir: boolean;
-}
-
 export interface GuestWatch {
   /** Resolves once the agent watches (events from then on are seen). */
   readonly ready: Promise<void>;
   /** Settles when the watch ends: stopped, the directory removed, or the VM gone. */
   readonly done: Promise<unknown>;
   stop(): void;
-}
-
-export interface ExecExit {
-  exitCode: number;
-  signal?: number;
-  timedOut: boolean;
 }
 
 export interface ExecStreams {
@@ -76,17 +52,7 @@ export interface GuestProcess {
   abort(reason?: Error): void;
 }
 
-export interface StatResult {
-  type: 'file' | 'dir' | 'symlink' | 'other';
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeMs: number;
-  linkTarget?: string;
-}
-
-export interface DirEntry extends StatResult {
+export interface DirEntry extends FileStat {
   name: string;
 }
 
@@ -333,7 +299,7 @@ export class AgentClient implements ChannelHost {
   stats(): Promise<GuestStats> {
     return this.request('stats');
   }
-  stat(path: string): Promise<StatResult> {
+  stat(path: string): Promise<FileStat> {
     return this.request('stat', { path });
   }
   async list(path: string): Promise<DirEntry[]> {

@@ -1,11 +1,7 @@
 import { LifecycleError } from '../errors.js';
+import type { SandboxState } from '../spec/sandboxes.js';
 
-/**
- * A sandbox's lifecycle. `creating` and `starting` boot a VM, `stopping` ends
- * one; `failed` is a VM that died or did not boot (the reason says which).
- * `paused` comes with snapshots.
- */
-export type SandboxState = 'creating' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+/** The operations on a sandbox and the states (spec/sandboxes.ts) each is allowed from. */
 
 export type LifecycleOp = 'exec' | 'stop' | 'start' | 'restart' | 'remove' | 'stats';
 

@@ -1,16 +1,7 @@
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Where a log line came from: a command's streams, a terminal's output, or vmbox itself. */
-export type LogSource = 'stdout' | 'stderr' | 'output' | 'system';
-export const LOG_SOURCES: readonly LogSource[] = ['stdout', 'stderr', 'output', 'system'];
-
-export interface LogEntry {
-  /** Milliseconds since the epoch. */
-  t: number;
-  source: LogSource;
-  text: string;
-}
+import type { LogEntry, LogSource } from '../spec/sandboxes.js';
 
 /** An empty filter means the commands' output (stdout, stderr, output), not vmbox's own lines. */
 export function effectiveSources(sources?: readonly LogSource[]): Set<LogSource> {

@@ -1,150 +1,76 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
-import type { ExecStreams, GuestProcess } from '../guest/client.js';
 import { resolveImage } from '../images/catalog.js';
 import type { PullOptions } from '../images/pull.js';
 import { paths } from '../paths.js';
 import { type SandboxSpec, validateSpec } from '../spec/sandbox.js';
-import { findQemuOf, isQemuOf } from '../vmm/qemu/provider.js';
-import { checkTransition, type SandboxState } from './lifecycle.js';
-import { type LogEntry, type LogSource, readLog, SandboxLog } from './logs.js';
-import { type MetricsSample, MetricsSampler } from './metrics.js';
-import { IMAGE_FILE, OWNER_FILE } from './orphans.js';
+import type { LogEntry, LogSource, Metrics, SandboxEvent, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
+import { formatMs } from '../util/duration.js';
+import type { VmmProvider } from '../vmm/provider.js';
+import { SandboxFiles } from './files.js';
+import { checkTransition } from './lifecycle.js';
+import { LiveSandbox } from './live.js';
+import { readLog, SandboxLog } from './logs.js';
+import { Machine, OVERLAY } from './machine.js';
 import { createOverlay } from './overlay.js';
-import { type ExecOptions, OVERLAY, Sandbox } from './sandbox.js';
+import { PolicyClock } from './policies.js';
+import { SandboxProcesses } from './processes.js';
+import { recoverSandboxes } from './recovery.js';
 import type { SandboxRecord, StateDb } from './state.js';
-
-/** What the API tells about a sandbox. */
-export interface SandboxInfo {
-  id: string;
-  name: string;
-  image: string;
-  state: SandboxState;
-  reason: string | null;
-  cpus: number;
-  memoryMib: number;
-  labels: Record<string, string>;
-  ephemeral: boolean;
-  createdAt: number;
-  startedAt: number | null;
-  stoppedAt: number | null;
-  /** QEMU's pid while the VM runs. */
-  pid: number | null;
-  dir: string;
-  spec: SandboxSpec;
-}
 
 export interface ListFilter {
   labels?: Record<string, string>;
   states?: SandboxState[];
 }
 
-/** A sandbox with a VM: what the server holds besides the database row. */
-interface Live {
-  sandbox: Sandbox;
-  sampler: MetricsSampler;
-  lastActivity: number;
-  activeExecs: number;
+export interface ManagerOptions {
+  db: StateDb;
+  /** The hypervisor: the runtime drives VMs only through this contract. */
+  provider: VmmProvider;
+  pull?: PullOptions;
 }
 
-const POLICY_TICK_MS = 250;
-
 /**
- * The runtime's core: sandboxes kept in the state database, their VMs, logs,
- * metrics and lifecycle policies. The server calls it; nothing else writes state.
+ * The runtime's core and the only way a sandbox is made: sandboxes kept in
+ * the state database, their VMs, logs, metrics and lifecycle policies. The
+ * server calls it; nothing else writes state.
  *
  * Crash safety: a row is written before anything on disk, marked `removing`
- * before its files go, and QEMU's pid is recorded the moment it exists, so
+ * before its files go, and the VMM's pid is recorded the moment it exists, so
  * `recover()` can finish or undo whatever a killed server left half-done.
  */
 export class SandboxManager {
-  private readonly live = new Map<string, Live>();
+  readonly db: StateDb;
+  readonly provider: VmmProvider;
+  /** Commands and terminals in running sandboxes. */
+  readonly processes: SandboxProcesses;
+  /** The guest file systems of running sandboxes. */
+  readonly files: SandboxFiles;
+  private readonly pull: PullOptions;
+  private readonly live = new Map<string, LiveSandbox>();
   private readonly logs = new Map<string, SandboxLog>();
-  private policyTimer?: NodeJS.Timeout;
+  private readonly policies = new PolicyClock(this);
 
-  constructor(
-    private readonly db: StateDb,
-    private readonly pull: PullOptions = {},
-  ) {}
+  constructor(opts: ManagerOptions) {
+    this.db = opts.db;
+    this.provider = opts.provider;
+    this.pull = opts.pull ?? {};
+    this.processes = new SandboxProcesses(this);
+    this.files = new SandboxFiles(this);
+  }
 
-  /** Reattaches to VMs that outlived the previous server, settles what it left half-done, starts the policy clock. */
+  /** Adopts VMs that outlived the previous server, settles what it left half-done, starts the policy clock. */
   async recover(): Promise<void> {
-    await Promise.all(this.db.list().map((rec) => this.recoverOne(rec)));
-    this.sweepStrayDirs();
-    this.policyTimer = setInterval(() => this.enforcePolicies(), POLICY_TICK_MS);
-    this.policyTimer.unref();
-  }
-
-  private async recoverOne(rec: SandboxRecord): Promise<void> {
-    const alive = rec.pid !== null && isQemuOf(rec.pid, rec.id);
-    if (rec.removing || rec.state === 'creating') {
-      // Half-made or half-removed: finish removing it. Its QEMU may have been
-      // spawned before its pid was recorded: look for it by name.
-      const pid = alive ? rec.pid : findQemuOf(rec.id);
-      if (pid) killQuietly(pid);
-      this.forget(rec.id);
-      return;
-    }
-    if (rec.state === 'starting' && !alive) {
-      const pid = findQemuOf(rec.id);
-      if (pid) killQuietly(pid);
-    }
-    if ((rec.state === 'running' || rec.state === 'stopping' || rec.state === 'starting') && alive) {
-      try {
-        const sandbox = await Sandbox.attach({
-          id: rec.id,
-          dir: this.dir(rec.id),
-          spec: rec.spec,
-          image: rec.image,
-          pid: rec.pid as number,
-        });
-        this.db.update(rec.id, { state: 'running' });
-        this.adopt(rec, sandbox);
-        this.system(rec.id, `reattached to the running VM (pid ${rec.pid}) after a server restart`);
-        if (rec.state === 'stopping') await this.stop(rec.id, { reason: 'stopped by request' });
-        return;
-      } catch (err) {
-        killQuietly(rec.pid as number);
-        this.ended(rec.id, 'failed', `the VM did not answer after a server restart: ${(err as Error).message}`);
-        return;
-      }
-    }
-    if (rec.state === 'running' || rec.state === 'stopping' || rec.state === 'starting') {
-      this.ended(rec.id, 'stopped', 'the VM exited while the server was down');
-      return;
-    }
-    if (rec.spec.ephemeral) this.forget(rec.id);
-  }
-
-  /** Removes sandbox directories no row knows of (a crash before the row existed), sparing throw-away ones. */
-  private sweepStrayDirs(): void {
-    let ids: string[] = [];
-    try {
-      ids = readdirSync(paths.sandboxes());
-    } catch {}
-    for (const id of ids) {
-      const dir = this.dir(id);
-      try {
-        statSync(join(dir, OWNER_FILE));
-        continue; // a `Sandbox.create` of some process: reaped by its own rules
-      } catch {}
-      if (this.db.get(id)) continue;
-      try {
-        if (Date.now() - statSync(dir).mtimeMs < 60_000) continue;
-      } catch {}
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await recoverSandboxes(this);
+    this.policies.start();
   }
 
   /** Closes agent connections and timers; the VMs keep running for the next server. */
   close(): void {
-    clearInterval(this.policyTimer);
-    for (const l of this.live.values()) {
-      l.sampler.stop();
-      l.sandbox.agent.close();
-    }
+    this.policies.stop();
+    for (const l of this.live.values()) l.release();
     this.live.clear();
     for (const log of this.logs.values()) log.close();
     this.logs.clear();
@@ -155,7 +81,6 @@ export class SandboxManager {
     const image = await resolveImage(spec.image, this.pull);
     const id = randomBytes(8).toString('hex');
     const name = spec.name ?? `sbx-${id.slice(0, 8)}`;
-    const now = Date.now();
     const rec: SandboxRecord = {
       id,
       name,
@@ -164,7 +89,7 @@ export class SandboxManager {
       state: 'creating',
       reason: null,
       pid: null,
-      createdAt: now,
+      createdAt: Date.now(),
       startedAt: null,
       stoppedAt: null,
       removing: false,
@@ -173,7 +98,6 @@ export class SandboxManager {
     const dir = this.dir(id);
     try {
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, IMAGE_FILE), image.name);
       this.system(id, `created from image ${image.name} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
       await createOverlay(image.rootfsPath, join(dir, OVERLAY));
       await this.bootInto(rec, opts.signal);
@@ -186,47 +110,43 @@ export class SandboxManager {
 
   /** Boots the VM on the sandbox's overlay and records it running. */
   private async bootInto(rec: SandboxRecord, signal?: AbortSignal): Promise<void> {
-    const sandbox = await Sandbox.boot({
+    const machine = await Machine.boot(this.provider, {
       id: rec.id,
       dir: this.dir(rec.id),
       spec: rec.spec,
-      image: rec.image,
       signal,
       onSpawn: (pid) => this.db.update(rec.id, { pid }),
     });
     const startedAt = Date.now();
-    this.db.update(rec.id, { state: 'running', reason: null, pid: sandbox.vm.pid, startedAt });
-    this.adopt({ ...rec, startedAt }, sandbox);
-    this.system(rec.id, `started (QEMU pid ${sandbox.vm.pid})`);
+    this.db.update(rec.id, { state: 'running', reason: null, pid: machine.vm.pid, startedAt });
+    this.adopt({ ...rec, startedAt }, machine);
+    this.system(rec.id, `started (VM pid ${machine.vm.pid})`);
   }
 
   /** Starts tracking a VM: metrics, activity, and its unexpected death. */
-  private adopt(rec: SandboxRecord, sandbox: Sandbox): void {
-    const sampler = new MetricsSampler(sandbox, rec.spec.metricsIntervalMs ?? 1000);
-    const live: Live = { sandbox, sampler, lastActivity: Date.now(), activeExecs: 0 };
+  adopt(rec: SandboxRecord, machine: Machine): void {
+    const live = new LiveSandbox(machine, rec.spec.metricsIntervalMs ?? 1000);
     this.live.set(rec.id, live);
-    sampler.start();
-    sandbox.vm.exited.then((exit) => {
+    machine.vm.exited.then((exit) => {
       if (this.live.get(rec.id) !== live) return; // stopped on purpose
       this.live.delete(rec.id);
-      sampler.stop();
-      sandbox.agent.close();
+      live.release();
       const how =
         exit.code === 0
           ? 'the guest powered off'
           : exit.signal
-            ? `QEMU was killed by ${exit.signal}`
+            ? `the VM was killed by ${exit.signal}`
             : exit.code !== null
-              ? `QEMU exited with code ${exit.code}`
-              : 'QEMU exited';
-      const tail = sandbox.vm.consoleTail(5);
+              ? `the VM exited with code ${exit.code}`
+              : 'the VM exited';
+      const tail = machine.vm.consoleTail(5);
       if (tail) this.system(rec.id, `console:\n${tail}`);
       this.ended(rec.id, exit.code === 0 ? 'stopped' : 'failed', how);
     });
   }
 
   /** Records a sandbox as down with its reason; an ephemeral one is removed. */
-  private ended(id: string, state: 'stopped' | 'failed', reason: string): void {
+  ended(id: string, state: 'stopped' | 'failed', reason: string): void {
     const rec = this.db.get(id);
     if (!rec) return;
     this.db.update(id, { state, reason, pid: null, stoppedAt: Date.now() });
@@ -237,16 +157,19 @@ export class SandboxManager {
   async stop(ref: string, opts: { reason?: string; timeoutMs?: number } = {}): Promise<SandboxInfo> {
     const rec = this.find(ref);
     checkTransition(rec.name, rec.state, 'stop');
-    const live = this.live.get(rec.id);
+    const reason = opts.reason ?? 'stopped by request';
     this.db.update(rec.id, { state: 'stopping' });
-    this.live.delete(rec.id);
-    if (live) {
-      live.sampler.stop();
-      await live.sandbox.stop({ graceful: true, timeoutMs: opts.timeoutMs ?? 10_000 });
-    }
+    await this.takeDown(rec.id, { graceful: true, timeoutMs: opts.timeoutMs ?? 10_000, reason });
     const info = this.info(rec.id);
-    this.ended(rec.id, 'stopped', opts.reason ?? 'stopped by request');
-    return { ...info, state: 'stopped', reason: opts.reason ?? 'stopped by request' };
+    this.ended(rec.id, 'stopped', reason);
+    return { ...info, state: 'stopped', reason };
+  }
+
+  /** Stops a sandbox's VM and everything live about it, in one place. */
+  private async takeDown(id: string, opts: { graceful?: boolean; timeoutMs: number; reason: string }): Promise<void> {
+    const live = this.live.get(id);
+    this.live.delete(id);
+    await live?.shutdown(opts);
   }
 
   async start(ref: string, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
@@ -272,65 +195,26 @@ export class SandboxManager {
     return this.start(rec.id);
   }
 
-  async remove(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+  async remove(ref: string, opts: { force?: boolean; reason?: string } = {}): Promise<void> {
     const rec = this.find(ref);
     if (!opts.force || (rec.state !== 'running' && rec.state !== 'failed')) checkTransition(rec.name, rec.state, 'remove');
     if (rec.state === 'running') {
-      const live = this.live.get(rec.id);
-      this.live.delete(rec.id);
       this.db.update(rec.id, { state: 'stopping' });
-      live?.sampler.stop();
-      await live?.sandbox.stop({ timeoutMs: 2000 });
+      await this.takeDown(rec.id, { timeoutMs: 2000, reason: opts.reason ?? 'removed by request' });
     }
     this.forget(rec.id);
   }
 
   /** Deletes a sandbox's files and row, in the order a crash can be recovered from. */
-  private forget(id: string): void {
+  forget(id: string): void {
     const rec = this.db.get(id);
     if (!rec) return;
     this.db.update(id, { removing: true });
     this.logs.get(id)?.close();
     this.logs.delete(id);
-    if (rec.pid !== null && isQemuOf(rec.pid, id)) killQuietly(rec.pid);
+    this.provider.adopt({ id, runDir: this.dir(id), pid: rec.pid })?.stop({ timeoutMs: 0 });
     rmSync(this.dir(id), { recursive: true, force: true });
     this.db.delete(id);
-  }
-
-  /** Runs a command in a running sandbox; its output goes to the sandbox's log too. */
-  exec(ref: string, argv: string[], opts: ExecOptions = {}): GuestProcess {
-    return this.tracked(ref, opts.pty !== undefined, opts, (live, streams) => live.sandbox.exec(argv, { ...opts, ...streams }));
-  }
-
-  /** Takes over a process started earlier (a background command, a terminal) by its pid. */
-  attach(ref: string, pid: number, opts: ExecStreams & { pty?: boolean } = {}): GuestProcess {
-    return this.tracked(ref, opts.pty ?? false, opts, (live, streams) => live.sandbox.agent.attach(pid, streams));
-  }
-
-  /** A process streamed to a client: counted as activity, its output logged (a terminal's as `output`). */
-  private tracked(ref: string, pty: boolean, opts: ExecStreams, start: (live: Live, streams: ExecStreams) => GuestProcess): GuestProcess {
-    const rec = this.find(ref);
-    checkTransition(rec.name, rec.state, 'exec');
-    const live = this.liveOf(rec);
-    const log = this.log(rec.id);
-    live.activeExecs++;
-    live.lastActivity = Date.now();
-    const proc = start(live, {
-      onStdout: (d) => {
-        log.append(pty ? 'output' : 'stdout', d);
-        return opts.onStdout?.(d);
-      },
-      onStderr: (d) => {
-        log.append('stderr', d);
-        return opts.onStderr?.(d);
-      },
-    });
-    const done = () => {
-      live.activeExecs--;
-      live.lastActivity = Date.now();
-    };
-    proc.exit.then(done, done);
-    return proc;
   }
 
   /** Stops the sandbox `ms` from now (E2B's setTimeout): its maximum duration, counted from its start, moves. */
@@ -347,21 +231,17 @@ export class SandboxManager {
   /** An API call on the sandbox: it is not idle. */
   touch(ref: string): void {
     const rec = this.db.find(ref);
-    const live = rec && this.live.get(rec.id);
-    if (live) live.lastActivity = Date.now();
+    if (rec) this.live.get(rec.id)?.touch();
   }
 
-  async metrics(ref: string): Promise<{ latest: MetricsSample; history: MetricsSample[] }> {
-    const rec = this.find(ref);
-    checkTransition(rec.name, rec.state, 'stats');
-    const live = this.liveOf(rec);
+  async metrics(ref: string): Promise<Metrics> {
+    const { live } = this.running(ref, 'stats');
     const latest = await live.sampler.sample();
     return { latest, history: live.sampler.history() };
   }
 
   readLogs(ref: string, opts: { sinceMs?: number; sources?: LogSource[]; tail?: number } = {}): LogEntry[] {
-    const rec = this.find(ref);
-    return readLog(this.dir(rec.id), opts);
+    return readLog(this.dir(this.find(ref).id), opts);
   }
 
   /** Calls `fn` with each new entry until the returned function is called or the sandbox is removed. */
@@ -373,15 +253,6 @@ export class SandboxManager {
     return this.info(this.find(ref).id);
   }
 
-  /** The sandbox's VM-level handle, for routes that talk to its agent. */
-  sandbox(ref: string): Sandbox {
-    const rec = this.find(ref);
-    checkTransition(rec.name, rec.state, 'exec');
-    const live = this.liveOf(rec);
-    live.lastActivity = Date.now();
-    return live.sandbox;
-  }
-
   list(filter: ListFilter = {}): SandboxInfo[] {
     return this.db
       .list()
@@ -391,8 +262,8 @@ export class SandboxManager {
       .map((r) => toInfo(r, this.dir(r.id)));
   }
 
-  events(ref: string) {
-    return this.db.events(this.find(ref).id);
+  events(ref: string): SandboxEvent[] {
+    return this.db.events(this.find(ref).id).map(({ at, kind, message }) => ({ at, kind, message }));
   }
 
   /** Sandboxes with a VM this server drives. */
@@ -400,35 +271,25 @@ export class SandboxManager {
     return this.live.size;
   }
 
-  private enforcePolicies(): void {
-    const now = Date.now();
-    for (const [id, live] of this.live) {
-      const rec = this.db.get(id);
-      if (!rec || rec.state !== 'running') continue;
-      const { maxDurationMs, idleTimeoutMs } = rec.spec;
-      let reason: string | undefined;
-      if (maxDurationMs && rec.startedAt && now - rec.startedAt >= maxDurationMs) {
-        reason = `policy: reached its maximum duration of ${formatMs(maxDurationMs)}`;
-      } else if (idleTimeoutMs && live.activeExecs === 0 && now - live.lastActivity >= idleTimeoutMs) {
-        reason = `policy: idle for ${formatMs(idleTimeoutMs)}`;
-      }
-      if (reason) {
-        this.system(id, reason);
-        this.stop(id, { reason }).catch((err) => this.system(id, `policy stop failed: ${(err as Error).message}`));
-      }
-    }
+  /** The live sandboxes, for the policy clock. */
+  liveSandboxes(): IterableIterator<[string, LiveSandbox]> {
+    return this.live.entries();
   }
 
-  private find(ref: string): SandboxRecord {
+  /** A sandbox `op` needs running, with its live resources; the call counts as activity. */
+  running(ref: string, op: 'exec' | 'stats' = 'exec'): { rec: SandboxRecord; live: LiveSandbox } {
+    const rec = this.find(ref);
+    checkTransition(rec.name, rec.state, op);
+    const live = this.live.get(rec.id);
+    if (!live) throw new VmboxError('invalidState', `sandbox ${rec.name} has no VM attached: restart it`);
+    live.touch();
+    return { rec, live };
+  }
+
+  find(ref: string): SandboxRecord {
     const rec = this.db.find(ref);
     if (!rec || rec.removing) throw new VmboxError('sandboxNotFound', `no sandbox named or with id ${ref}: see vmbox ls`);
     return rec;
-  }
-
-  private liveOf(rec: SandboxRecord): Live {
-    const live = this.live.get(rec.id);
-    if (!live) throw new VmboxError('invalidState', `sandbox ${rec.name} has no VM attached: restart it`);
-    return live;
   }
 
   private info(id: string): SandboxInfo {
@@ -437,11 +298,11 @@ export class SandboxManager {
     return toInfo(rec, this.dir(id));
   }
 
-  private dir(id: string): string {
+  dir(id: string): string {
     return paths.sandbox(id);
   }
 
-  private log(id: string): SandboxLog {
+  log(id: string): SandboxLog {
     let log = this.logs.get(id);
     if (!log) {
       log = new SandboxLog(this.dir(id));
@@ -451,7 +312,7 @@ export class SandboxManager {
   }
 
   /** A line from vmbox itself, in the sandbox's log and its events. */
-  private system(id: string, message: string): void {
+  system(id: string, message: string): void {
     this.db.addEvent(id, 'system', message);
     try {
       this.log(id).append('system', message);
@@ -475,14 +336,8 @@ function toInfo(r: SandboxRecord, dir: string): SandboxInfo {
     stoppedAt: r.stoppedAt,
     pid: r.pid,
     dir,
-    spec: r.spec,
+    spec: r.spec as SandboxSpec,
   };
-}
-
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {}
 }
 
 /** A full disk says so, and where. */
@@ -494,11 +349,4 @@ function diskError(err: unknown): unknown {
     });
   }
   return err;
-}
-
-export function formatMs(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
 }

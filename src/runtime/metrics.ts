@@ -1,14 +1,5 @@
-import type { GuestStats } from '../guest/client.js';
-import type { Sandbox } from './sandbox.js';
-
-/** One reading: the QEMU process seen from the host, the guest seen by its agent. */
-export interface MetricsSample extends GuestStats {
-  t: number;
-  /** CPU of the QEMU process since the previous sample, in % of one host CPU. */
-  cpuPercent: number;
-  /** Resident memory of the QEMU process. */
-  hostRssBytes: number;
-}
+import type { MetricsSample } from '../spec/sandboxes.js';
+import type { Machine } from './machine.js';
 
 const HISTORY = 120;
 
@@ -20,7 +11,7 @@ export class MetricsSampler {
   private inFlight?: Promise<MetricsSample>;
 
   constructor(
-    private readonly sandbox: Sandbox,
+    private readonly machine: Machine,
     private readonly intervalMs: number,
   ) {}
 
@@ -48,7 +39,7 @@ export class MetricsSampler {
   }
 
   private async take(): Promise<MetricsSample> {
-    const [host, guest] = await Promise.all([this.sandbox.vm.metrics(), this.sandbox.agent.stats()]);
+    const [host, guest] = await Promise.all([this.machine.vm.metrics(), this.machine.agent.stats()]);
     const t = Date.now();
     const cpuPercent = this.last && t > this.last.t ? Math.max(0, ((host.cpuMs - this.last.cpuMs) / (t - this.last.t)) * 100) : 0;
     this.last = { t, cpuMs: host.cpuMs };

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { VmboxError } from '../errors.js';
 import type { ResolvedImage } from '../images/catalog.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
-import type { SandboxState } from './lifecycle.js';
+import type { SandboxState } from '../spec/sandboxes.js';
 
 /** One sandbox as the state database keeps it. */
 export interface SandboxRecord {
@@ -101,7 +101,7 @@ export class StateDb {
   private migrate(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version > migrations.length) {
-      throw new Error(`it was written by a newer vmbox (schema ${version}, this one knows ${migrations.length})`);
+      throw new VmboxError('hostSetup', `it was written by a newer vmbox (schema ${version}, this one knows ${migrations.length})`);
     }
     for (let v = version; v < migrations.length; v++) {
       this.db.transaction(() => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmboxError } from '../errors.js';
 import { ensureHome, paths, projectRoot } from '../paths.js';
-import { tailLines } from '../vmm/qemu/provider.js';
+import { tailLines } from '../util/tail.js';
 
 /** The CLI entry that runs `serve`: the bundled CLI when it exists, else the sources through tsx. */
 function serverCommand(): string[] {

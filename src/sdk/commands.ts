@@ -1,7 +1,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { VmboxError } from '../errors.js';
-import type { ProcessInfo } from '../guest/client.js';
 import type { ExecStart } from '../spec/api.js';
+import type { ProcessInfo } from '../spec/processes.js';
 import type { CallOptions, Connection } from './connection.js';
 import { NotFoundError } from './errors.js';
 import { type CommandExit, ProcessSocket, type ProcessStreams } from './process-socket.js';
@@ -35,22 +35,8 @@ export interface RunOptions extends CommandOptions {
   throwOnError?: boolean;
 }
 
-/** Low-level: bytes, not strings, and the exec message's own field names. */
-export interface ExecOptions extends ProcessStreams {
-  env?: Record<string, string>;
-  cwd?: string;
-  user?: string;
-  /** Open a stdin pipe (default false). */
-  stdin?: boolean;
-  timeoutMs?: number;
-  /** Run on a terminal of this size. */
-  pty?: { cols: number; rows: number };
-  /** Keep running when the socket closes (default: true with `pty`). */
-  background?: boolean;
-  /** Remove the sandbox when this command ends or the connection drops (`vmbox run`). */
-  removeWhenDone?: boolean;
-  signal?: AbortSignal;
-}
+/** Low-level: bytes, not strings, and the API's exec request (its field names and docs) as is. */
+export type ExecOptions = Omit<ExecStart, 'argv'> & ProcessStreams & { signal?: AbortSignal };
 
 export interface CommandResult extends CommandExit {
   stdout: string;

@@ -1,24 +1,11 @@
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
-import type { WatchEvent } from '../guest/client.js';
+import { VmboxError } from '../errors.js';
+import type { EntryInfo, WatchEvent } from '../spec/files.js';
 import type { CallOptions, Connection } from './connection.js';
 import { errorFromApi, NotFoundError } from './errors.js';
 
-/** A file system entry in the guest. */
-export interface EntryInfo {
-  name: string;
-  /** Absolute path in the guest. */
-  path: string;
-  type: 'file' | 'dir' | 'symlink' | 'other';
-  size: number;
-  /** Permission bits, e.g. 0o644. */
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeMs: number;
-  /** Where a symlink points. */
-  linkTarget?: string;
-}
+export type { EntryInfo };
 
 export interface WriteInfo {
   name: string;
@@ -198,7 +185,7 @@ export class Files {
       });
       ws.on('close', () => {
         clearTimeout(timer);
-        reject(new Error('the watch closed before it started'));
+        reject(new VmboxError('channelClosed', `the watch of ${path} closed before it started: try again`));
         exit();
       });
       opts.signal?.addEventListener('abort', () => ws.close(1000), { once: true });

@@ -2,15 +2,12 @@ import type WebSocket from 'ws';
 import { VmboxError } from '../errors.js';
 import type { ExecClientMessage, ExecServerMessage, ExecStart } from '../spec/api.js';
 import { StreamTag } from '../spec/api.js';
+import type { ExecExit } from '../spec/processes.js';
 import { apiError, type Connection } from './connection.js';
 import { errorFromApi, InvalidStateError, ServerUnavailableError } from './errors.js';
 
-export interface CommandExit {
-  exitCode: number;
-  /** The signal that ended it, if one did. */
-  signal?: number;
-  timedOut: boolean;
-}
+/** How a command ended (the API's exit shape). */
+export type CommandExit = ExecExit;
 
 export interface ProcessStreams {
   /** Return a promise to hold the guest back until the bytes are handled. */

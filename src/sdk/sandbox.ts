@@ -1,15 +1,12 @@
 import { createInterface } from 'node:readline';
-import type { SandboxState } from '../runtime/lifecycle.js';
-import type { LogEntry, LogSource } from '../runtime/logs.js';
-import type { SandboxInfo } from '../runtime/manager.js';
-import type { MetricsSample } from '../runtime/metrics.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
+import type { LogEntry, LogSource, Metrics, MetricsSample, SandboxDetails, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
 import { Commands } from './commands.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
 import { Files } from './files.js';
 import { Pty } from './pty.js';
 
-export type { SandboxInfo, SandboxState, LogEntry, LogSource, MetricsSample };
+export type { SandboxInfo, SandboxDetails, SandboxState, LogEntry, LogSource, Metrics, MetricsSample };
 
 export interface SandboxOpts extends ConnectionOptions, Partial<Omit<SandboxSpec, 'env' | 'labels'>> {
   /** Environment of every command (default none beyond the image's). */
@@ -94,11 +91,8 @@ export class Sandbox {
     }
   }
 
-  async getInfo(): Promise<SandboxInfo & { events: { at: number; kind: string; message: string }[] }> {
-    const info = await this.conn.request<SandboxInfo & { events: { at: number; kind: string; message: string }[] }>(
-      'GET',
-      path(this.sandboxId),
-    );
+  async getInfo(): Promise<SandboxDetails> {
+    const info = await this.conn.request<SandboxDetails>('GET', path(this.sandboxId));
     this.info = info;
     return info;
   }
@@ -113,7 +107,7 @@ export class Sandbox {
     return (await this.conn.request<SandboxInfo>('GET', path(this.sandboxId), undefined, call)).state === 'running';
   }
 
-  async getMetrics(): Promise<{ latest: MetricsSample; history: MetricsSample[] }> {
+  async getMetrics(): Promise<Metrics> {
     return this.conn.request('GET', path(this.sandboxId, '/metrics'));
   }
 

@@ -2,10 +2,10 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { GuestError, httpStatus, SpecError, VmboxError } from '../errors.js';
+import Fastify, { type FastifyInstance } from 'fastify';
 import type { SandboxManager } from '../runtime/manager.js';
 import { VERSION } from '../version.js';
+import { errorResponse } from './errors.js';
 import { execRoutes } from './routes/exec.js';
 import { fileRoutes } from './routes/files.js';
 import { logRoutes } from './routes/logs.js';
@@ -47,23 +47,10 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
     }
   });
 
-  app.setErrorHandler((err: FastifyError | VmboxError, _req, reply) => {
-    if ('validation' in err && err.validation) {
-      const v = err.validation[0];
-      const where = `${err.validationContext ?? 'body'}${v?.instancePath ?? ''}`.replace(/\//g, '.');
-      const extra = (v?.params as { additionalProperty?: string })?.additionalProperty;
-      const message = extra ? `${where}.${extra}: is not a known field` : `${where}: ${v?.message ?? err.message}`;
-      return reply.code(400).send({ code: 'invalidArgument', message, field: extra ? `${where}.${extra}` : where });
-    }
-    if (err instanceof SpecError) return reply.code(400).send({ code: err.code, message: err.message, field: err.field });
-    if (err instanceof GuestError && err.path)
-      return reply.code(httpStatus(err.code)).send({ code: err.code, message: err.message, path: err.path });
-    if (err instanceof VmboxError) return reply.code(httpStatus(err.code)).send({ code: err.code, message: err.message });
-    const status = (err as FastifyError).statusCode ?? 500;
-    if (status >= 500) app.log.error(err);
-    return reply
-      .code(status)
-      .send({ code: status === 400 ? 'invalidArgument' : status === 404 ? 'notFound' : 'internal', message: err.message });
+  app.setErrorHandler((err, _req, reply) => {
+    const { status, body } = errorResponse(err);
+    if (body.code === 'internal') app.log.error(err);
+    return reply.code(status).send(body);
   });
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({ code: 'notFound', message: `no route ${req.method} ${req.url}: see /openapi.json` }),

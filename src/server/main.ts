@@ -6,6 +6,7 @@ import { VmboxError } from '../errors.js';
 import { ensureHome, paths, vmboxHome } from '../paths.js';
 import { SandboxManager } from '../runtime/manager.js';
 import { StateDb } from '../runtime/state.js';
+import { QemuProvider } from '../vmm/qemu/provider.js';
 import { buildApp } from './app.js';
 
 export interface ServeOptions {
@@ -31,7 +32,7 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   const pidFile = paths.serverPid();
   const lock = await takeLock(pidFile);
   const db = new StateDb(join(home, 'state.db'));
-  const manager = new SandboxManager(db);
+  const manager = new SandboxManager({ db, provider: new QemuProvider() });
   try {
     await manager.recover();
     const token = opts.listen ? loadToken(opts.tokenFile ?? join(home, 'token')) : undefined;

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { VmboxError } from '../errors.js';
 
 /**
  * Runs a build step. Its output is streamed line by line through `onLine`, and
@@ -24,11 +25,13 @@ export function runCommand(
     };
     child.stdout.on('data', onChunk);
     child.stderr.on('data', onChunk);
-    child.once('error', (err) => reject(new Error(`cannot run ${cmd}: ${err.message}`)));
+    child.once('error', (err) =>
+      reject(new VmboxError('hostSetup', `cannot run ${cmd}: ${err.message}: run ./vmbox once as root to install it`)),
+    );
     child.once('exit', (code) => {
       if (partial) tail.push(partial);
       if (code === 0) resolve();
-      else reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}):\n${tail.join('\n')}`));
+      else reject(new VmboxError('hostSetup', `${cmd} ${args.join(' ')} failed (exit ${code}):\n${tail.join('\n')}`));
     });
   });
 }

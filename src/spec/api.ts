@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
+import type { ExecExit } from './processes.js';
 
 /**
  * The HTTP API's request and message shapes. One schema each: the route's
@@ -137,8 +138,8 @@ export const StreamTag = { stdin: 0, stdout: 1, stderr: 2 } as const;
 export type ExecClientMessage = { type: 'eof' } | { type: 'signal'; signal: number } | { type: 'resize'; cols: number; rows: number };
 export type ExecServerMessage =
   | { type: 'started'; pid: number }
-  | { type: 'exit'; exitCode: number; signal?: number; timedOut: boolean }
-  | { type: 'error'; code: string; message: string };
+  | ({ type: 'exit' } & ExecExit)
+  | { type: 'error'; code: string; message: string; path?: string };
 
 export const ErrorBody = Type.Object({
   code: Type.String({ description: 'Stable error code, e.g. sandboxNotFound' }),

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
 import type { Accelerator } from './provider.js';
 import { BASE_KERNEL_ARGS, machineArgs } from './qemu/args.js';
@@ -23,7 +24,8 @@ const cacheFile = () => join(paths.cache(), 'accel.json');
 export async function detectAccelerator(probe: { kernelPath: string; bareInitrd: string }): Promise<AccelVerdict> {
   const forced = process.env.VMBOX_ACCEL;
   if (forced) {
-    if (forced !== 'kvm' && forced !== 'hvf' && forced !== 'tcg') throw new Error(`VMBOX_ACCEL must be kvm, hvf or tcg, not '${forced}'`);
+    if (forced !== 'kvm' && forced !== 'hvf' && forced !== 'tcg')
+      throw new VmboxError('hostSetup', `VMBOX_ACCEL must be kvm, hvf or tcg, not '${forced}': fix or unset it`);
     return { accel: forced, reason: 'set by VMBOX_ACCEL' };
   }
   const cached = readCachedVerdict();

@@ -1,8 +1,37 @@
+import type { Duplex } from 'node:stream';
+
 /**
- * The hypervisor contract. The runtime drives VMs only through these types,
- * so other VMMs (Firecracker, Cloud Hypervisor) can plug in behind them.
+ * The hypervisor contract. The runtime drives VMs only through these types
+ * (a provider is injected into it), so other VMMs (Firecracker, Cloud
+ * Hypervisor) plug in behind them without touching the runtime.
  */
 export type Accelerator = 'kvm' | 'hvf' | 'tcg';
+
+/** A host directory shown to the guest (virtio-9p for QEMU), mounted by the agent by `tag`. */
+export interface ShareSpec {
+  tag: string;
+  hostPath: string;
+  readOnly?: boolean;
+  /** Guest-side owner and mode kept in host xattrs (`mapped-xattr`), or the host's own metadata (`passthrough`). */
+  security?: 'mapped-xattr' | 'passthrough' | 'none';
+}
+
+/**
+ * A network interface. `stream` connects the guest's NIC to a unix socket the
+ * host's network service listens on (each frame length-prefixed), so every
+ * packet leaves through a process vmbox controls.
+ */
+export interface NicSpec {
+  id: string;
+  mac: string;
+  backend: { kind: 'stream'; socketPath: string };
+}
+
+/** The guest's RAM in a file, so a saved VM can be restored by mapping it (shared) or cloned (private, copy-on-write). */
+export interface MemoryFile {
+  path: string;
+  shared: boolean;
+}
 
 export interface VmSpec {
   /** Sandbox id; names the VM in process listings. */
@@ -16,10 +45,15 @@ export interface VmSpec {
   /** Extra kernel command-line words (`vmbox.hostname=…`). */
   kernelArgs?: string[];
   rootDisk?: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean };
+  /** Further disks (volumes, disk images), in order after the root disk. */
+  extraDisks?: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean }[];
+  shares?: ShareSpec[];
+  nics?: NicSpec[];
+  memoryFile?: MemoryFile;
+  /** Start from a state written by `VmHandle.save` instead of booting (the memory file must be the one saved with it). */
+  restoreFrom?: string;
   /** Directory for this VM's sockets and console log. */
   runDir: string;
-  /** Kill the VM when the process that started it dies (throw-away sandboxes). */
-  dieWithParent?: boolean;
 }
 
 export interface VmMetrics {
@@ -41,19 +75,30 @@ export interface StopOptions {
   timeoutMs?: number;
 }
 
+/** Where an existing VM is: what the runtime recorded about it. */
+export interface VmLocator {
+  id: string;
+  runDir: string;
+  /** The VMM's pid when it was recorded; without one the provider looks for the VM by id. */
+  pid?: number | null;
+}
+
 export interface VmHandle {
   readonly id: string;
   readonly pid: number;
-  /** Unix socket the guest agent's virtio-serial port is connected to. */
-  readonly agentSocketPath: string;
-  readonly consoleLogPath: string;
   isRunning(): boolean;
   /** Exit code of the VMM process, or null while it runs. */
   readonly exitCode: number | null;
   readonly exited: Promise<VmExit>;
+  /** A byte stream to the guest agent's port. */
+  connectAgent(): Promise<Duplex>;
   /** Graceful power-off, then SIGTERM, then SIGKILL at the deadline. */
   stop(opts?: StopOptions): Promise<VmExit>;
   metrics(): Promise<VmMetrics>;
+  /** Pauses the guest and writes its device state to `statePath` (RAM stays in the spec's memory file); the VM stays paused. */
+  save(statePath: string): Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
   /** The console log's last lines, for error messages. */
   consoleTail(lines?: number): string;
 }
@@ -61,4 +106,6 @@ export interface VmHandle {
 export interface VmmProvider {
   readonly name: string;
   start(spec: VmSpec): Promise<VmHandle>;
+  /** A handle on a VM an earlier process started (after a server restart), or undefined when it is not running. */
+  adopt(where: VmLocator): VmHandle | undefined;
 }

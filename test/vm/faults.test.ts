@@ -3,14 +3,16 @@ import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { VmDiedError } from '../../src/errors.js';
 import { encodeFrame, FRAME_HEADER, Kind, MAX_PAYLOAD } from '../../src/guest/frame.js';
-import { Sandbox } from '../../src/runtime/sandbox.js';
-import { sharedSandbox } from './helpers.js';
+import { waitFor } from '../fixtures/home.js';
+import { sharedRuntime, sharedSandbox } from './helpers.js';
 
 describe('faults', () => {
   const sbx = sharedSandbox();
+  const rt = sharedRuntime();
 
   it('closes only the channel of a malformed frame; the agent keeps serving', async () => {
     const s = sbx();
+    const agent = s.machine().agent;
     const victim = s.exec(['sleep', '30']);
     const bystander = s.run(['sh', '-c', 'sleep 1; echo still here']);
     await victim.pid;
@@ -19,12 +21,12 @@ describe('faults', () => {
     header.writeUInt32BE(MAX_PAYLOAD + 100, 0);
     header.writeUInt8(Kind.stdin, 4);
     header.writeUInt32BE(victim.channel, 5);
-    s.agent.send(Buffer.concat([header, Buffer.alloc(MAX_PAYLOAD + 100, 0x41)]));
+    agent.send(Buffer.concat([header, Buffer.alloc(MAX_PAYLOAD + 100, 0x41)]));
     await assert.rejects(victim.exit, { code: 'protocolError' });
     // A request whose JSON is malformed fails its own channel only.
-    s.agent.send(encodeFrame(Kind.open, 999_999, Buffer.from('{"op": "exec", "argv": [')));
+    agent.send(encodeFrame(Kind.open, 999_999, Buffer.from('{"op": "exec", "argv": [')));
     assert.equal((await bystander).stdout, 'still here\n');
-    await s.agent.ping();
+    await agent.ping();
     const after = await s.run(['echo', 'ok']);
     assert.equal(after.stdout, 'ok\n');
     // The victim's process tree was ended with its channel.
@@ -33,27 +35,32 @@ describe('faults', () => {
   });
 
   it('reports a VM killed mid-command as a VM death, with the console', async () => {
-    const s = await Sandbox.create({});
+    const s = await rt().create({});
+    const { vm, agent } = s.machine();
     try {
       const p = s.exec(['sleep', '300']);
       await p.pid;
-      process.kill(s.vm.pid, 'SIGKILL');
+      process.kill(vm.pid, 'SIGKILL');
       await assert.rejects(p.exit, (err: unknown) => {
         assert.ok(err instanceof VmDiedError, String(err));
         assert.equal(err.code, 'vmDied');
         assert.match(err.message, /VM died/);
         return true;
       });
-      await assert.rejects(s.agent.ping(), { code: 'vmDied' });
+      await assert.rejects(agent.ping(), { code: 'vmDied' });
+      // The runtime saw it die and says how.
+      assert.ok(await waitFor(() => rt().manager.get(s.id).state === 'failed'), rt().manager.get(s.id).state);
+      assert.match(rt().manager.get(s.id).reason ?? '', /killed by SIGKILL/);
     } finally {
-      await s.destroy();
+      await s.remove();
     }
     assert.equal(existsSync(s.dir), false, 'the sandbox directory is removed');
   });
 
   it('refuses an unknown image and bad resources before booting anything', async () => {
-    await assert.rejects(Sandbox.create({ image: 'No-Such-Image' }), { code: 'imageNotFound', message: /No-Such-Image/ });
-    await assert.rejects(Sandbox.create({ cpus: 0 }), { code: 'invalidSpec', message: /cpus/ });
-    await assert.rejects(Sandbox.create({ memoryMib: 32 }), { code: 'invalidSpec', message: /memoryMib/ });
+    await assert.rejects(rt().create({ image: 'No-Such-Image' }), { code: 'imageNotFound', message: /No-Such-Image/ });
+    await assert.rejects(rt().create({ cpus: 0 }), { code: 'invalidSpec', message: /cpus/ });
+    await assert.rejects(rt().create({ memoryMib: 32 }), { code: 'invalidSpec', message: /memoryMib/ });
+    assert.deepEqual(rt().manager.list(), [], 'nothing is left of the refused creates');
   });
 });

@@ -15,9 +15,9 @@ describe('files in a real microVM', () => {
   it('round-trips every byte value', async () => {
     const data = Buffer.alloc(256 * 1024);
     for (let i = 0; i < data.length; i++) data[i] = i % 256;
-    const { size } = await sbx().agent.writeFile('/tmp/bytes.bin', data);
+    const { size } = await sbx().machine().agent.writeFile('/tmp/bytes.bin', data);
     assert.equal(size, data.length);
-    assert.deepEqual(await readAll(sbx().agent.readFile('/tmp/bytes.bin')), data);
+    assert.deepEqual(await readAll(sbx().machine().agent.readFile('/tmp/bytes.bin')), data);
     // The guest sees the same bytes.
     const sum = await sbx().run(['sha256sum', '/tmp/bytes.bin']);
     assert.equal(sum.stdout.split(' ')[0], createHash('sha256').update(data).digest('hex'));
@@ -25,8 +25,8 @@ describe('files in a real microVM', () => {
 
   it('moves a 64 MiB file both ways intact', async () => {
     const data = randomBytes(64 * 1024 * 1024);
-    await sbx().agent.writeFile('/tmp/big.bin', data);
-    const back = await readAll(sbx().agent.readFile('/tmp/big.bin'));
+    await sbx().machine().agent.writeFile('/tmp/big.bin', data);
+    const back = await readAll(sbx().machine().agent.readFile('/tmp/big.bin'));
     assert.equal(back.length, data.length);
     assert.ok(back.equals(data));
   });
@@ -34,8 +34,8 @@ describe('files in a real microVM', () => {
   it('moves several files at once while commands run, each intact', async () => {
     const files = Array.from({ length: 4 }, (_, i) => ({ path: `/tmp/par-${i}.bin`, data: randomBytes(4 * 1024 * 1024 + i) }));
     const busy = sbx().run(['sh', '-c', 'i=0; while [ $i -lt 200 ]; do echo $i; i=$((i+1)); done']);
-    await Promise.all(files.map((f) => sbx().agent.writeFile(f.path, f.data)));
-    const back = await Promise.all(files.map((f) => readAll(sbx().agent.readFile(f.path))));
+    await Promise.all(files.map((f) => sbx().machine().agent.writeFile(f.path, f.data)));
+    const back = await Promise.all(files.map((f) => readAll(sbx().machine().agent.readFile(f.path))));
     for (const [i, b] of back.entries()) assert.ok(b.equals(files[i]?.data as Buffer), `file ${i}`);
     assert.equal((await busy).stdout.split('\n').length, 201);
   });
@@ -44,15 +44,18 @@ describe('files in a real microVM', () => {
     async function* gen() {
       for (let i = 0; i < 5; i++) yield Buffer.from(`line ${i}\n`);
     }
-    await sbx().agent.writeFile('/tmp/deep/er/gen.txt', gen(), { mode: 0o600, mkdirs: true });
-    const st = await sbx().agent.stat('/tmp/deep/er/gen.txt');
+    await sbx().machine().agent.writeFile('/tmp/deep/er/gen.txt', gen(), { mode: 0o600, mkdirs: true });
+    const st = await sbx().machine().agent.stat('/tmp/deep/er/gen.txt');
     assert.equal(st.type, 'file');
     assert.equal(st.mode, 0o600);
-    assert.equal((await readAll(sbx().agent.readFile('/tmp/deep/er/gen.txt'))).toString(), 'line 0\nline 1\nline 2\nline 3\nline 4\n');
+    assert.equal(
+      (await readAll(sbx().machine().agent.readFile('/tmp/deep/er/gen.txt'))).toString(),
+      'line 0\nline 1\nline 2\nline 3\nline 4\n',
+    );
   });
 
   it('stats, lists, makes, renames and removes', async () => {
-    const a = sbx().agent;
+    const a = sbx().machine().agent;
     await a.mkdir('/tmp/t1/a/b');
     await a.writeFile('/tmp/t1/a/f.txt', 'x');
     const names = (await a.list('/tmp/t1/a')).map((e) => `${e.name}:${e.type}`).sort();
@@ -69,12 +72,12 @@ describe('files in a real microVM', () => {
       '-c',
       'mkdir -p /tmp/many && cd /tmp/many && i=0; while [ $i -lt 6000 ]; do : > file-with-a-longish-name-$i; i=$((i+1)); done',
     ]);
-    const entries = await sbx().agent.list('/tmp/many');
+    const entries = await sbx().machine().agent.list('/tmp/many');
     assert.equal(entries.length, 6000);
   });
 
   it('reports guest errors with a code and the path', async () => {
-    const a = sbx().agent;
+    const a = sbx().machine().agent;
     await assert.rejects(readAll(a.readFile('/nope/missing')), { code: 'notFound', path: '/nope/missing' });
     await assert.rejects(readAll(a.readFile('/tmp')), { code: 'isDirectory', path: '/tmp' });
     await assert.rejects(a.writeFile('/tmp', 'x'), { code: 'isDirectory', path: '/tmp' });
@@ -86,8 +89,8 @@ describe('files in a real microVM', () => {
   it('reports permission denied, in the file API and for a command', async () => {
     const mounted = await sbx().run(['sh', '-c', 'mkdir -p /tmp/ro && mount -t tmpfs -o ro none /tmp/ro']);
     assert.equal(mounted.exitCode, 0, mounted.stderr);
-    await assert.rejects(sbx().agent.writeFile('/tmp/ro/f', 'x'), { code: 'permissionDenied', path: '/tmp/ro/f' });
-    await assert.rejects(sbx().agent.mkdir('/tmp/ro/d'), { code: 'permissionDenied', path: '/tmp/ro/d' });
+    await assert.rejects(sbx().machine().agent.writeFile('/tmp/ro/f', 'x'), { code: 'permissionDenied', path: '/tmp/ro/f' });
+    await assert.rejects(sbx().machine().agent.mkdir('/tmp/ro/d'), { code: 'permissionDenied', path: '/tmp/ro/d' });
     const r = await sbx().run(['cat', '/root/.profile-missing-or-not'], { user: 'nobody' });
     assert.notEqual(r.exitCode, 0);
     assert.match(r.stderr, /Permission denied/);

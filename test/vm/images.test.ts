@@ -8,7 +8,6 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { formatReference, parseReference } from '../../src/images/reference.js';
 import { ContentStore } from '../../src/images/store.js';
-import { Sandbox } from '../../src/runtime/sandbox.js';
 import { isolatedHome } from '../fixtures/home.js';
 import { type LayerEntry, pushImage, pushIndex, tarball } from '../fixtures/image-writer.js';
 import { type FaultProxy, startProxy } from '../fixtures/proxy.js';
@@ -303,13 +302,14 @@ describe('OCI images from a real registry', () => {
     await pushImage(registry.url, 'test/rmi', run, { layers: [{ entries: [...userland(), stamp('rmi')] }] });
     const ref = `${registry.host}/test/rmi:${run}`;
     assert.equal((await cli(['pull', '--insecure', ref])).status, 0);
-    const sbx = await Sandbox.create({ image: ref }, { pull: { policy: 'never' } });
+    const name = `rmi-${run}`;
+    assert.equal((await cli(['create', '--name', name, '--image', ref, '--pull', 'never'])).status, 0);
     try {
       const refused = await cli(['rmi', ref]);
       assert.equal(refused.status, 1);
-      assert.match(refused.stderr, /used by a running sandbox/);
+      assert.match(refused.stderr, /used by/);
     } finally {
-      await sbx.destroy();
+      await cli(['rm', '--force', name]);
     }
     const store = new ContentStore();
     const image = store.get(ref);

@@ -3,12 +3,12 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Sandbox } from '../../src/runtime/sandbox.js';
-import { withSandbox } from './helpers.js';
+import { sharedRuntime, withSandbox } from './helpers.js';
 
 describe('patches applied to a sandbox’s root filesystem', () => {
   const host = mkdtempSync(join(tmpdir(), 'vmbox-patch-'));
   after(() => rmSync(host, { recursive: true, force: true }));
+  const rt = sharedRuntime();
 
   it('writes, appends, copies, links, makes and removes before anything runs', async () => {
     mkdirSync(join(host, 'tree/sub'), { recursive: true });
@@ -17,6 +17,7 @@ describe('patches applied to a sandbox’s root filesystem', () => {
     writeFileSync(join(host, 'tree/sub/data'), 'd\n');
     symlinkSync('run.sh', join(host, 'tree/link'));
     await withSandbox(
+      rt(),
       {
         patches: [
           { op: 'write', path: '/etc/app.conf', text: 'a=1\n', mode: 0o600 },
@@ -45,11 +46,11 @@ describe('patches applied to a sandbox’s root filesystem', () => {
   });
 
   it('refuses to replace an existing path unless told to, and leaves nothing behind', async () => {
-    await assert.rejects(Sandbox.create({ patches: [{ op: 'write', path: '/etc/passwd', text: 'x' }] }), {
+    await assert.rejects(rt().create({ patches: [{ op: 'write', path: '/etc/passwd', text: 'x' }] }), {
       code: 'invalidSpec',
       message: /patches\.0: write \/etc\/passwd failed: .*already exists.*replace: true/,
     });
-    await assert.rejects(Sandbox.create({ patches: [{ op: 'write', path: 'relative', text: 'x' } as never] }), {
+    await assert.rejects(rt().create({ patches: [{ op: 'write', path: 'relative', text: 'x' } as never] }), {
       code: 'invalidSpec',
     });
   });

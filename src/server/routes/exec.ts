@@ -2,8 +2,8 @@ import { Value } from '@sinclair/typebox/value';
 import type { FastifyPluginAsync } from 'fastify';
 import type { WebSocket } from 'ws';
 import { VmboxError } from '../../errors.js';
-import type { ExecStreams, GuestProcess } from '../../guest/client.js';
 import type { SandboxManager } from '../../runtime/manager.js';
+import type { ExecStreams, GuestProcess } from '../../runtime/processes.js';
 import {
   type ExecClientMessage,
   type ExecServerMessage,
@@ -13,6 +13,7 @@ import {
   SignalBody,
   StreamTag,
 } from '../../spec/api.js';
+import { errorResponse } from '../errors.js';
 
 type ProcessParams = { Params: { ref: string; pid: number } };
 
@@ -38,16 +39,8 @@ export const execRoutes =
           start: (data, isBinary, streams) => {
             const s = parseStart(data, isBinary);
             removeWhenDone = s.removeWhenDone ?? false;
-            return m.exec(ref, s.argv, {
-              env: s.env,
-              cwd: s.cwd,
-              user: s.user,
-              stdin: s.stdin || s.pty !== undefined,
-              timeoutMs: s.timeoutMs,
-              pty: s.pty,
-              detached: s.background ?? s.pty !== undefined,
-              ...streams,
-            });
+            const { argv, ...opts } = s;
+            return m.processes.exec(ref, argv, opts, streams);
           },
           ended: () => {
             if (removeWhenDone) m.remove(ref, { force: true }).catch(() => {});
@@ -61,7 +54,7 @@ export const execRoutes =
       { websocket: true, schema: { params: ProcessRef, tags: ['processes'] } },
       (socket, req) => {
         try {
-          const proc = m.attach(req.params.ref, req.params.pid, streamsTo(socket));
+          const proc = m.processes.attach(req.params.ref, req.params.pid, streamsTo(socket));
           serveProcess(socket, { proc });
         } catch (err) {
           fail(socket, err as Error);
@@ -78,13 +71,13 @@ export const execRoutes =
           description: 'Processes started through vmbox, running or waiting to be attached',
         },
       },
-      async (req) => m.sandbox(req.params.ref).agent.processes(),
+      async (req) => m.processes.list(req.params.ref),
     );
 
     app.post<ProcessParams & { Body: { signal?: number } }>(
       '/v1/sandboxes/:ref/processes/:pid/signal',
       { schema: { params: ProcessRef, body: SignalBody, tags: ['processes'] } },
-      async (req) => m.sandbox(req.params.ref).agent.killProcess(req.params.pid, req.body?.signal ?? 9),
+      async (req) => m.processes.signal(req.params.ref, req.params.pid, req.body?.signal ?? 9),
     );
   };
 
@@ -181,7 +174,6 @@ function sendTagged(socket: WebSocket, tag: number, data: Buffer): Promise<void>
 }
 
 function fail(socket: WebSocket, err: Error): void {
-  const code = err instanceof VmboxError ? err.code : 'internal';
-  if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ type: 'error', code, message: err.message }));
+  if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ type: 'error', ...errorResponse(err).body }));
   socket.close(1011);
 }

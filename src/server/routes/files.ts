@@ -1,16 +1,9 @@
-import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
-import { GuestError, VmboxError } from '../../errors.js';
-import type { AgentClient, DirEntry, StatResult } from '../../guest/client.js';
+import { VmboxError } from '../../errors.js';
 import type { SandboxManager } from '../../runtime/manager.js';
 import { ListFilesQuery, MkdirBody, PathQuery, RemoveFileQuery, RenameBody, SandboxRef, WatchQuery, WriteQuery } from '../../spec/api.js';
-
-/** A guest file system entry as the API describes it. */
-export interface EntryInfo extends StatResult {
-  name: string;
-  path: string;
-}
+import { errorResponse } from '../errors.js';
 
 type Q<T> = { Params: { ref: string }; Querystring: T };
 
@@ -21,7 +14,7 @@ type Q<T> = { Params: { ref: string }; Querystring: T };
 export const fileRoutes =
   (m: SandboxManager): FastifyPluginAsync =>
   async (app) => {
-    const agentOf = (ref: string): AgentClient => m.sandbox(ref).agent;
+    const f = m.files;
     const tags = ['files'];
 
     // Uploads are streamed to the agent, never parsed or buffered here.
@@ -31,7 +24,7 @@ export const fileRoutes =
       '/v1/sandboxes/:ref/files/content',
       { schema: { params: SandboxRef, querystring: PathQuery, tags, description: 'Download a file (application/octet-stream)' } },
       async (req, reply) => {
-        const chunks = agentOf(req.params.ref).readFile(req.query.path);
+        const chunks = f.read(req.params.ref, req.query.path);
         // The first chunk (or the agent's error) before any header: a missing file is a 404, not a broken 200.
         const first = await chunks.next();
         async function* all() {
@@ -53,21 +46,20 @@ export const fileRoutes =
         const body = req.body;
         if (!(body instanceof Readable)) throw new VmboxError('invalidArgument', 'send the content as application/octet-stream');
         const { path, mode, append } = req.query;
-        const { size } = await agentOf(req.params.ref).writeFile(path, body, { mode, append, mkdirs: true });
-        return { path, name: posix.basename(path), size };
+        return f.write(req.params.ref, path, body, { mode, append });
       },
     );
 
     app.get<Q<{ path: string }>>(
       '/v1/sandboxes/:ref/files/stat',
       { schema: { params: SandboxRef, querystring: PathQuery, tags } },
-      async (req) => entry(req.query.path, await agentOf(req.params.ref).stat(req.query.path)),
+      async (req) => f.stat(req.params.ref, req.query.path),
     );
 
     app.get<Q<{ path: string; depth?: number }>>(
       '/v1/sandboxes/:ref/files/list',
       { schema: { params: SandboxRef, querystring: ListFilesQuery, tags } },
-      async (req) => listTree(agentOf(req.params.ref), req.query.path, req.query.depth ?? 1),
+      async (req) => f.list(req.params.ref, req.query.path, req.query.depth ?? 1),
     );
 
     app.post<{ Params: { ref: string }; Body: { path: string; mode?: number } }>(
@@ -80,32 +72,20 @@ export const fileRoutes =
           description: 'Make a directory and its parents; created is false when it existed',
         },
       },
-      async (req) => {
-        const agent = agentOf(req.params.ref);
-        const existed = await agent.stat(req.body.path).then(
-          (st) => st.type === 'dir',
-          () => false,
-        );
-        await agent.mkdir(req.body.path, req.body.mode);
-        return { created: !existed };
-      },
+      async (req) => f.makeDir(req.params.ref, req.body.path, req.body.mode),
     );
 
     app.post<{ Params: { ref: string }; Body: { from: string; to: string } }>(
       '/v1/sandboxes/:ref/files/rename',
       { schema: { params: SandboxRef, body: RenameBody, tags } },
-      async (req) => {
-        const agent = agentOf(req.params.ref);
-        await agent.rename(req.body.from, req.body.to);
-        return entry(req.body.to, await agent.stat(req.body.to));
-      },
+      async (req) => f.rename(req.params.ref, req.body.from, req.body.to),
     );
 
     app.delete<Q<{ path: string; recursive?: boolean }>>(
       '/v1/sandboxes/:ref/files',
       { schema: { params: SandboxRef, querystring: RemoveFileQuery, tags } },
       async (req, reply) => {
-        await agentOf(req.params.ref).remove(req.query.path, { recursive: req.query.recursive ?? true });
+        await f.remove(req.params.ref, req.query.path, { recursive: req.query.recursive });
         return reply.code(204).send();
       },
     );
@@ -120,10 +100,9 @@ export const fileRoutes =
           if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
         };
         try {
-          const w = agentOf(req.params.ref).watch(req.query.path, { recursive: req.query.recursive }, (events) => {
-            m.touch(req.params.ref);
-            send({ type: 'events', events });
-          });
+          const w = f.watch(req.params.ref, req.query.path, { recursive: req.query.recursive }, (events) =>
+            send({ type: 'events', events }),
+          );
           w.ready.then(() => send({ type: 'ready' })).catch(() => {});
           w.done.then(
             (v) => {
@@ -132,37 +111,16 @@ export const fileRoutes =
             },
             (err: Error) => {
               if (socket.readyState === socket.OPEN) {
-                send({ type: 'error', ...errorBody(err) });
+                send({ type: 'error', ...errorResponse(err).body });
                 socket.close(1011);
               }
             },
           );
           socket.on('close', () => w.stop());
         } catch (err) {
-          send({ type: 'error', ...errorBody(err as Error) });
+          send({ type: 'error', ...errorResponse(err).body });
           socket.close(1011);
         }
       },
     );
   };
-
-function entry(path: string, st: StatResult): EntryInfo {
-  return { name: posix.basename(path), path, ...st };
-}
-
-/** Lists `path`, descending into directories (not symlinks) `depth - 1` more levels. */
-async function listTree(agent: AgentClient, path: string, depth: number): Promise<EntryInfo[]> {
-  const entries: DirEntry[] = await agent.list(path);
-  const out: EntryInfo[] = [];
-  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    const full = posix.join(path, e.name);
-    out.push({ ...e, path: full });
-    if (depth > 1 && e.type === 'dir') out.push(...(await listTree(agent, full, depth - 1)));
-  }
-  return out;
-}
-
-export function errorBody(err: Error): { code: string; message: string; path?: string } {
-  const code = err instanceof VmboxError ? err.code : 'internal';
-  return { code, message: err.message, ...(err instanceof GuestError && err.path ? { path: err.path } : {}) };
-}

@@ -1,9 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { VmboxError } from '../../errors.js';
-import type { LogEntry, LogSource } from '../../runtime/logs.js';
-import { effectiveSources, LOG_SOURCES } from '../../runtime/logs.js';
+import { effectiveSources } from '../../runtime/logs.js';
 import type { SandboxManager } from '../../runtime/manager.js';
 import { LogsQuery, SandboxRef } from '../../spec/api.js';
+import { LOG_SOURCES, type LogEntry, type LogSource } from '../../spec/sandboxes.js';
 
 type Query = { source?: string; sinceMs?: number; tail?: number; follow?: boolean };
 

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { SandboxState } from '../../runtime/lifecycle.js';
 import type { SandboxManager } from '../../runtime/manager.js';
 import { ListQuery, RemoveQuery, SandboxRef, StopBody, TimeoutBody } from '../../spec/api.js';
 import { SandboxSpecSchema } from '../../spec/sandbox.js';
+import type { SandboxState } from '../../spec/sandboxes.js';
 
 type Ref = { Params: { ref: string } };
 

@@ -68,10 +68,21 @@ export const BASE_KERNEL_ARGS = ['console=ttyS0', 'reboot=t', 'panic=-1', 'no_ti
 export function buildQemuArgs(spec: VmSpec): string[] {
   const p = qemuPaths(spec.runDir);
   const cmdline = [...BASE_KERNEL_ARGS, ...(spec.kernelArgs ?? [])];
+  const machine = machineArgs(spec.accel, spec.cpus, spec.memoryMib);
+  if (spec.memoryFile) {
+    // RAM in a file: `share=on` writes through to it (a template, a saved VM);
+    // `share=off` maps it copy-on-write (a clone that must not change it).
+    const i = machine.indexOf('-M') + 1;
+    machine[i] = `${machine[i]},memory-backend=mem`;
+    machine.push(
+      '-object',
+      `memory-backend-file,id=mem,size=${spec.memoryMib}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.shared ? 'on' : 'off'}`,
+    );
+  }
   const args = [
     '-name',
     `vmbox-${spec.id}`,
-    ...machineArgs(spec.accel, spec.cpus, spec.memoryMib),
+    ...machine,
     '-nodefaults',
     '-no-user-config',
     '-nographic',
@@ -104,5 +115,33 @@ export function buildQemuArgs(spec: VmSpec): string[] {
       'virtio-blk-device,drive=root',
     );
   }
+  for (const [i, d] of (spec.extraDisks ?? []).entries()) {
+    const ro = d.readOnly ? ',read-only=on' : '';
+    args.push(
+      '-drive',
+      `id=disk${i},file=${d.path},format=${d.format},if=none,discard=unmap${ro}`,
+      '-device',
+      `virtio-blk-device,drive=disk${i}`,
+    );
+  }
+  for (const [i, s] of (spec.shares ?? []).entries()) {
+    const ro = s.readOnly ? ',readonly=on' : '';
+    args.push(
+      '-fsdev',
+      `local,id=fs${i},path=${s.hostPath},security_model=${s.security ?? 'mapped-xattr'}${ro}`,
+      '-device',
+      `virtio-9p-device,fsdev=fs${i},mount_tag=${s.tag}`,
+    );
+  }
+  for (const n of spec.nics ?? []) {
+    args.push(
+      '-netdev',
+      `stream,id=${n.id},server=off,addr.type=unix,addr.path=${n.backend.socketPath}`,
+      '-device',
+      `virtio-net-device,netdev=${n.id},mac=${n.mac}`,
+    );
+  }
+  // A restored VM waits for its state (`migrate-incoming`), sent over QMP once QEMU is up.
+  if (spec.restoreFrom) args.push('-incoming', 'defer');
   return args;
 }

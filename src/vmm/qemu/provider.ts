@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -7,8 +7,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { VmboxError } from '../../errors.js';
 import { deferred } from '../../util/deferred.js';
 import { isAlive } from '../../util/process.js';
-import type { StopOptions, VmExit, VmHandle, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
+import { tailLines } from '../../util/tail.js';
+import type { StopOptions, VmExit, VmHandle, VmLocator, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
 import { buildQemuArgs, type QemuPaths, qemuPaths } from './args.js';
+import { restoreState, saveState } from './migrate.js';
 import { QmpClient } from './qmp.js';
 
 export const qemuBinary = () => process.env.VMBOX_QEMU || 'qemu-system-x86_64';
@@ -19,42 +21,45 @@ const missing = () =>
 export class QemuProvider implements VmmProvider {
   readonly name = 'qemu';
 
+  /**
+   * Spawns QEMU detached (its own session, output to files), so it survives
+   * the process that started it and a later one adopts it.
+   */
   async start(spec: VmSpec): Promise<QemuVm> {
     const paths = qemuPaths(spec.runDir);
     mkdirSync(spec.runDir, { recursive: true });
     for (const s of [paths.agentSocket, paths.qmpSocket]) rmSync(s, { force: true });
     const qemu = findExecutable(qemuBinary());
     if (!qemu) throw missing();
-    // A throw-away VM dies with its owner (setpriv sets the parent-death signal,
-    // then execs QEMU). A server's VM is detached: its own session, output to
-    // files, so it survives the server and is reattached later.
-    const [cmd, args] = spec.dieWithParent
-      ? ['setpriv', ['--pdeathsig', 'SIGKILL', '--', qemu, ...buildQemuArgs(spec)]]
-      : [qemu, buildQemuArgs(spec)];
     const log = openSync(paths.qemuLog, 'w');
+    let vm: QemuVm;
     try {
-      const child = spawn(cmd, args, { stdio: ['ignore', log, log], detached: !spec.dieWithParent });
-      if (!spec.dieWithParent) child.unref();
-      const vm = new QemuVm(spec.id, spec.runDir, child.pid ?? -1, child);
-      await vm.started;
-      return vm;
+      const child = spawn(qemu, buildQemuArgs(spec), { stdio: ['ignore', log, log], detached: true });
+      child.unref();
+      vm = new QemuVm(spec.id, spec.runDir, child.pid ?? -1, child);
     } finally {
       closeSync(log);
     }
+    await vm.started;
+    if (spec.restoreFrom) {
+      try {
+        await restoreState(await vm.qmp(), spec.restoreFrom);
+      } catch (err) {
+        await vm.stop({ timeoutMs: 1000 });
+        throw err;
+      }
+    }
+    return vm;
   }
 
-  /**
-   * A handle on a VM started by an earlier process, found by its pid. Its exit
-   * is noticed by polling, as it is not our child.
-   */
-  attach(id: string, runDir: string, pid: number): QemuVm {
-    if (!isQemuOf(pid, id)) throw new VmboxError('vmDied', `no QEMU process ${pid} for sandbox ${id}`);
-    return new QemuVm(id, runDir, pid);
+  adopt(where: VmLocator): QemuVm | undefined {
+    const pid = where.pid && isQemuOf(where.pid, where.id) ? where.pid : findQemuOf(where.id);
+    return pid ? new QemuVm(where.id, where.runDir, pid) : undefined;
   }
 }
 
 /** Whether `pid` is the QEMU of sandbox `id` (pids are reused: check its command line). */
-export function isQemuOf(pid: number, id: string): boolean {
+function isQemuOf(pid: number, id: string): boolean {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(`vmbox-${id}`);
   } catch {
@@ -63,7 +68,7 @@ export function isQemuOf(pid: number, id: string): boolean {
 }
 
 /** The pid of sandbox `id`'s QEMU, found among all processes (when its pid was never recorded). */
-export function findQemuOf(id: string): number | undefined {
+function findQemuOf(id: string): number | undefined {
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (pid > 0 && isQemuOf(pid, id)) return pid;
@@ -183,6 +188,16 @@ export class QemuVm implements VmHandle {
 
   async stop(opts: StopOptions = {}): Promise<VmExit> {
     if (!this.running) return this.exited;
+    // QEMU is detached and unref'd: a stop in progress keeps this process alive until it is done.
+    const keepAlive = setInterval(() => {}, 1000);
+    try {
+      return await this.stopNow(opts);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  private async stopNow(opts: StopOptions): Promise<VmExit> {
     const deadline = Date.now() + (opts.timeoutMs ?? 5000);
     const exitedBy = (ms: number) =>
       Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, ms)).unref())]);
@@ -205,6 +220,18 @@ export class QemuVm implements VmHandle {
 
   async metrics(): Promise<VmMetrics> {
     return processMetrics(this.pid);
+  }
+
+  async save(statePath: string): Promise<void> {
+    await saveState(await this.qmp(), statePath);
+  }
+
+  async pause(): Promise<void> {
+    await (await this.qmp()).execute('stop', {});
+  }
+
+  async resume(): Promise<void> {
+    await (await this.qmp()).execute('cont', {});
   }
 
   consoleTail(lines = 20): string {
@@ -242,25 +269,3 @@ export function processMetrics(pid: number): VmMetrics {
 }
 
 /** The last `lines` non-empty lines of a text file, reading at most 16 KiB. */
-export function tailLines(path: string, lines: number): string {
-  try {
-    const size = statSync(path).size;
-    const len = Math.min(size, 16384);
-    const buf = Buffer.alloc(len);
-    const fd = openSync(path, 'r');
-    try {
-      readSync(fd, buf, 0, len, size - len);
-    } finally {
-      closeSync(fd);
-    }
-    return buf
-      .toString('utf8')
-      .replace(/\r/g, '')
-      .split('\n')
-      .filter((l) => l.trim())
-      .slice(-lines)
-      .join('\n');
-  } catch {
-    return '';
-  }
-}

@@ -9,6 +9,13 @@ export interface QmpCommands {
   quit: { args: Record<string, never>; ret: Record<string, never> };
   stop: { args: Record<string, never>; ret: Record<string, never> };
   cont: { args: Record<string, never>; ret: Record<string, never> };
+  'migrate-set-capabilities': {
+    args: { capabilities: { capability: string; state: boolean }[] };
+    ret: Record<string, never>;
+  };
+  migrate: { args: { uri: string }; ret: Record<string, never> };
+  'migrate-incoming': { args: { uri: string }; ret: Record<string, never> };
+  'query-migrate': { args: Record<string, never>; ret: { status?: string; 'error-desc'?: string } };
 }
 
 export interface QmpEvent {

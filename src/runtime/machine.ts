@@ -1,0 +1,89 @@
+import { join } from 'node:path';
+import { VmboxError, VmDiedError } from '../errors.js';
+import { AgentClient } from '../guest/client.js';
+import { ensureAssets } from '../setup/assets.js';
+import type { SandboxSpec } from '../spec/sandbox.js';
+import { mark } from '../util/trace.js';
+import type { VmHandle, VmmProvider } from '../vmm/provider.js';
+import { applyPatches } from './patches.js';
+
+/** The copy-on-write disk of a sandbox, in its directory. */
+export const OVERLAY = 'rootfs.qcow2';
+
+const bootTimeoutMs = () => Number(process.env.VMBOX_BOOT_TIMEOUT_MS || 60_000);
+
+/**
+ * One sandbox's VM and the connection to its agent: what the runtime boots,
+ * adopts after a restart, and stops. It knows nothing of the database.
+ */
+export class Machine {
+  private constructor(
+    readonly vm: VmHandle,
+    readonly agent: AgentClient,
+  ) {}
+
+  /**
+   * Boots a VM on the overlay already in `dir`; it is detached and outlives
+   * this process. `onSpawn` learns the VMM's pid as soon as it exists.
+   */
+  static async boot(
+    provider: VmmProvider,
+    o: { id: string; dir: string; spec: SandboxSpec; signal?: AbortSignal; onSpawn?: (pid: number) => void },
+  ): Promise<Machine> {
+    const assets = await ensureAssets();
+    mark('assets');
+    let vm: VmHandle | undefined;
+    try {
+      vm = await provider.start({
+        id: o.id,
+        cpus: o.spec.cpus,
+        memoryMib: o.spec.memoryMib,
+        accel: assets.accel.accel,
+        kernelPath: assets.kernelPath,
+        initrdPath: assets.initrd,
+        kernelArgs: [`vmbox.hostname=vmbox-${o.id.slice(0, 8)}`],
+        rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' },
+        runDir: o.dir,
+      });
+      o.onSpawn?.(vm.pid);
+      mark('vm started');
+      const agent = await connectAgent(vm, o.signal);
+      mark('agent ready');
+      if (o.spec.patches?.length) await applyPatches(agent, o.spec.patches);
+      return new Machine(vm, agent);
+    } catch (err) {
+      const tail = vm?.consoleTail() ?? '';
+      await vm?.stop({ timeoutMs: 1000 });
+      if (err instanceof VmboxError && err.code === 'vmDied') {
+        throw new VmboxError('bootFailed', `the sandbox did not boot: ${err.message}`);
+      }
+      if (err instanceof VmboxError && err.code === 'bootFailed' && tail) {
+        throw new VmboxError('bootFailed', `${err.message}\n--- last console lines ---\n${tail}`);
+      }
+      throw err;
+    }
+  }
+
+  /** Reconnects to a VM an earlier process started (after a server restart). */
+  static async adopt(vm: VmHandle): Promise<Machine> {
+    return new Machine(vm, await connectAgent(vm, undefined, 10_000));
+  }
+
+  /** Powers the guest off (the agent first, then signals); the disk stays. */
+  async stop(opts: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    await this.vm.stop({
+      graceful: opts.graceful ? () => this.agent.shutdown() : undefined,
+      timeoutMs: opts.timeoutMs ?? 5000,
+    });
+    this.agent.close();
+  }
+}
+
+function connectAgent(vm: VmHandle, signal?: AbortSignal, timeoutMs = bootTimeoutMs()): Promise<AgentClient> {
+  return vm.connectAgent().then((conn) => AgentClient.connect(conn, { timeoutMs, signal, closedError: () => diedError(vm) }));
+}
+
+function diedError(vm: VmHandle): VmDiedError {
+  const how = vm.exitCode !== null ? `QEMU exited with code ${vm.exitCode}` : `QEMU (pid ${vm.pid}) closed the agent connection`;
+  return new VmDiedError(`the sandbox's VM died: ${how}`, vm.consoleTail(10));
+}

@@ -1,0 +1,39 @@
+import { formatMs } from '../util/duration.js';
+import type { SandboxManager } from './manager.js';
+
+const POLICY_TICK_MS = 250;
+
+/** Lifecycle policies (maximum duration, idle timeout), checked on a clock; each stop says why in the sandbox's log. */
+export class PolicyClock {
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly m: SandboxManager) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.tick(), POLICY_TICK_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (const [id, live] of this.m.liveSandboxes()) {
+      const rec = this.m.db.get(id);
+      if (!rec || rec.state !== 'running') continue;
+      const { maxDurationMs, idleTimeoutMs } = rec.spec;
+      let reason: string | undefined;
+      if (maxDurationMs && rec.startedAt && now - rec.startedAt >= maxDurationMs) {
+        reason = `policy: reached its maximum duration of ${formatMs(maxDurationMs)}`;
+      } else if (idleTimeoutMs && live.activeExecs === 0 && now - live.lastActivity >= idleTimeoutMs) {
+        reason = `policy: idle for ${formatMs(idleTimeoutMs)}`;
+      }
+      if (reason) {
+        this.m.system(id, reason);
+        this.m.stop(id, { reason }).catch((err) => this.m.system(id, `policy stop failed: ${(err as Error).message}`));
+      }
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import { VmboxError } from '../errors.js';
+import type { ExecStreams, GuestProcess } from '../guest/client.js';
+import type { ExecStart } from '../spec/api.js';
+import type { ProcessInfo } from '../spec/processes.js';
+import type { LiveSandbox } from './live.js';
+import type { SandboxManager } from './manager.js';
+import type { SandboxRecord } from './state.js';
+
+/** A process as routes see it (the agent's own handle). */
+export type { ExecStreams, GuestProcess };
+
+/** What starts a command: the API's request without the program (which is `argv`). */
+export type ExecOptions = Omit<ExecStart, 'argv'>;
+
+/**
+ * Commands and terminals in running sandboxes. Each process streamed to a
+ * client counts as activity (the idle policy waits for it) and its output
+ * goes to the sandbox's log.
+ */
+export class SandboxProcesses {
+  constructor(private readonly m: SandboxManager) {}
+
+  /** Starts `argv` with the image's config, the spec's and the call's settings layered in that order. */
+  exec(ref: string, argv: string[], opts: ExecOptions, streams: ExecStreams = {}): GuestProcess {
+    if (argv.length === 0) throw new VmboxError('invalidArgument', 'empty command: give the program to run and its arguments');
+    const pty = opts.pty !== undefined;
+    return this.tracked(ref, pty, streams, (rec, live, s) =>
+      live.machine.agent.exec(
+        {
+          argv,
+          env: environment(rec, opts.env),
+          cwd: opts.cwd ?? rec.spec.workdir ?? rec.image.config.workingDir,
+          user: opts.user ?? rec.spec.user ?? rec.image.config.user,
+          stdin: opts.stdin || pty,
+          timeoutMs: opts.timeoutMs,
+          pty: opts.pty,
+          // Terminals outlive their client unless asked otherwise; commands do only when asked.
+          detached: opts.background ?? pty,
+        },
+        s,
+      ),
+    );
+  }
+
+  /** Takes over a process started earlier (a background command, a terminal) by its pid. */
+  attach(ref: string, pid: number, streams: ExecStreams & { pty?: boolean } = {}): GuestProcess {
+    return this.tracked(ref, streams.pty ?? false, streams, (_rec, live, s) => live.machine.agent.attach(pid, s));
+  }
+
+  /** Processes started through vmbox, running or waiting to be attached. */
+  list(ref: string): Promise<ProcessInfo[]> {
+    return this.m.running(ref).live.machine.agent.processes();
+  }
+
+  signal(ref: string, pid: number, signal: number): Promise<{ exited: boolean }> {
+    return this.m.running(ref).live.machine.agent.killProcess(pid, signal);
+  }
+
+  private tracked(
+    ref: string,
+    pty: boolean,
+    streams: ExecStreams,
+    start: (rec: SandboxRecord, live: LiveSandbox, streams: ExecStreams) => GuestProcess,
+  ): GuestProcess {
+    const { rec, live } = this.m.running(ref);
+    const log = this.m.log(rec.id);
+    live.activeExecs++;
+    const proc = start(rec, live, {
+      onStdout: (d) => {
+        log.append(pty ? 'output' : 'stdout', d);
+        return streams.onStdout?.(d);
+      },
+      onStderr: (d) => {
+        log.append('stderr', d);
+        return streams.onStderr?.(d);
+      },
+    });
+    const done = () => {
+      live.activeExecs--;
+      live.touch();
+    };
+    proc.exit.then(done, done);
+    return proc;
+  }
+}
+
+/** KEY=VALUE strings: the image's environment, then the sandbox's, then the call's. */
+function environment(rec: SandboxRecord, extra: Record<string, string> = {}): string[] {
+  const env = new Map<string, string>();
+  for (const kv of rec.image.config.env) {
+    const i = kv.indexOf('=');
+    env.set(kv.slice(0, i), kv.slice(i + 1));
+  }
+  for (const [k, v] of Object.entries({ ...rec.spec.env, ...extra })) env.set(k, v);
+  return [...env].map(([k, v]) => `${k}=${v}`);
+}

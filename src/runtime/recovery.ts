@@ -1,0 +1,62 @@
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { paths } from '../paths.js';
+import { Machine } from './machine.js';
+import type { SandboxManager } from './manager.js';
+import type { SandboxRecord } from './state.js';
+
+/**
+ * What a starting server does about the sandboxes of the one before it:
+ * adopts the VMs still running, records the ones that died meanwhile, and
+ * finishes or undoes what was half-done when it stopped.
+ */
+export async function recoverSandboxes(m: SandboxManager): Promise<void> {
+  await Promise.all(m.db.list().map((rec) => recoverOne(m, rec)));
+  sweepStrayDirs(m);
+}
+
+const UP: readonly string[] = ['running', 'stopping', 'starting'];
+
+async function recoverOne(m: SandboxManager, rec: SandboxRecord): Promise<void> {
+  // The VMM may have been spawned before its pid was recorded: the provider looks for it by id too.
+  const vm = m.provider.adopt({ id: rec.id, runDir: m.dir(rec.id), pid: rec.pid });
+  if (rec.removing || rec.state === 'creating') {
+    // Half-made or half-removed: finish removing it.
+    await vm?.stop({ timeoutMs: 0 });
+    m.forget(rec.id);
+    return;
+  }
+  if (!UP.includes(rec.state)) {
+    if (rec.spec.ephemeral) m.forget(rec.id);
+    return;
+  }
+  if (!vm) {
+    m.ended(rec.id, 'stopped', 'the VM exited while the server was down');
+    return;
+  }
+  try {
+    const machine = await Machine.adopt(vm);
+    m.db.update(rec.id, { state: 'running', pid: vm.pid });
+    m.adopt(rec, machine);
+    m.system(rec.id, `reattached to the running VM (pid ${vm.pid}) after a server restart`);
+    if (rec.state === 'stopping') await m.stop(rec.id, { reason: 'stopped by request' });
+  } catch (err) {
+    await vm.stop({ timeoutMs: 0 });
+    m.ended(rec.id, 'failed', `the VM did not answer after a server restart: ${(err as Error).message}`);
+  }
+}
+
+/** Removes sandbox directories no row knows of (a crash before the row existed). */
+function sweepStrayDirs(m: SandboxManager): void {
+  let ids: string[] = [];
+  try {
+    ids = readdirSync(paths.sandboxes());
+  } catch {}
+  for (const id of ids) {
+    if (m.db.get(id)) continue;
+    const dir = m.dir(id);
+    try {
+      if (Date.now() - statSync(dir).mtimeMs < 60_000) continue;
+    } catch {}
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
