@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { VmboxError, VmDiedError } from '../errors.js';
 import { AgentClient } from '../guest/client.js';
 import { ensureAssets } from '../setup/assets.js';
-import type { SandboxSpec } from '../spec/sandbox.js';
+import type { Patch, SandboxSpec } from '../spec/sandbox.js';
 import { mark } from '../util/trace.js';
 import type { VmHandle, VmmProvider } from '../vmm/provider.js';
 import { applyPatches } from './patches.js';
@@ -28,7 +28,7 @@ export class Machine {
    */
   static async boot(
     provider: VmmProvider,
-    o: { id: string; dir: string; spec: SandboxSpec; signal?: AbortSignal; onSpawn?: (pid: number) => void },
+    o: { id: string; dir: string; spec: SandboxSpec; patches?: Patch[]; signal?: AbortSignal; onSpawn?: (pid: number) => void },
   ): Promise<Machine> {
     const assets = await ensureAssets();
     mark('assets');
@@ -49,7 +49,7 @@ export class Machine {
       mark('vm started');
       const agent = await connectAgent(vm, o.signal);
       mark('agent ready');
-      if (o.spec.patches?.length) await applyPatches(agent, o.spec.patches);
+      if (o.patches?.length) await applyPatches(agent, o.patches);
       return new Machine(vm, agent);
     } catch (err) {
       const tail = vm?.consoleTail() ?? '';

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { VmboxError } from '../errors.js';
+import { SpecError, VmboxError } from '../errors.js';
 import { resolveImage } from '../images/catalog.js';
 import type { PullOptions } from '../images/pull.js';
 import { paths } from '../paths.js';
-import { type SandboxSpec, validateSpec } from '../spec/sandbox.js';
+import { type Patch, type SandboxSpec, validateSpec } from '../spec/sandbox.js';
 import type { LogEntry, LogSource, Metrics, SandboxEvent, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
 import { formatMs } from '../util/duration.js';
 import type { VmmProvider } from '../vmm/provider.js';
@@ -76,8 +76,13 @@ export class SandboxManager {
     this.logs.clear();
   }
 
-  async create(input: unknown, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
+  /**
+   * Makes and boots a sandbox. `hostPaths`: the caller is on this machine (the
+   * unix socket), so patches may name host files; a remote caller sends content.
+   */
+  async create(input: unknown, opts: { signal?: AbortSignal; hostPaths?: boolean } = {}): Promise<SandboxInfo> {
     const spec = validateSpec(input);
+    if (!opts.hostPaths) refuseHostPaths(spec);
     const image = await resolveImage(spec.image, this.pull);
     const id = randomBytes(8).toString('hex');
     const name = spec.name ?? `sbx-${id.slice(0, 8)}`;
@@ -100,7 +105,7 @@ export class SandboxManager {
       mkdirSync(dir, { recursive: true });
       this.system(id, `created from image ${image.name} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
       await createOverlay(image.rootfsPath, join(dir, OVERLAY));
-      await this.bootInto(rec, opts.signal);
+      await this.bootInto(rec, { signal: opts.signal, patches: spec.patches });
     } catch (err) {
       this.forget(id);
       throw diskError(err);
@@ -108,13 +113,14 @@ export class SandboxManager {
     return this.info(id);
   }
 
-  /** Boots the VM on the sandbox's overlay and records it running. */
-  private async bootInto(rec: SandboxRecord, signal?: AbortSignal): Promise<void> {
+  /** Boots the VM on the sandbox's overlay and records it running; `patches` go in at the first boot only. */
+  private async bootInto(rec: SandboxRecord, opts: { signal?: AbortSignal; patches?: Patch[] }): Promise<void> {
     const machine = await Machine.boot(this.provider, {
       id: rec.id,
       dir: this.dir(rec.id),
       spec: rec.spec,
-      signal,
+      patches: opts.patches,
+      signal: opts.signal,
       onSpawn: (pid) => this.db.update(rec.id, { pid }),
     });
     const startedAt = Date.now();
@@ -177,7 +183,7 @@ export class SandboxManager {
     checkTransition(rec.name, rec.state, 'start');
     this.db.update(rec.id, { state: 'starting', reason: null });
     try {
-      await this.bootInto({ ...rec, state: 'starting' }, opts.signal);
+      await this.bootInto({ ...rec, state: 'starting' }, { signal: opts.signal });
     } catch (err) {
       this.ended(rec.id, 'failed', `did not start: ${(err as Error).message}`);
       throw err;
@@ -338,6 +344,16 @@ function toInfo(r: SandboxRecord, dir: string): SandboxInfo {
     dir,
     spec: r.spec as SandboxSpec,
   };
+}
+
+/** Host paths (patches that copy from the host) are for clients on the server's machine only. */
+function refuseHostPaths(spec: SandboxSpec): void {
+  const i = spec.patches?.findIndex((p) => p.op === 'copy') ?? -1;
+  if (i < 0) return;
+  throw new SpecError(
+    `patches.${i}`,
+    "op copy reads a host path, which only clients on the server's machine may name (its unix socket): over TCP, send the content in the request (op write with text or base64)",
+  );
 }
 
 /** A full disk says so, and where. */

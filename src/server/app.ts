@@ -11,6 +11,13 @@ import { fileRoutes } from './routes/files.js';
 import { logRoutes } from './routes/logs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Came over TCP: the client may be on another machine, so host paths in it mean nothing here. */
+    viaTcp: boolean;
+  }
+}
+
 export interface AppOptions {
   /** Required on TCP connections; unix-socket clients are trusted by the socket's mode. */
   token?: string;
@@ -39,8 +46,10 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
   tcp.on('connection', (socket) => overTcp.add(socket));
 
   const token = opts.token ? Buffer.from(opts.token) : undefined;
+  app.decorateRequest('viaTcp', false);
   app.addHook('onRequest', async (req, reply) => {
     if (!overTcp.has(req.raw.socket)) return; // the unix socket: its mode (0600) is the check
+    req.viaTcp = true;
     const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
     if (!token || given.length !== token.length || !timingSafeEqual(given, token)) {
       return reply.code(401).send({ code: 'unauthorized', message: 'missing or wrong bearer token: send Authorization: Bearer <token>' });

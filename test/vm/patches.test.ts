@@ -45,6 +45,14 @@ describe('patches applied to a sandbox’s root filesystem', () => {
     );
   });
 
+  it('applies patches once: a restarted sandbox keeps them and boots', async () => {
+    await withSandbox(rt(), { patches: [{ op: 'write', path: '/etc/once', text: 'once\n' }] }, async (s) => {
+      await s.run(['sh', '-c', 'echo changed > /etc/once; sync']);
+      await rt().manager.restart(s.id);
+      assert.equal((await s.run(['cat', '/etc/once'])).stdout, 'changed\n');
+    });
+  });
+
   it('refuses to replace an existing path unless told to, and leaves nothing behind', async () => {
     await assert.rejects(rt().create({ patches: [{ op: 'write', path: '/etc/passwd', text: 'x' }] }), {
       code: 'invalidSpec',

@@ -127,8 +127,9 @@ describe('the vmbox server, through the SDK', () => {
 
   it('stops sandboxes by their policies, saying why; removes ephemeral ones', async () => {
     const capped = await Sandbox.create({ ...small, name: 'capped', maxDurationMs: 2000 });
-    const idle = await Sandbox.create({ ...small, name: 'idle', idleTimeoutMs: 2500 });
     const gone = await Sandbox.create({ ...small, name: 'gone', ephemeral: true, maxDurationMs: 1500 });
+    // Made last, so a slow boot of the others does not idle it out before its command.
+    const idle = await Sandbox.create({ ...small, name: 'idle', idleTimeoutMs: 2500 });
     // A command running keeps a sandbox busy past its idle timeout.
     await idle.commands.run('sleep 3');
     // Listing is not a call on a sandbox: polling with it does not keep one busy (getInfo would).
@@ -191,7 +192,7 @@ describe('the vmbox server, through the SDK', () => {
     process.kill(pid, 'SIGKILL');
     assert.ok(await waitFor(async () => (await sbx.getInfo()).state === 'failed'));
     const info = await sbx.getInfo();
-    assert.match(info.reason ?? '', /QEMU was killed by SIGKILL/);
+    assert.match(info.reason ?? '', /VM was killed by SIGKILL/);
     await rejectsWith(sbx.commands.run('true'), 'invalidState', /it is failed/);
     assert.equal((await sbx.start()).state, 'running', 'a failed sandbox starts again from its disk');
     await sbx.kill();
@@ -296,6 +297,13 @@ describe('the API on TCP', () => {
       });
       assert.equal(status, 401, 'no exec socket without the token');
       await sbx.kill();
+      // A host path means nothing to a server on another machine: over TCP it is refused, content travels instead.
+      const copy = { ...small, url, token, patches: [{ op: 'copy' as const, from: '/etc/hostname', path: '/tmp/h' }] };
+      await rejectsWith(Sandbox.create(copy), 'invalidSpec', /patches\.0: op copy reads a host path.*op write/);
+      const sent = await Sandbox.create({ ...small, url, token, patches: [{ op: 'write', path: '/tmp/h', text: 'sent\n' }] });
+      assert.equal((await sent.commands.run('cat /tmp/h')).stdout, 'sent\n');
+      await sent.kill();
+      assert.deepEqual(await Sandbox.list({ url, token }), [], 'the refused create left nothing');
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));

@@ -17,7 +17,7 @@ export const sandboxRoutes =
         if (!reply.raw.writableFinished) abort.abort();
       });
       reply.code(201);
-      return m.create(req.body, { signal: abort.signal });
+      return m.create(req.body, { signal: abort.signal, hostPaths: !req.viaTcp });
     });
 
     app.get<{ Querystring: { state?: string; label?: string } }>(
