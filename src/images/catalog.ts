@@ -7,6 +7,8 @@ import { ensureRootfs } from './rootfs.js';
 export interface ResolvedImage {
   /** The name the sandbox was asked for, normalised (`docker.io/library/alpine:3.20`, or `base`). */
   name: string;
+  /** The manifest a pulled or imported image was flattened from: its blobs are kept while a sandbox records it. */
+  digest?: string;
   rootfsPath: string;
   config: {
     env: string[];
@@ -19,13 +21,13 @@ export interface ResolvedImage {
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** The config of each built-in image. No default command: `vmbox run --image base` wants one. */
+export const builtinConfig: Record<string, ResolvedImage['config']> = {
+  base: { env: [DEFAULT_PATH], workingDir: '/', user: 'root', entrypoint: [], cmd: [] },
+};
+
 const builtin: Record<string, () => Promise<ResolvedImage>> = {
-  base: async () => ({
-    name: 'base',
-    rootfsPath: await ensureBaseImage(),
-    // No default command: `vmbox run --image base` wants one.
-    config: { env: [DEFAULT_PATH], workingDir: '/', user: 'root', entrypoint: [], cmd: [] },
-  }),
+  base: async () => ({ name: 'base', rootfsPath: await ensureBaseImage(), config: builtinConfig.base as ResolvedImage['config'] }),
 };
 
 export function builtinImages(): string[] {
@@ -52,6 +54,7 @@ export async function resolveImage(name: string, opts: PullOptions = {}): Promis
   const env = c.Env ?? [];
   return {
     name: image.reference,
+    digest: image.manifestDigest,
     rootfsPath: await ensureRootfs(image),
     config: {
       env: env.some((e) => e.startsWith('PATH=')) ? env : [DEFAULT_PATH, ...env],

@@ -1,17 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
 import type { ExecStreams, GuestProcess } from '../guest/client.js';
-import { resolveImage } from '../images/catalog.js';
-import type { PullOptions } from '../images/pull.js';
 import { paths } from '../paths.js';
+import type { CreateQuery } from '../spec/images.js';
 import { type SandboxSpec, validateSpec } from '../spec/sandbox.js';
 import { findQemuOf, isQemuOf } from '../vmm/qemu/provider.js';
+import { ImageService } from './images.js';
 import { checkTransition, type SandboxState } from './lifecycle.js';
 import { type LogEntry, type LogSource, readLog, SandboxLog } from './logs.js';
 import { type MetricsSample, MetricsSampler } from './metrics.js';
-import { IMAGE_FILE, OWNER_FILE } from './orphans.js';
+import { OWNER_FILE } from './orphans.js';
 import { createOverlay } from './overlay.js';
 import { type ExecOptions, OVERLAY, Sandbox } from './sandbox.js';
 import type { SandboxRecord, StateDb } from './state.js';
@@ -66,7 +66,7 @@ export class SandboxManager {
 
   constructor(
     private readonly db: StateDb,
-    private readonly pull: PullOptions = {},
+    private readonly images = new ImageService(db),
   ) {}
 
   /** Reattaches to VMs that outlived the previous server, settles what it left half-done, starts the policy clock. */
@@ -150,9 +150,10 @@ export class SandboxManager {
     this.logs.clear();
   }
 
-  async create(input: unknown, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
+  /** `pull` says how the image is found: pulled per its policy, for a platform, from a plain-HTTP registry. */
+  async create(input: unknown, opts: { signal?: AbortSignal; pull?: CreateQuery } = {}): Promise<SandboxInfo> {
     const spec = validateSpec(input);
-    const image = await resolveImage(spec.image, this.pull);
+    const image = await this.images.resolve(spec.image, opts.pull);
     const id = randomBytes(8).toString('hex');
     const name = spec.name ?? `sbx-${id.slice(0, 8)}`;
     const now = Date.now();
@@ -173,7 +174,6 @@ export class SandboxManager {
     const dir = this.dir(id);
     try {
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, IMAGE_FILE), image.name);
       this.system(id, `created from image ${image.name} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
       await createOverlay(image.rootfsPath, join(dir, OVERLAY));
       await this.bootInto(rec, opts.signal);

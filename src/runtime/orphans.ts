@@ -5,28 +5,9 @@ import { isAlive } from '../util/process.js';
 
 export const OWNER_FILE = 'owner.pid';
 
-export const IMAGE_FILE = 'image';
-
-/** Records which process owns a throw-away sandbox (so a later run can clean up after a kill -9) and its image. */
-export function recordOwner(dir: string, image: string): void {
+/** Records which process owns a throw-away sandbox, so a later run can clean up after a kill -9. */
+export function recordOwner(dir: string): void {
   writeFileSync(join(dir, OWNER_FILE), String(process.pid));
-  writeFileSync(join(dir, IMAGE_FILE), image);
-}
-
-/** Images used by sandboxes whose owner is alive. */
-export function imagesInUse(): Set<string> {
-  reapOrphans();
-  const used = new Set<string>();
-  let ids: string[] = [];
-  try {
-    ids = readdirSync(paths.sandboxes());
-  } catch {}
-  for (const id of ids) {
-    try {
-      used.add(readFileSync(join(paths.sandbox(id), IMAGE_FILE), 'utf8'));
-    } catch {}
-  }
-  return used;
 }
 
 /**

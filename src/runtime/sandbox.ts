@@ -67,7 +67,7 @@ export class Sandbox {
     const id = randomBytes(6).toString('hex');
     const dir = paths.sandbox(id);
     mkdirSync(dir, { recursive: true });
-    recordOwner(dir, image.name);
+    recordOwner(dir);
     try {
       await createOverlay(image.rootfsPath, join(dir, OVERLAY));
       mark('overlay');

@@ -4,10 +4,12 @@ import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { GuestError, httpStatus, SpecError, VmboxError } from '../errors.js';
+import type { ImageService } from '../runtime/images.js';
 import type { SandboxManager } from '../runtime/manager.js';
 import { VERSION } from '../version.js';
 import { execRoutes } from './routes/exec.js';
 import { fileRoutes } from './routes/files.js';
+import { imageRoutes } from './routes/images.js';
 import { logRoutes } from './routes/logs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 
@@ -21,7 +23,11 @@ export interface AppOptions {
  * The HTTP + WebSocket API. Routes only parse, call the manager and map errors;
  * `tcp` is a second listener sharing the handlers, behind the bearer token.
  */
-export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): Promise<{ app: FastifyInstance; tcp: http.Server }> {
+export async function buildApp(
+  manager: SandboxManager,
+  images: ImageService,
+  opts: AppOptions = {},
+): Promise<{ app: FastifyInstance; tcp: http.Server }> {
   let tcp!: http.Server;
   const app = Fastify({
     logger: { level: opts.logLevel ?? process.env.VMBOX_LOG_LEVEL ?? 'warn' },
@@ -84,6 +90,7 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
   await app.register(execRoutes(manager));
   await app.register(logRoutes(manager));
   await app.register(fileRoutes(manager));
+  await app.register(imageRoutes(images));
   await app.ready();
   return { app, tcp };
 }
