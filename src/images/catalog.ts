@@ -30,13 +30,18 @@ const builtin: Record<string, () => Promise<ResolvedImage>> = {
   base: async () => ({ name: 'base', rootfsPath: await ensureBaseImage(), config: builtinConfig.base as ResolvedImage['config'] }),
 };
 
+/** Whether `name` is a built-in image (own keys only: `constructor` is an image reference). */
+export function isBuiltin(name: string): boolean {
+  return Object.hasOwn(builtin, name);
+}
+
 export function builtinImages(): string[] {
   return Object.keys(builtin);
 }
 
 /** A built-in image by name, or any OCI reference, pulled per the policy and flattened to a disk. */
 export async function resolveImage(name: string, opts: PullOptions = {}): Promise<ResolvedImage> {
-  const make = builtin[name];
+  const make = isBuiltin(name) ? builtin[name] : undefined;
   if (make) return make();
   let image: Awaited<ReturnType<typeof pullImage>>;
   try {

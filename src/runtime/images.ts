@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VmboxError } from '../errors.js';
-import { builtinConfig, type ResolvedImage, resolveImage } from '../images/catalog.js';
+import { builtinConfig, isBuiltin, type ResolvedImage, resolveImage } from '../images/catalog.js';
 import { importImage } from '../images/import.js';
 import type { ImageManifest } from '../images/media.js';
 import { hostPlatform, imageConfig, type PullOptions, pullImage } from '../images/pull.js';
@@ -29,9 +29,14 @@ export class ImageService {
     return resolveImage(name, pullOptions(name, opts));
   }
 
+  /** Throws for a name that is neither a built-in image nor a valid reference. */
+  checkReference(reference: string): void {
+    if (!isBuiltin(reference)) parseReference(reference);
+  }
+
   /** Pulls (per the policy) and answers what the image runs with; built-in images are built if need be. */
   async pull(body: PullBody, onProgress: (m: PullProgress) => void = () => {}): Promise<ImageDetail> {
-    if (builtinConfig[body.reference]) {
+    if (isBuiltin(body.reference)) {
       await resolveImage(body.reference);
       return this.inspect(body.reference);
     }
@@ -68,7 +73,7 @@ export class ImageService {
   }
 
   inspect(reference: string): ImageDetail {
-    const config = builtinConfig[reference];
+    const config = isBuiltin(reference) ? builtinConfig[reference] : undefined;
     if (config) return { reference, digest: '', platform: hostPlatform(), layers: [], ...config };
     return detail(this.find(reference));
   }
@@ -86,7 +91,7 @@ export class ImageService {
 
   /** Forgets a reference; refuses while sandboxes were made from it, unless forced (their data stays until they go). */
   remove(reference: string, opts: { force?: boolean } = {}): RemoveResult {
-    if (builtinConfig[reference]) throw new VmboxError('invalidArgument', `${reference} is built in: it cannot be removed`);
+    if (isBuiltin(reference)) throw new VmboxError('invalidArgument', `${reference} is built in: it cannot be removed`);
     const image = this.find(reference);
     const holders = this.db.list().filter((r) => !r.removing && r.image.name === image.reference);
     if (holders.length > 0 && !opts.force) {

@@ -64,7 +64,7 @@ export class Images {
       auth: auth ?? authFromEnv(reference),
     };
     return withConnection(rest, async (conn, call) => {
-      const res = await conn.stream('/v1/images/pull', call, { method: 'POST', body: JSON.parse(JSON.stringify(body)) });
+      const res = await conn.stream('/v1/images/pull', call, { method: 'POST', body });
       for await (const line of createInterface({ input: res })) {
         if (!line) continue;
         const m = JSON.parse(line) as PullMessage;

@@ -2,7 +2,6 @@ import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { VmboxError } from '../../errors.js';
-import { parseReference } from '../../images/reference.js';
 import type { ImageService } from '../../runtime/images.js';
 import {
   ImageDetail,
@@ -38,7 +37,7 @@ export const imageRoutes =
       '/v1/images/pull',
       { schema: { body: PullBody, tags, description: 'Pull an image; the answer is NDJSON: manifest, progress…, then done or error' } },
       async (req, reply) => {
-        if (req.body.reference !== 'base') parseReference(req.body.reference); // a bad reference is a 400, before the stream
+        images.checkReference(req.body.reference); // a bad reference is a 400, before the stream starts
         reply.hijack();
         const res = reply.raw;
         res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
