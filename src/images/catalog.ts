@@ -1,6 +1,7 @@
 import { VmboxError } from '../errors.js';
 import { ensureBaseImage } from '../setup/base-image.js';
 import { imageConfig, type PullOptions, pullImage } from './pull.js';
+import { parseReference } from './reference.js';
 import { ensureRootfs } from './rootfs.js';
 
 /** What a sandbox needs from an image: its disk and the config it runs with. */
@@ -39,22 +40,26 @@ export function builtinImages(): string[] {
   return Object.keys(builtin);
 }
 
+/** Throws `imageNotFound` for a name that is neither a built-in image nor an image reference. */
+export function checkImageName(name: string): void {
+  if (isBuiltin(name)) return;
+  try {
+    parseReference(name);
+  } catch (err) {
+    throw new VmboxError(
+      'imageNotFound',
+      `unknown image '${name}': not a built-in image (${builtinImages().join(', ')}) nor an image reference: ${(err as Error).message.replace(/^invalid image reference '.*?': /, '')}`,
+      { cause: err },
+    );
+  }
+}
+
 /** A built-in image by name, or any OCI reference, pulled per the policy and flattened to a disk. */
 export async function resolveImage(name: string, opts: PullOptions = {}): Promise<ResolvedImage> {
   const make = isBuiltin(name) ? builtin[name] : undefined;
   if (make) return make();
-  let image: Awaited<ReturnType<typeof pullImage>>;
-  try {
-    image = await pullImage(name, opts);
-  } catch (err) {
-    if (err instanceof VmboxError && err.code === 'invalidArgument' && /invalid image reference/.test(err.message)) {
-      throw new VmboxError(
-        'imageNotFound',
-        `unknown image '${name}': not a built-in image (${builtinImages().join(', ')}) nor an image reference`,
-      );
-    }
-    throw err;
-  }
+  checkImageName(name);
+  const image = await pullImage(name, opts);
   const c = imageConfig(image).config ?? {};
   const env = c.Env ?? [];
   return {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VmboxError } from '../errors.js';
-import { builtinConfig, isBuiltin, type ResolvedImage, resolveImage } from '../images/catalog.js';
+import { builtinConfig, checkImageName, isBuiltin, type ResolvedImage, resolveImage } from '../images/catalog.js';
 import { importImage } from '../images/import.js';
 import type { ImageManifest } from '../images/media.js';
 import { hostPlatform, imageConfig, type PullOptions, pullImage } from '../images/pull.js';
@@ -31,7 +31,7 @@ export class ImageService {
 
   /** Throws for a name that is neither a built-in image nor a valid reference. */
   checkReference(reference: string): void {
-    if (!isBuiltin(reference)) parseReference(reference);
+    checkImageName(reference);
   }
 
   /** Pulls (per the policy) and answers what the image runs with; built-in images are built if need be. */
