@@ -8,6 +8,7 @@ import { importImage } from '../images/import.js';
 import type { ImageManifest } from '../images/media.js';
 import { hostPlatform, imageConfig, type PullOptions, pullImage } from '../images/pull.js';
 import { formatReference, parseReference } from '../images/reference.js';
+import type { Progress } from '../images/registry.js';
 import { rootfsPath } from '../images/rootfs.js';
 import { ContentStore, type StoredImage } from '../images/store.js';
 import { baseImageDir } from '../setup/base-image.js';
@@ -45,7 +46,7 @@ export class ImageService {
       credentials: body.auth,
       onManifest: (layers) =>
         onProgress({ type: 'manifest', layers: layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })) }),
-      onProgress: (e) => onProgress({ type: 'progress', ...e }),
+      onProgress: throttled((e) => onProgress({ type: 'progress', ...e })),
     });
     return detail(image);
   }
@@ -161,6 +162,20 @@ export class ImageService {
     if (!image) throw new VmboxError('imageNotFound', `no image ${key} here: vmbox pull ${reference}`);
     return image;
   }
+}
+
+/**
+ * At most one byte count per layer every 100 ms (a registry's chunks are a few
+ * KiB: unthrottled, a large layer sends thousands of lines); a layer's end always goes.
+ */
+function throttled(fn: Progress): Progress {
+  const last = new Map<string, number>();
+  return (e) => {
+    const now = Date.now();
+    if (!e.done && now - (last.get(e.digest) ?? 0) < 100) return;
+    last.set(e.digest, now);
+    fn(e);
+  };
 }
 
 /** `insecure` names the registry of this reference (a built-in image has none). */
