@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Images, Sandbox } from '../../src/index.js';
 import { isolatedHome, waitFor } from '../fixtures/home.js';
 import { pushImage, pushIndex, tarball, userland } from '../fixtures/image-writer.js';
 import { freePort, startRegistry, type TestRegistry } from '../fixtures/registry.js';
@@ -96,6 +97,26 @@ describe('a remote server: VMBOX_URL + VMBOX_TOKEN, images and sandboxes on the 
     assert.equal(r.stdout, `${run}-remote`);
     assert.match(r.stderr, /pulling 1 layer/, 'a pull with policy always shows its progress');
     assert.equal(existsSync(join(client.home, 'sandboxes')), false);
+  });
+
+  it('pulls on the server for a create, per the pull policy, platform and insecure options of the SDK', async () => {
+    await pushImage(registry.url, 'test/create', run, { layers: [{ entries: [...userland(), stamp('create')] }] });
+    const ref = `${registry.host}/test/create:${run}`;
+    const conn = { url: remote.VMBOX_URL, token: remote.VMBOX_TOKEN };
+    await assert.rejects(Sandbox.create({ image: ref, pull: 'never', ...conn }), {
+      code: 'imageNotFound',
+      message: /pull policy is 'never'/,
+    });
+    await assert.rejects(Sandbox.create({ image: ref, ...conn }), { message: /does not speak TLS/ });
+    const sbx = await Sandbox.create({ image: ref, pull: 'always', platform: 'linux/amd64', insecure: true, ...conn });
+    try {
+      assert.equal((await sbx.commands.run(`cat /stamp-create`)).stdout, `${run}-create`);
+      const listed = await Images.list(conn);
+      assert.deepEqual(listed.find((i) => i.reference === ref)?.usedBy, [sbx.name]);
+    } finally {
+      await sbx.kill();
+      sbx.close();
+    }
   });
 
   it('takes --platform to the server, and VMBOX_INSECURE_REGISTRIES from the client', async () => {
