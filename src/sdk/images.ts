@@ -13,7 +13,6 @@ import type {
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
 import { errorFromApi } from './errors.js';
 import { authFromEnv, insecureFromEnv } from './registry-env.js';
-import { tarDirectory } from './tar-dir.js';
 
 export type { Credentials, ImageDetail, ImageSummary, PruneResult, PullPolicy, PullProgress, RemoveResult };
 
@@ -91,18 +90,21 @@ export class Images {
    */
   static import(source: string | AsyncIterable<Uint8Array>, opts: ImportOpts = {}): Promise<ImageDetail> {
     const { name, ...rest } = opts;
-    let body: AsyncIterable<Uint8Array>;
-    if (typeof source === 'string') {
-      let isDir: boolean;
-      try {
-        isDir = statSync(source).isDirectory();
-      } catch {
-        return Promise.reject(errorFromApi('notFound', `${source} does not exist`));
-      }
-      body = isDir ? tarDirectory(source) : createReadStream(source);
-    } else body = source;
     const q = name ? `?${new URLSearchParams({ name })}` : '';
-    return withConnection(rest, (conn, call) => conn.upload('POST', `/v1/images/import${q}`, body, call));
+    return withConnection(rest, async (conn, call) => {
+      let body = source;
+      if (typeof source === 'string') {
+        let isDir: boolean;
+        try {
+          isDir = statSync(source).isDirectory();
+        } catch {
+          throw errorFromApi('notFound', `${source} does not exist`);
+        }
+        // The tar writer is loaded only for a directory: every CLI command pays for what it imports.
+        body = isDir ? (await import('./tar-dir.js')).tarDirectory(source) : createReadStream(source);
+      }
+      return conn.upload('POST', `/v1/images/import${q}`, body as AsyncIterable<Uint8Array>, call);
+    });
   }
 
   /** Untags an image; refused while sandboxes use it unless `force` (their disk then stays until they are removed). */
