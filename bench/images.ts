@@ -71,7 +71,7 @@ export async function imageBench(): Promise<Row[]> {
     await pullImage(ref, { insecure: [registry.host] }).then(ensureRootfs);
     const first: number[] = [];
     const second: number[] = [];
-    const rt = await testRuntime({ pull: { policy: 'never' } });
+    const rt = await testRuntime({ pull: { pull: 'never' } });
     for (let i = 0; i < RUNS; i++) {
       let a: TestSandbox | undefined;
       let b: TestSandbox | undefined;

@@ -33,6 +33,19 @@ export {
   type WriteInfo,
   type WriteOptions,
 } from './sdk/files.js';
+export {
+  type Credentials,
+  type ImageDetail,
+  type ImageSummary,
+  Images,
+  type ImagesOpts,
+  type ImportOpts,
+  type PruneResult,
+  type PullOpts,
+  type PullPolicy,
+  type PullProgress,
+  type RemoveResult,
+} from './sdk/images.js';
 export { ProcessSocket, type ProcessStreams } from './sdk/process-socket.js';
 export { Pty, type PtyCreateOptions } from './sdk/pty.js';
 export {

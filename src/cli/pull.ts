@@ -1,49 +1,48 @@
 import { Command } from 'commander';
-import type { Descriptor } from '../images/media.js';
-import { pullImage } from '../images/pull.js';
-import { parseReference } from '../images/reference.js';
+import { type ImageDetail, Images, type PullPolicy, type PullProgress } from '../sdk/images.js';
+import { connectOptions } from './client.js';
 import { humanBytes } from './format.js';
 
 export interface PullFlags {
+  pull?: PullPolicy;
   platform?: string;
   insecure?: boolean;
 }
 
 /** Per-layer progress on stderr: one line per layer when it completes, a live line on a terminal. */
-export function pullProgress(): {
-  onManifest: (l: Descriptor[]) => void;
-  onProgress: (e: { digest: string; received: number; total: number; done?: boolean }) => void;
-} {
+export function pullProgress(): (e: PullProgress) => void {
   const tty = process.stderr.isTTY;
   const seen = new Set<string>();
   let last = 0;
-  return {
-    onManifest: (layers) => process.stderr.write(`pulling ${layers.length} layer${layers.length === 1 ? '' : 's'}\n`),
-    onProgress: (e) => {
-      const short = e.digest.slice(7, 19);
-      if (e.done) {
-        if (seen.has(e.digest)) return;
-        seen.add(e.digest);
-        process.stderr.write(`${tty ? '\r\x1b[K' : ''}${short}: done ${humanBytes(e.total)}\n`);
-      } else if (tty && Date.now() - last > 100) {
-        last = Date.now();
-        process.stderr.write(`\r\x1b[K${short}: ${humanBytes(e.received)} / ${humanBytes(e.total)}`);
-      }
-    },
+  return (e) => {
+    if (e.type === 'manifest') {
+      process.stderr.write(`pulling ${e.layers.length} layer${e.layers.length === 1 ? '' : 's'}\n`);
+      return;
+    }
+    const short = e.digest.slice(7, 19);
+    if (e.done) {
+      if (seen.has(e.digest)) return;
+      seen.add(e.digest);
+      process.stderr.write(`${tty ? '\r\x1b[K' : ''}${short}: done ${humanBytes(e.total)}\n`);
+    } else if (tty && Date.now() - last > 100) {
+      last = Date.now();
+      process.stderr.write(`\r\x1b[K${short}: ${humanBytes(e.received)} / ${humanBytes(e.total)}`);
+    }
   };
 }
 
-/** `--insecure` applies to the registry the reference names (none for a built-in image). */
-export function insecureFor(reference: string, insecure?: boolean): string[] {
-  if (!insecure) return [];
-  try {
-    return [parseReference(reference).registry];
-  } catch {
-    return [];
-  }
+/** Pulls on the server per the flags, progress on stderr: what `run` and `create` do before creating. */
+export function pullFor(image: string, flags: PullFlags): Promise<ImageDetail> {
+  return Images.pull(image, {
+    policy: flags.pull,
+    platform: flags.platform,
+    insecure: flags.insecure,
+    onProgress: pullProgress(),
+    ...connectOptions,
+  });
 }
 
-/** `vmbox pull REF`: fetch an image into the local store. */
+/** `vmbox pull REF`: fetch an image onto the server. */
 export function pullCommand(): Command {
   return new Command('pull')
     .description('pull an image from a registry')
@@ -51,12 +50,7 @@ export function pullCommand(): Command {
     .option('--platform <os/arch>', 'platform to pull from a multi-platform image')
     .option('--insecure', 'talk to this registry over plain HTTP (for loopback registries)')
     .action(async (reference: string, flags: PullFlags) => {
-      const image = await pullImage(reference, {
-        policy: 'always',
-        platform: flags.platform,
-        insecure: insecureFor(reference, flags.insecure),
-        ...pullProgress(),
-      });
-      process.stdout.write(`${image.reference}\ndigest: ${image.manifestDigest}\n`);
+      const image = await pullFor(reference, { ...flags, pull: 'always' });
+      process.stdout.write(`${image.reference}\n${image.digest ? `digest: ${image.digest}\n` : ''}`);
     });
 }

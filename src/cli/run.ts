@@ -1,10 +1,12 @@
 import { Command, Option } from 'commander';
-import type { PullPolicy } from '../images/pull.js';
+import { VmboxError } from '../errors.js';
+import type { PullPolicy } from '../sdk/images.js';
 import { Sandbox } from '../sdk/sandbox.js';
 import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
 import { connectOptions } from './client.js';
-import { int, parsePairs, prepareLocally } from './sandboxes.js';
+import { pullFor } from './pull.js';
+import { imageOptions, int, parsePairs } from './sandboxes.js';
 import { checkTimeout, exitForSignal, interruptible, streamCommand } from './stream.js';
 
 /**
@@ -59,10 +61,11 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     user: opts.user,
   };
   validateSpec(spec); // bad input fails before any pull or boot
-  // As docker run: the image's entrypoint, then the given command or else the image's cmd.
-  const image = await prepareLocally(opts.image, opts);
-  const argv = [...image.config.entrypoint, ...(command.length > 0 ? command : image.config.cmd)];
-  if (argv.length === 0) throw new Error('empty command: give one after --, e.g. vmbox run -- echo hello');
+  // The server pulls (progress shown here) and says what the image runs. As
+  // docker run: the image's entrypoint, then the given command or else its cmd.
+  const image = await pullFor(opts.image, opts);
+  const argv = [...image.entrypoint, ...(command.length > 0 ? command : image.cmd)];
+  if (argv.length === 0) throw new VmboxError('invalidArgument', 'empty command: give one after --, e.g. vmbox run -- echo hello');
   checkTimeout(opts.timeout);
 
   // Ctrl-C mid-boot cancels the create (the server removes the half-made
@@ -71,7 +74,10 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   let sbx: Sandbox | undefined;
   try {
     sbx = await interruptible((signal, interrupted) =>
-      Sandbox.create({ ...spec, ephemeral: true, idleTimeoutMs: ORPHAN_IDLE_MS, ...connectOptions }, { signal }).catch((err) => {
+      Sandbox.create(
+        { ...spec, ...imageOptions(opts), ephemeral: true, idleTimeoutMs: ORPHAN_IDLE_MS, ...connectOptions },
+        { signal },
+      ).catch((err) => {
         if (interrupted()) return undefined;
         throw err;
       }),

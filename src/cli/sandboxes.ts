@@ -1,12 +1,10 @@
-import { Command, InvalidArgumentError } from 'commander';
-import { resolveImage } from '../images/catalog.js';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { SandboxInfo, SandboxState } from '../sdk/sandbox.js';
 import { Sandbox } from '../sdk/sandbox.js';
-import { ensureAssets } from '../setup/assets.js';
 import { validateSpec } from '../spec/sandbox.js';
 import { connectOptions, openConnection, sandboxHandle } from './client.js';
 import { humanDuration, parseDuration, table } from './format.js';
-import { insecureFor, pullProgress } from './pull.js';
+import { type PullFlags, pullFor } from './pull.js';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
 export const int = (name: string) => (v: string) => {
@@ -32,17 +30,11 @@ export function parsePairs(flag: string, pairs: string[]): Record<string, string
 }
 
 /**
- * Pulls the image and builds the guest assets here, where progress can be
- * shown; the server then finds them ready.
+ * The create's image options once `pullFor` has pulled: the image is on the
+ * server now, so only a `never` stays strict (no second pull for `always`).
  */
-export async function prepareLocally(image: string, pull: { pull?: string; platform?: string; insecure?: boolean }) {
-  await ensureAssets();
-  return resolveImage(image, {
-    policy: pull.pull as 'if-missing' | 'always' | 'never' | undefined,
-    platform: pull.platform,
-    insecure: insecureFor(image, pull.insecure),
-    ...pullProgress(),
-  });
+export function imageOptions(f: PullFlags): { pull: 'if-missing' | 'never'; platform?: string; insecure?: boolean } {
+  return { pull: f.pull === 'never' ? 'never' : 'if-missing', platform: f.platform, insecure: f.insecure };
 }
 
 interface CreateFlags {
@@ -58,7 +50,8 @@ interface CreateFlags {
   idleTimeout?: number;
   ephemeral?: boolean;
   metricsInterval?: number;
-  pull?: string;
+  pull?: 'if-missing' | 'always' | 'never';
+  platform?: string;
   insecure?: boolean;
 }
 
@@ -78,8 +71,9 @@ export function createCommand(): Command {
     .option('--idle-timeout <time>', 'stop after this long without activity, e.g. 10m', duration)
     .option('--ephemeral', 'remove the sandbox entirely when it stops')
     .option('--metrics-interval <time>', 'metrics sampling interval (0 turns it off)', (v) => (v === '0' ? 0 : duration(v)))
-    .option('--pull <policy>', 'when to pull the image: if-missing, always, never', 'if-missing')
-    .option('--insecure', 'plain-HTTP registry')
+    .addOption(new Option('--pull <policy>', 'when to pull the image').choices(['if-missing', 'always', 'never']).default('if-missing'))
+    .option('--platform <os/arch>', 'platform to pull from a multi-platform image')
+    .option('--insecure', 'talk to the image’s registry over plain HTTP (loopback registries)')
     .action(async (f: CreateFlags) => {
       const spec = {
         name: f.name,
@@ -96,8 +90,8 @@ export function createCommand(): Command {
         metricsIntervalMs: f.metricsInterval,
       };
       validateSpec(spec);
-      await prepareLocally(f.image, f);
-      const sbx = await Sandbox.create({ ...spec, ...connectOptions });
+      await pullFor(f.image, f);
+      const sbx = await Sandbox.create({ ...spec, ...imageOptions(f), ...connectOptions });
       process.stdout.write(`${sbx.name}\n`);
       sbx.close();
     });

@@ -1,12 +1,15 @@
 import { VmboxError } from '../errors.js';
 import { ensureBaseImage } from '../setup/base-image.js';
 import { imageConfig, type PullOptions, pullImage } from './pull.js';
+import { parseReference } from './reference.js';
 import { ensureRootfs } from './rootfs.js';
 
 /** What a sandbox needs from an image: its disk and the config it runs with. */
 export interface ResolvedImage {
   /** The name the sandbox was asked for, normalised (`docker.io/library/alpine:3.20`, or `base`). */
   name: string;
+  /** The manifest a pulled or imported image was flattened from: its blobs are kept while a sandbox records it. */
+  digest?: string;
   rootfsPath: string;
   config: {
     env: string[];
@@ -19,39 +22,49 @@ export interface ResolvedImage {
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-const builtin: Record<string, () => Promise<ResolvedImage>> = {
-  base: async () => ({
-    name: 'base',
-    rootfsPath: await ensureBaseImage(),
-    // No default command: `vmbox run --image base` wants one.
-    config: { env: [DEFAULT_PATH], workingDir: '/', user: 'root', entrypoint: [], cmd: [] },
-  }),
+/** The config of each built-in image. No default command: `vmbox run --image base` wants one. */
+export const builtinConfig: Record<string, ResolvedImage['config']> = {
+  base: { env: [DEFAULT_PATH], workingDir: '/', user: 'root', entrypoint: [], cmd: [] },
 };
+
+const builtin: Record<string, () => Promise<ResolvedImage>> = {
+  base: async () => ({ name: 'base', rootfsPath: await ensureBaseImage(), config: builtinConfig.base as ResolvedImage['config'] }),
+};
+
+/** Whether `name` is a built-in image (own keys only: `constructor` is an image reference). */
+export function isBuiltin(name: string): boolean {
+  return Object.hasOwn(builtin, name);
+}
 
 export function builtinImages(): string[] {
   return Object.keys(builtin);
 }
 
+/** Throws `imageNotFound` for a name that is neither a built-in image nor an image reference. */
+export function checkImageName(name: string): void {
+  if (isBuiltin(name)) return;
+  try {
+    parseReference(name);
+  } catch (err) {
+    throw new VmboxError(
+      'imageNotFound',
+      `unknown image '${name}': not a built-in image (${builtinImages().join(', ')}) nor an image reference: ${(err as Error).message.replace(/^invalid image reference '.*?': /, '')}`,
+      { cause: err },
+    );
+  }
+}
+
 /** A built-in image by name, or any OCI reference, pulled per the policy and flattened to a disk. */
 export async function resolveImage(name: string, opts: PullOptions = {}): Promise<ResolvedImage> {
-  const make = builtin[name];
+  const make = isBuiltin(name) ? builtin[name] : undefined;
   if (make) return make();
-  let image: Awaited<ReturnType<typeof pullImage>>;
-  try {
-    image = await pullImage(name, opts);
-  } catch (err) {
-    if (err instanceof VmboxError && err.code === 'invalidArgument' && /invalid image reference/.test(err.message)) {
-      throw new VmboxError(
-        'imageNotFound',
-        `unknown image '${name}': not a built-in image (${builtinImages().join(', ')}) nor an image reference`,
-      );
-    }
-    throw err;
-  }
+  checkImageName(name);
+  const image = await pullImage(name, opts);
   const c = imageConfig(image).config ?? {};
   const env = c.Env ?? [];
   return {
     name: image.reference,
+    digest: image.manifestDigest,
     rootfsPath: await ensureRootfs(image),
     config: {
       env: env.some((e) => e.startsWith('PATH=')) ? env : [DEFAULT_PATH, ...env],

@@ -4,6 +4,7 @@ import {
   copyFileSync,
   createReadStream,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -12,7 +13,7 @@ import {
   rmSync,
   statSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { extract } from 'tar-stream';
 import { VmboxError } from '../errors.js';
 import { type Descriptor, type ImageIndex, type ImageManifest, isIndex, MediaType, sniffCompression } from './media.js';
@@ -59,6 +60,7 @@ async function addFile(store: ContentStore, path: string, mediaType: string, exp
     throw new VmboxError('ioError', `${path} hashes to ${digest}, not ${expected}: the image is corrupt`);
   if (!store.hasBlob(digest)) {
     const tmp = `${store.blobPath(digest)}.import-${process.pid}`;
+    mkdirSync(dirname(tmp), { recursive: true }); // a new home has no blob folder yet
     copyFileSync(path, tmp);
     renameSync(tmp, store.blobPath(digest));
   }
@@ -101,8 +103,8 @@ function writeManifest(store: ContentStore, config: Descriptor, layers: Descript
  * Imports an image from a plain rootfs tarball, an OCI image layout directory,
  * or a `docker save` archive. `name` is required for a rootfs tarball.
  */
-export async function importImage(path: string, name?: string): Promise<StoredImage> {
-  if (!existsSync(path)) throw new VmboxError('notFound', `${path} does not exist`);
+export async function importImage(path: string, name?: string, shown = path): Promise<StoredImage> {
+  if (!existsSync(path)) throw new VmboxError('notFound', `${shown} does not exist`);
   const store = new ContentStore();
   if (statSync(path).isDirectory()) return importLayout(store, path, name);
   // A tar archive: a docker save (or OCI layout) inside, or else a plain root filesystem.
@@ -119,7 +121,7 @@ export async function importImage(path: string, name?: string): Promise<StoredIm
     }
   }
   if (!name)
-    throw new VmboxError('invalidArgument', `${path} is a plain root filesystem tarball: give it a name with --name (e.g. mybox:1)`);
+    throw new VmboxError('invalidArgument', `${shown} is a plain root filesystem tarball: give it a name with --name (e.g. mybox:1)`);
   const layer = await addFile(
     store,
     path,

@@ -5,13 +5,15 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { VmboxError } from '../errors.js';
-import { basicHeader, credentialsFor, parseChallenge } from './auth.js';
+import { basicHeader, type Credentials, credentialsFor, parseChallenge } from './auth.js';
 import { formatReference, type ImageReference, registryHost } from './reference.js';
 
 export interface RegistryOptions {
   /** Registries spoken to over plain HTTP (`VMBOX_INSECURE_REGISTRIES`, comma-separated). */
   insecure?: string[];
   retries?: number;
+  /** A login given with the request, used before `VMBOX_REGISTRY_AUTH` and `~/.docker/config.json`. */
+  credentials?: Credentials;
 }
 
 export type Progress = (event: { digest: string; received: number; total: number; done?: boolean }) => void;
@@ -27,8 +29,10 @@ export class RegistryClient {
   private readonly insecure: Set<string>;
   private readonly retries: number;
   private readonly tokens = new Map<string, string>();
+  private readonly credentials?: Credentials;
 
   constructor(opts: RegistryOptions = {}) {
+    this.credentials = opts.credentials;
     const fromEnv = (process.env.VMBOX_INSECURE_REGISTRIES ?? '').split(',').filter(Boolean);
     this.insecure = new Set([...(opts.insecure ?? []), ...fromEnv]);
     this.retries = opts.retries ?? 4;
@@ -56,6 +60,7 @@ export class RegistryClient {
         }
       } catch (err) {
         if (err instanceof VmboxError) throw err; // an answer (auth refused), not a network failure
+        if (!this.insecure.has(ref.registry) && speaksPlainHttp(err)) throw plainHttpError(ref.registry, err);
         lastError = err;
         continue; // connection refused or dropped: retry
       }
@@ -87,7 +92,7 @@ export class RegistryClient {
 
   private async authenticate(registry: string, scope: string, challenge: string): Promise<void> {
     const { scheme, params } = parseChallenge(challenge);
-    const creds = credentialsFor(registry);
+    const creds = this.credentials ?? credentialsFor(registry);
     if (scheme === 'basic') {
       if (!creds)
         throw new VmboxError(
@@ -180,6 +185,27 @@ export class RegistryClient {
     renameSync(partial, dest);
     progress?.({ digest, received: statSync(dest).size, total: statSync(dest).size, done: true });
   }
+}
+
+/**
+ * A TLS hello answered in plain HTTP: OpenSSL reads the HTTP status line as a
+ * record header and fails with "wrong version number" (or "packet length too long").
+ */
+function speaksPlainHttp(err: unknown): boolean {
+  for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (e.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || e.code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') return true;
+    if (/wrong version number|packet length too long/i.test(e.message ?? '')) return true;
+  }
+  return false;
+}
+
+function plainHttpError(registry: string, cause: unknown): VmboxError {
+  return new VmboxError(
+    'invalidArgument',
+    `${registry} does not speak TLS (it answers plain HTTP): if you trust the network to it, pass --insecure ` +
+      `(SDK: insecure: true) or list it in VMBOX_INSECURE_REGISTRIES=${registry}`,
+    { cause },
+  );
 }
 
 async function hashPrefix(path: string) {

@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
-import { resolveImage } from '../images/catalog.js';
-import type { PullOptions } from '../images/pull.js';
 import { paths } from '../paths.js';
+import type { CreateQuery } from '../spec/images.js';
 import { type Patch, type SandboxSpec, validateSpec } from '../spec/sandbox.js';
 import type { LogEntry, LogSource, Metrics, SandboxEvent, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
 import { formatMs } from '../util/duration.js';
 import type { VmmProvider } from '../vmm/provider.js';
 import { SandboxFiles } from './files.js';
+import { ImageService } from './images.js';
 import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
 import { readLog, SandboxLog } from './logs.js';
@@ -29,7 +29,8 @@ export interface ManagerOptions {
   db: StateDb;
   /** The hypervisor: the runtime drives VMs only through this contract. */
   provider: VmmProvider;
-  pull?: PullOptions;
+  /** The server's images (default: a service over this database's home). */
+  images?: ImageService;
 }
 
 /**
@@ -48,7 +49,7 @@ export class SandboxManager {
   readonly processes: SandboxProcesses;
   /** The guest file systems of running sandboxes. */
   readonly files: SandboxFiles;
-  private readonly pull: PullOptions;
+  readonly images: ImageService;
   private readonly live = new Map<string, LiveSandbox>();
   private readonly logs = new Map<string, SandboxLog>();
   private readonly policies = new PolicyClock(this);
@@ -56,7 +57,7 @@ export class SandboxManager {
   constructor(opts: ManagerOptions) {
     this.db = opts.db;
     this.provider = opts.provider;
-    this.pull = opts.pull ?? {};
+    this.images = opts.images ?? new ImageService(opts.db);
     this.processes = new SandboxProcesses(this);
     this.files = new SandboxFiles(this);
   }
@@ -79,11 +80,12 @@ export class SandboxManager {
   /**
    * Makes and boots a sandbox. `hostPaths`: the caller is on this machine (the
    * unix socket), so patches may name host files; a remote caller sends content.
+   * `pull` says how the image is found: pulled per its policy, for a platform, from a plain-HTTP registry.
    */
-  async create(input: unknown, opts: { signal?: AbortSignal; hostPaths?: boolean } = {}): Promise<SandboxInfo> {
+  async create(input: unknown, opts: { signal?: AbortSignal; hostPaths?: boolean; pull?: CreateQuery } = {}): Promise<SandboxInfo> {
     const spec = validateSpec(input);
     if (!opts.hostPaths) refuseHostPaths(spec);
-    const image = await resolveImage(spec.image, this.pull);
+    const image = await this.images.resolve(spec.image, opts.pull);
     const id = randomBytes(8).toString('hex');
     const name = spec.name ?? `sbx-${id.slice(0, 8)}`;
     const rec: SandboxRecord = {

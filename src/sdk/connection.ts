@@ -90,9 +90,9 @@ export class Connection {
     return json as T;
   }
 
-  /** The raw response, for streams (logs with follow). Errors are thrown as in `request`. */
-  async stream(path: string, call: CallOptions = {}): Promise<http.IncomingMessage> {
-    const res = await this.send('GET', path, undefined, call);
+  /** The raw response, for streams (logs with follow, a pull's progress). Errors are thrown as in `request`. */
+  async stream(path: string, call: CallOptions = {}, init: { method?: string; body?: unknown } = {}): Promise<http.IncomingMessage> {
+    const res = await this.send(init.method ?? 'GET', path, init.body, call);
     if ((res.statusCode ?? 500) >= 400) {
       const text = await readAll(res);
       throw apiError(res.statusCode ?? 500, text ? JSON.parse(text) : undefined);

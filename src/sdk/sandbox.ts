@@ -1,10 +1,12 @@
 import { createInterface } from 'node:readline';
+import type { CreateQuery, PullPolicy } from '../spec/images.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
 import type { LogEntry, LogSource, Metrics, MetricsSample, SandboxDetails, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
 import { Commands } from './commands.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
 import { Files } from './files.js';
 import { Pty } from './pty.js';
+import { insecureFromEnv } from './registry-env.js';
 
 export type { SandboxInfo, SandboxDetails, SandboxState, LogEntry, LogSource, Metrics, MetricsSample };
 
@@ -16,6 +18,12 @@ export interface SandboxOpts extends ConnectionOptions, Partial<Omit<SandboxSpec
   labels?: Record<string, string>;
   /** Stop the sandbox this long after it starts (default: never); same as `maxDurationMs`. */
   timeoutMs?: number;
+  /** When the server pulls the image: `if-missing` (default), `always`, `never`. */
+  pull?: PullPolicy;
+  /** `os/arch[/variant]` from a multi-platform image (default: the server's). */
+  platform?: string;
+  /** Plain HTTP to the image's registry (default: whether `VMBOX_INSECURE_REGISTRIES` lists it). */
+  insecure?: boolean;
 }
 
 export interface ListOpts extends ConnectionOptions {
@@ -60,7 +68,7 @@ export class Sandbox {
 
   /** Creates and boots a sandbox; resolves when its agent answers. */
   static async create(opts: SandboxOpts = {}, call: CallOptions = {}): Promise<Sandbox> {
-    const { url, token, socketPath, autoStart, onServerStart, envs, metadata, timeoutMs, ...spec } = opts;
+    const { url, token, socketPath, autoStart, onServerStart, envs, metadata, timeoutMs, pull, platform, insecure, ...spec } = opts;
     const conn = await Connection.open({ url, token, socketPath, autoStart, onServerStart });
     const body: Partial<SandboxSpec> = {
       ...spec,
@@ -68,7 +76,9 @@ export class Sandbox {
       ...(metadata || spec.labels ? { labels: { ...metadata, ...spec.labels } } : {}),
       ...(timeoutMs !== undefined ? { maxDurationMs: timeoutMs } : {}),
     };
-    const info = await conn.request<SandboxInfo>('POST', '/v1/sandboxes', body, call);
+    const image: CreateQuery = { pull, platform, insecure: insecure ?? (spec.image ? insecureFromEnv(spec.image) : undefined) };
+    const q = new URLSearchParams(Object.entries(image).flatMap(([k, v]) => (v ? [[k, String(v)] as [string, string]] : [])));
+    const info = await conn.request<SandboxInfo>('POST', `/v1/sandboxes${q.size ? `?${q}` : ''}`, body, call);
     return new Sandbox(conn, info);
   }
 

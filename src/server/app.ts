@@ -3,11 +3,13 @@ import http from 'node:http';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { ImageService } from '../runtime/images.js';
 import type { SandboxManager } from '../runtime/manager.js';
 import { VERSION } from '../version.js';
 import { errorResponse } from './errors.js';
 import { execRoutes } from './routes/exec.js';
 import { fileRoutes } from './routes/files.js';
+import { imageRoutes } from './routes/images.js';
 import { logRoutes } from './routes/logs.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 
@@ -28,7 +30,11 @@ export interface AppOptions {
  * The HTTP + WebSocket API. Routes only parse, call the manager and map errors;
  * `tcp` is a second listener sharing the handlers, behind the bearer token.
  */
-export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): Promise<{ app: FastifyInstance; tcp: http.Server }> {
+export async function buildApp(
+  manager: SandboxManager,
+  images: ImageService,
+  opts: AppOptions = {},
+): Promise<{ app: FastifyInstance; tcp: http.Server }> {
   let tcp!: http.Server;
   const app = Fastify({
     logger: { level: opts.logLevel ?? process.env.VMBOX_LOG_LEVEL ?? 'warn' },
@@ -80,6 +86,7 @@ export async function buildApp(manager: SandboxManager, opts: AppOptions = {}): 
   await app.register(execRoutes(manager));
   await app.register(logRoutes(manager));
   await app.register(fileRoutes(manager));
+  await app.register(imageRoutes(images));
   await app.ready();
   return { app, tcp };
 }

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
 import { ensureHome, paths, vmboxHome } from '../paths.js';
+import { ImageService } from '../runtime/images.js';
 import { SandboxManager } from '../runtime/manager.js';
 import { StateDb } from '../runtime/state.js';
 import { QemuProvider } from '../vmm/qemu/provider.js';
@@ -32,11 +33,12 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   const pidFile = paths.serverPid();
   const lock = await takeLock(pidFile);
   const db = new StateDb(join(home, 'state.db'));
-  const manager = new SandboxManager({ db, provider: new QemuProvider() });
+  const images = new ImageService(db);
+  const manager = new SandboxManager({ db, provider: new QemuProvider(), images });
   try {
     await manager.recover();
     const token = opts.listen ? loadToken(opts.tokenFile ?? join(home, 'token')) : undefined;
-    const { app, tcp } = await buildApp(manager, { token });
+    const { app, tcp } = await buildApp(manager, images, { token });
     const socketPath = paths.socket();
     rmSync(socketPath, { force: true });
     const umask = process.umask(0o177); // the socket is born 0600

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { formatReference, parseReference } from '../../src/images/reference.js';
 import { ContentStore } from '../../src/images/store.js';
 import { isolatedHome } from '../fixtures/home.js';
-import { type LayerEntry, pushImage, pushIndex, tarball } from '../fixtures/image-writer.js';
+import { type LayerEntry, pushImage, pushIndex, tarball, userland } from '../fixtures/image-writer.js';
 import { type FaultProxy, startProxy } from '../fixtures/proxy.js';
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js';
 
@@ -31,22 +31,6 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<{ status
     });
     child.once('close', (status) => resolve({ status, stdout, stderr }));
   });
-}
-
-/** A busybox userland layer, so pulled images have a shell. */
-function userland(): LayerEntry[] {
-  const applets = ['sh', 'cat', 'ls', 'echo', 'id', 'pwd', 'env', 'sleep', 'true'];
-  return [
-    { name: 'bin/', type: 'directory' },
-    { name: 'bin/busybox', body: readFileSync('/bin/busybox'), mode: 0o755 },
-    ...applets.map((a) => ({ name: `bin/${a}`, type: 'symlink' as const, linkname: 'busybox' })),
-    { name: 'etc/passwd', body: 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/home/app:/bin/sh\n' },
-    { name: 'etc/group', body: 'root:x:0:\napp:x:1234:\n' },
-    { name: 'tmp/', type: 'directory', mode: 0o1777 },
-    { name: 'proc/', type: 'directory' },
-    { name: 'sys/', type: 'directory' },
-    { name: 'dev/', type: 'directory' },
-  ];
 }
 
 describe('OCI images from a real registry', () => {
@@ -298,18 +282,19 @@ describe('OCI images from a real registry', () => {
     }
   });
 
-  it('refuses to remove an image a sandbox uses, then removes and prunes it', async () => {
+  it('refuses to remove an image a sandbox uses, naming it, then removes and prunes it', async () => {
     await pushImage(registry.url, 'test/rmi', run, { layers: [{ entries: [...userland(), stamp('rmi')] }] });
     const ref = `${registry.host}/test/rmi:${run}`;
     assert.equal((await cli(['pull', '--insecure', ref])).status, 0);
     const name = `rmi-${run}`;
-    assert.equal((await cli(['create', '--name', name, '--image', ref, '--pull', 'never'])).status, 0);
+    const made = await cli(['create', '--name', name, '--image', ref, '--pull', 'never']);
+    assert.equal(made.status, 0, made.stderr);
     try {
       const refused = await cli(['rmi', ref]);
       assert.equal(refused.status, 1);
-      assert.match(refused.stderr, /used by/);
+      assert.match(refused.stderr, new RegExp(`is used by sandbox ${name} \\(running\\): remove it first`));
     } finally {
-      await cli(['rm', '--force', name]);
+      assert.equal((await cli(['rm', '--force', name])).status, 0);
     }
     const store = new ContentStore();
     const image = store.get(ref);

@@ -90,7 +90,10 @@ describe('saving and restoring a VM through the provider', () => {
       const chunks: Buffer[] = [];
       for await (const c of agent.readFile('/dev/shm/mark')) chunks.push(c);
       assert.equal(Buffer.concat(chunks).toString(), 'in memory\n');
-      assert.ok((await agent.processes()).some((p) => p.pid === pid && !p.exited), 'the process survived');
+      assert.ok(
+        (await agent.processes()).some((p) => p.pid === pid && !p.exited),
+        'the process survived',
+      );
       agent.close();
     } finally {
       await first.stop({ timeoutMs: 1000 });

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { SandboxManager } from '../../runtime/manager.js';
 import { ListQuery, RemoveQuery, SandboxRef, StopBody, TimeoutBody } from '../../spec/api.js';
+import { CreateQuery } from '../../spec/images.js';
 import { SandboxSpecSchema } from '../../spec/sandbox.js';
 import type { SandboxState } from '../../spec/sandboxes.js';
 
@@ -10,15 +11,19 @@ type Ref = { Params: { ref: string } };
 export const sandboxRoutes =
   (m: SandboxManager): FastifyPluginAsync =>
   async (app) => {
-    app.post<{ Body: unknown }>('/v1/sandboxes', { schema: { body: SandboxSpecSchema, tags: ['sandboxes'] } }, async (req, reply) => {
-      const abort = new AbortController();
-      // The client went away mid-create (Ctrl-C): stop booting, remove what was made.
-      reply.raw.once('close', () => {
-        if (!reply.raw.writableFinished) abort.abort();
-      });
-      reply.code(201);
-      return m.create(req.body, { signal: abort.signal, hostPaths: !req.viaTcp });
-    });
+    app.post<{ Body: unknown; Querystring: CreateQuery }>(
+      '/v1/sandboxes',
+      { schema: { body: SandboxSpecSchema, querystring: CreateQuery, tags: ['sandboxes'] } },
+      async (req, reply) => {
+        const abort = new AbortController();
+        // The client went away mid-create (Ctrl-C): stop booting, remove what was made.
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) abort.abort();
+        });
+        reply.code(201);
+        return m.create(req.body, { signal: abort.signal, pull: req.query, hostPaths: !req.viaTcp });
+      },
+    );
 
     app.get<{ Querystring: { state?: string; label?: string } }>(
       '/v1/sandboxes',
