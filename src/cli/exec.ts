@@ -39,14 +39,20 @@ export function execCommand(): Command {
 /** `vmbox shell NAME`: a login shell on a terminal in the sandbox. */
 export function shellCommand(): Command {
   return new Command('shell')
-    .description('open a shell in a running sandbox (a real terminal: resizes with the window, Ctrl-C goes to the guest)')
+    .description(
+      'open a shell in a running sandbox (a real terminal: resizes with the window, Ctrl-C goes to the guest); without a terminal on stdin, the shell reads commands from it',
+    )
     .argument('<sandbox>', 'name or id')
     .option('-u, --user <user>', 'user name, uid, or uid:gid')
     .option('-w, --workdir <dir>', 'working directory in the guest')
     .action(async (ref: string, f: { user?: string; workdir?: string }) => {
       const sbx = await sandboxHandle(ref);
       try {
-        process.exitCode = await runOnTerminal(sbx.commands, LOGIN_SHELL, { ...f, env: {} });
+        // No terminal here (CI, `ssh host vmbox shell dev`): a terminal in the guest
+        // would wait for keys that never come; the shell reads our stdin instead, as `docker exec -i` does.
+        process.exitCode = process.stdin.isTTY
+          ? await runOnTerminal(sbx.commands, LOGIN_SHELL, { ...f, env: {} })
+          : await streamCommand(sbx.commands, LOGIN_SHELL, { ...f, env: {}, interactive: true });
       } finally {
         sbx.close();
       }

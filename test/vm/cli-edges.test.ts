@@ -48,3 +48,12 @@ describe('a reader that goes away (vmbox … | head)', () => {
     }
   });
 });
+
+describe('vmbox shell without a terminal', () => {
+  it('runs the shell on our stdin and output, without a terminal in the guest', () => {
+    const r = run(['shell', 'dev'], { input: 'echo hi\n[ -t 0 ] && echo on-a-tty\nexit 3\n', timeout: 60_000 });
+    assert.equal(r.signal, null, 'it ended on its own');
+    assert.equal(r.stdout, 'hi\n', r.stderr);
+    assert.equal(r.status, 3);
+  });
+});
