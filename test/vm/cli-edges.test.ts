@@ -57,3 +57,18 @@ describe('vmbox shell without a terminal', () => {
     assert.equal(r.status, 3);
   });
 });
+
+describe('vmbox logs --source system', () => {
+  it('keeps why the sandbox started and stopped however much its commands print', () => {
+    // 64 KiB of budget against about 2.7 MB of output: the output rotates dozens of times.
+    const big = run(['exec', 'dev', '--', 'seq', '400000']);
+    assert.equal(big.status, 0, big.stderr);
+    const system = run(['logs', '--source', 'system', 'dev']);
+    assert.equal(system.status, 0, system.stderr);
+    assert.match(system.stdout, /\[vmbox\] created from image base/);
+    assert.match(system.stdout, /\[vmbox\] started \(QEMU pid \d+\)/);
+    assert.equal(run(['logs', '--tail', '1', 'dev']).stdout, '400000\n', 'the output is there too, its newest kept');
+    const both = run(['logs', '--source', 'system,stdout', 'dev']).stdout;
+    assert.ok(both.indexOf('[vmbox] started') < both.indexOf('400000\n'), 'in time order');
+  });
+});
