@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isolatedHome } from '../fixtures/home.js';
+import type { VmboxError } from '../../src/errors.js';
+import { Sandbox } from '../../src/sdk/sandbox.js';
+import { isolatedHome, waitFor } from '../fixtures/home.js';
 
 /** The everyday edges of the CLI, each driven as a user would: pipes, no terminal, cp, logs, options. */
 const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
@@ -16,7 +18,7 @@ const run = (args: string[], opts: { input?: string; timeout?: number } = {}) =>
   spawnSync(vmbox, args, { encoding: 'utf8', env, maxBuffer: 64 << 20, timeout: opts.timeout ?? 120_000, input: opts.input });
 /** A shell pipeline with `$VMBOX` as the CLI. */
 const sh = (line: string) => spawnSync('sh', ['-c', line], { encoding: 'utf8', env: { ...env, VMBOX: vmbox }, timeout: 120_000 });
-const _inGuest = (script: string) => run(['exec', 'dev', '--', 'sh', '-c', script]);
+const inGuest = (script: string) => run(['exec', 'dev', '--', 'sh', '-c', script]);
 const scratch = mkdtempSync(join(tmpdir(), 'vmbox-edges-'));
 const imageTag = `edges-entrypoint:${process.pid}`;
 
@@ -70,5 +72,114 @@ describe('vmbox logs --source system', () => {
     assert.equal(run(['logs', '--tail', '1', 'dev']).stdout, '400000\n', 'the output is there too, its newest kept');
     const both = run(['logs', '--source', 'system,stdout', 'dev']).stdout;
     assert.ok(both.indexOf('[vmbox] started') < both.indexOf('400000\n'), 'in time order');
+  });
+});
+
+describe('vmbox cp', () => {
+  it('copies symlinks as symlinks both ways, never following one out of the copied tree', () => {
+    const tree = join(scratch, 'tree');
+    mkdirSync(join(tree, 'sub'), { recursive: true });
+    writeFileSync(join(scratch, 'secret'), 'host secret\n');
+    writeFileSync(join(tree, 'file'), 'in the tree\n');
+    symlinkSync('file', join(tree, 'rel'));
+    symlinkSync('../secret', join(tree, 'up'));
+    symlinkSync(join(scratch, 'secret'), join(tree, 'sub', 'abs'));
+    const up = run(['cp', tree, 'dev:/linked']);
+    assert.equal(up.status, 0, up.stderr);
+    assert.match(up.stderr, /copied 1 file and 3 symlinks/);
+    const seen = inGuest('cd /linked && readlink rel up sub/abs && cat rel && [ ! -e up ] && echo up-dangles');
+    assert.equal(seen.stdout, `file\n../secret\n${join(scratch, 'secret')}\nin the tree\nup-dangles\n`, seen.stderr);
+
+    inGuest(
+      'mkdir -p /g/tree && echo outside > /g/outside && echo inside > /g/tree/a && ln -s /g/outside /g/tree/out && ln -s a /g/tree/alias',
+    );
+    const back = join(scratch, 'back');
+    const down = run(['cp', 'dev:/g/tree', back]);
+    assert.equal(down.status, 0, down.stderr);
+    assert.ok(lstatSync(join(back, 'out')).isSymbolicLink());
+    assert.equal(readlinkSync(join(back, 'out')), '/g/outside');
+    assert.equal(readlinkSync(join(back, 'alias')), 'a');
+    assert.equal(readFileSync(join(back, 'a'), 'utf8'), 'inside\n');
+
+    // SRC itself a symlink: copied as one, or with -L what it points to.
+    assert.equal(run(['cp', 'dev:/g/tree/out', join(scratch, 'out-link')]).status, 0);
+    assert.equal(readlinkSync(join(scratch, 'out-link')), '/g/outside');
+    assert.equal(run(['cp', '-L', 'dev:/g/tree/out', join(scratch, 'out-file')]).status, 0);
+    assert.equal(readFileSync(join(scratch, 'out-file'), 'utf8'), 'outside\n');
+  });
+
+  it('refuses a missing destination parent unless -p, naming it', () => {
+    const f = join(scratch, 'one');
+    writeFileSync(f, 'one\n');
+    const refused = run(['cp', f, 'dev:/no/such/dir/one']);
+    assert.equal(refused.status, 1);
+    assert.equal(
+      refused.stderr,
+      'vmbox: dev:/no/such/dir: no such directory in the sandbox: create it, or pass -p to make missing parents\n',
+    );
+    assert.equal(inGuest('[ -e /no ] || echo absent').stdout, 'absent\n', 'nothing was made');
+    assert.equal(run(['cp', '-p', f, 'dev:/no/such/dir/one']).status, 0);
+    assert.equal(inGuest('cat /no/such/dir/one').stdout, 'one\n');
+
+    const hostMissing = join(scratch, 'missing', 'deeper', 'one');
+    const refusedHere = run(['cp', 'dev:/no/such/dir/one', hostMissing]);
+    assert.equal(refusedHere.status, 1);
+    assert.match(refusedHere.stderr, /^vmbox: .*\/missing\/deeper: no such directory on the host: create it, or pass -p/);
+    assert.equal(run(['cp', '-p', 'dev:/no/such/dir/one', hostMissing]).status, 0);
+    assert.equal(readFileSync(hostMissing, 'utf8'), 'one\n');
+  });
+
+  it('names the path when the guest runs out of space, and leaves no partial file', () => {
+    assert.equal(inGuest('mkdir -p /small && mount -t tmpfs -o size=64k tmpfs /small && echo old > /small/f').status, 0);
+    const big = join(scratch, 'big');
+    writeFileSync(big, Buffer.alloc(1 << 20, 7));
+    const r = run(['cp', big, 'dev:/small/f']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^vmbox: write \/small\/f: No space left on device\n$/);
+    assert.equal(inGuest('ls -A /small; cat /small/f').stdout, 'f\nold\n', 'the old file whole, no temporary file left');
+  });
+
+  it('leaves the old file whole when the copy is killed mid-way', async () => {
+    inGuest('echo old > /tmp/keep');
+    const big = join(scratch, 'huge');
+    writeFileSync(big, '');
+    truncateSync(big, 1 << 30); // sparse: a gigabyte that costs nothing on the host
+    const child = spawn(vmbox, ['cp', big, 'dev:/tmp/keep'], { env, stdio: 'ignore' });
+    try {
+      const started = await waitFor(() => /^\.keep\.vmbox-/m.test(inGuest('ls -A /tmp').stdout), 60_000);
+      assert.ok(started, 'the copy is under way');
+    } finally {
+      child.kill('SIGKILL');
+    }
+    await new Promise((r) => child.once('exit', r));
+    assert.ok(await waitFor(() => !/\.keep\.vmbox-/.test(inGuest('ls -A /tmp').stdout), 20_000), 'the temporary file is removed');
+    assert.equal(inGuest('cat /tmp/keep').stdout, 'old\n');
+  });
+});
+
+describe('files.write through the SDK', () => {
+  it('makes parents by default (as E2B), refuses with makeParents: false; an interrupted write keeps the old file', async () => {
+    const sbx = await Sandbox.connect('dev');
+    try {
+      await sbx.files.write('/sdk/a/b.txt', 'made\n');
+      assert.equal(await sbx.files.read('/sdk/a/b.txt'), 'made\n');
+      await assert.rejects(sbx.files.write('/sdk/none/c.txt', 'x', { makeParents: false }), (err: VmboxError) => {
+        assert.equal(err.code, 'notFound');
+        assert.match(err.message, /\/sdk\/none/);
+        return true;
+      });
+      assert.equal(await sbx.files.exists('/sdk/none'), false);
+
+      async function* failing() {
+        yield Buffer.alloc(256 << 10, 1);
+        await new Promise((r) => setTimeout(r, 200));
+        throw new Error('the source broke');
+      }
+      await assert.rejects(sbx.files.write('/sdk/a/b.txt', failing()));
+      assert.ok(await waitFor(async () => (await sbx.files.list('/sdk/a')).length === 1, 10_000), 'only b.txt: the temporary file is gone');
+      assert.equal(await sbx.files.read('/sdk/a/b.txt'), 'made\n');
+    } finally {
+      sbx.close();
+    }
   });
 });

@@ -4,7 +4,17 @@ import type { FastifyPluginAsync } from 'fastify';
 import { GuestError, VmboxError } from '../../errors.js';
 import type { AgentClient, DirEntry, StatResult } from '../../guest/client.js';
 import type { SandboxManager } from '../../runtime/manager.js';
-import { ListFilesQuery, MkdirBody, PathQuery, RemoveFileQuery, RenameBody, SandboxRef, WatchQuery, WriteQuery } from '../../spec/api.js';
+import {
+  ListFilesQuery,
+  MkdirBody,
+  PathQuery,
+  RemoveFileQuery,
+  RenameBody,
+  SandboxRef,
+  SymlinkBody,
+  WatchQuery,
+  WriteQuery,
+} from '../../spec/api.js';
 
 /** A guest file system entry as the API describes it. */
 export interface EntryInfo extends StatResult {
@@ -43,7 +53,7 @@ export const fileRoutes =
       },
     );
 
-    app.put<Q<{ path: string; mode?: number; append?: boolean }>>(
+    app.put<Q<{ path: string; mode?: number; append?: boolean; makeParents?: boolean }>>(
       '/v1/sandboxes/:ref/files/content',
       {
         schema: { params: SandboxRef, querystring: WriteQuery, tags, description: 'Upload a file (body: application/octet-stream)' },
@@ -52,8 +62,9 @@ export const fileRoutes =
       async (req) => {
         const body = req.body;
         if (!(body instanceof Readable)) throw new VmboxError('invalidArgument', 'send the content as application/octet-stream');
-        const { path, mode, append } = req.query;
-        const { size } = await agentOf(req.params.ref).writeFile(path, body, { mode, append, mkdirs: true });
+        const { path, mode, append, makeParents } = req.query;
+        // The file appears whole or not at all: the agent writes it under a temporary name first.
+        const { size } = await agentOf(req.params.ref).writeFile(path, body, { mode, append, mkdirs: makeParents ?? true });
         return { path, name: posix.basename(path), size };
       },
     );
@@ -88,6 +99,16 @@ export const fileRoutes =
         );
         await agent.mkdir(req.body.path, req.body.mode);
         return { created: !existed };
+      },
+    );
+
+    app.post<{ Params: { ref: string }; Body: { target: string; path: string } }>(
+      '/v1/sandboxes/:ref/files/symlink',
+      { schema: { params: SandboxRef, body: SymlinkBody, tags, description: 'Make a symbolic link at path pointing to target' } },
+      async (req) => {
+        const agent = agentOf(req.params.ref);
+        await agent.symlink(req.body.target, req.body.path);
+        return entry(req.body.path, await agent.stat(req.body.path));
       },
     );
 
