@@ -3,6 +3,7 @@ import type { PullPolicy } from '../images/pull.js';
 import { Sandbox } from '../sdk/sandbox.js';
 import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
+import { composeArgv } from './argv.js';
 import { connectOptions } from './client.js';
 import { int, parsePairs, prepareLocally } from './sandboxes.js';
 import { checkTimeout, exitForSignal, interruptible, streamCommand } from './stream.js';
@@ -25,6 +26,7 @@ interface RunOptions {
   pull?: PullPolicy;
   platform?: string;
   insecure?: boolean;
+  entrypoint?: string;
 }
 
 /** `vmbox run`: a fresh ephemeral sandbox on the server, one command streamed, then removed. */
@@ -38,6 +40,7 @@ export function runCommand(): Command {
     .option('-w, --workdir <dir>', 'working directory in the guest')
     .option('-u, --user <user>', 'user name, uid, or uid:gid')
     .option('-i, --interactive', 'pass stdin to the command')
+    .option('--entrypoint <program>', "run this instead of the image’s entrypoint (and its default command); '' runs the command alone")
     .addOption(new Option('--timeout <seconds>', 'kill the command after this long').argParser(Number))
     .addOption(new Option('--pull <policy>', 'when to pull the image').choices(['if-missing', 'always', 'never']).default('if-missing'))
     .option('--platform <os/arch>', 'platform to pull from a multi-platform image')
@@ -59,9 +62,8 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     user: opts.user,
   };
   validateSpec(spec); // bad input fails before any pull or boot
-  // As docker run: the image's entrypoint, then the given command or else the image's cmd.
   const image = await prepareLocally(opts.image, opts);
-  const argv = [...image.config.entrypoint, ...(command.length > 0 ? command : image.config.cmd)];
+  const argv = composeArgv(image.config, opts.entrypoint, command);
   if (argv.length === 0) throw new Error('empty command: give one after --, e.g. vmbox run -- echo hello');
   checkTimeout(opts.timeout);
 

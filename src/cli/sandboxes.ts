@@ -4,6 +4,7 @@ import type { SandboxInfo, SandboxState } from '../sdk/sandbox.js';
 import { Sandbox } from '../sdk/sandbox.js';
 import { ensureAssets } from '../setup/assets.js';
 import { validateSpec } from '../spec/sandbox.js';
+import { composeArgv } from './argv.js';
 import { connectOptions, openConnection, sandboxHandle } from './client.js';
 import { humanDuration, parseDuration, table } from './format.js';
 import { insecureFor, pullProgress } from './pull.js';
@@ -60,6 +61,7 @@ interface CreateFlags {
   metricsInterval?: number;
   pull?: string;
   insecure?: boolean;
+  entrypoint?: string;
 }
 
 /** `vmbox create`: a named sandbox that keeps running. */
@@ -80,7 +82,13 @@ export function createCommand(): Command {
     .option('--metrics-interval <time>', 'metrics sampling interval (0 turns it off)', (v) => (v === '0' ? 0 : duration(v)))
     .option('--pull <policy>', 'when to pull the image: if-missing, always, never', 'if-missing')
     .option('--insecure', 'plain-HTTP registry')
-    .action(async (f: CreateFlags) => {
+    .option(
+      '--entrypoint <program>',
+      'with a command after --: the sandbox’s default command, run by `vmbox exec NAME` (as docker composes it)',
+    )
+    .argument('[command...]', 'the default command and its arguments, after --')
+    .passThroughOptions()
+    .action(async (command: string[], f: CreateFlags) => {
       const spec = {
         name: f.name,
         image: f.image,
@@ -96,8 +104,11 @@ export function createCommand(): Command {
         metricsIntervalMs: f.metricsInterval,
       };
       validateSpec(spec);
-      await prepareLocally(f.image, f);
-      const sbx = await Sandbox.create({ ...spec, ...connectOptions });
+      const image = await prepareLocally(f.image, f);
+      // A sandbox has no main process: what docker would run as one becomes its
+      // default command, which `vmbox exec NAME` runs when given none.
+      const argv = f.entrypoint !== undefined || command.length > 0 ? composeArgv(image.config, f.entrypoint, command) : [];
+      const sbx = await Sandbox.create({ ...spec, ...(argv.length ? { command: argv } : {}), ...connectOptions });
       process.stdout.write(`${sbx.name}\n`);
       sbx.close();
     });

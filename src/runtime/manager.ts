@@ -26,6 +26,8 @@ export interface SandboxInfo {
   cpus: number;
   memoryMib: number;
   labels: Record<string, string>;
+  /** The labels again, under the name E2B's SDK gives them. */
+  metadata: Record<string, string>;
   ephemeral: boolean;
   createdAt: number;
   startedAt: number | null;
@@ -469,6 +471,7 @@ function toInfo(r: SandboxRecord, dir: string): SandboxInfo {
     cpus: r.spec.cpus,
     memoryMib: r.spec.memoryMib,
     labels: r.spec.labels ?? {},
+    metadata: r.spec.labels ?? {},
     ephemeral: r.spec.ephemeral ?? false,
     createdAt: r.createdAt,
     startedAt: r.startedAt,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { VmboxError } from '../../src/errors.js';
 import { Sandbox } from '../../src/sdk/sandbox.js';
 import { isolatedHome, waitFor } from '../fixtures/home.js';
+import { tarball } from '../fixtures/image-writer.js';
 
 /** The everyday edges of the CLI, each driven as a user would: pipes, no terminal, cp, logs, options. */
 const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
@@ -183,3 +185,104 @@ describe('files.write through the SDK', () => {
     }
   });
 });
+
+describe('--entrypoint and metadata', () => {
+  before(async () => {
+    const layout = join(scratch, 'layout');
+    await writeOciLayout(layout, { Entrypoint: ['/bin/echo', 'from-entrypoint'], Cmd: ['from-cmd'] });
+    const r = run(['image', 'import', layout, '--name', imageTag]);
+    assert.equal(r.status, 0, r.stderr);
+  });
+
+  it('run --entrypoint replaces the image’s entrypoint and its cmd; an empty one runs the command alone', () => {
+    const image = ['--image', imageTag];
+    assert.equal(run(['run', ...image]).stdout, 'from-entrypoint from-cmd\n');
+    assert.equal(run(['run', ...image, '--entrypoint', '/bin/echo', '--', 'hi']).stdout, 'hi\n');
+    assert.equal(run(['run', ...image, '--entrypoint', '/bin/echo']).stdout, '\n', 'the image’s cmd goes with its entrypoint');
+    assert.equal(run(['run', ...image, '--entrypoint', '', '--', '/bin/echo', 'plain']).stdout, 'plain\n');
+  });
+
+  it('create --entrypoint sets the command vmbox exec runs when given none; info carries metadata', async () => {
+    const r = run([
+      'create',
+      '--name',
+      'ep',
+      '--image',
+      imageTag,
+      '-l',
+      'team=ml',
+      '--entrypoint',
+      '/bin/sh',
+      '--',
+      '-c',
+      'echo default-$((6*7))',
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const ex = run(['exec', 'ep']);
+    assert.equal(ex.stdout, 'default-42\n', ex.stderr);
+    assert.equal(run(['exec', 'ep', '--', '/bin/echo', 'given']).stdout, 'given\n');
+    const none = run(['exec', 'dev']);
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /^vmbox: give a command after --, e\.g\. vmbox exec dev -- sh \(this sandbox has no default command/);
+
+    assert.deepEqual(JSON.parse(run(['inspect', 'ep']).stdout).metadata, { team: 'ml' });
+    const sbx = await Sandbox.connect('ep');
+    try {
+      assert.deepEqual((await sbx.getInfo()).metadata, { team: 'ml' });
+      const listed = await Sandbox.list({ query: { metadata: { team: 'ml' } } });
+      assert.deepEqual(
+        listed.map((s) => [s.name, s.metadata]),
+        [['ep', { team: 'ml' }]],
+      );
+    } finally {
+      sbx.close();
+    }
+  });
+});
+
+/** An OCI image layout of one layer (busybox and its applets) with the given config. */
+async function writeOciLayout(dir: string, config: { Entrypoint?: string[]; Cmd?: string[] }): Promise<void> {
+  const blobs = join(dir, 'blobs', 'sha256');
+  mkdirSync(blobs, { recursive: true });
+  const put = (data: Buffer) => {
+    const hex = createHash('sha256').update(data).digest('hex');
+    writeFileSync(join(blobs, hex), data);
+    return { digest: `sha256:${hex}`, size: data.length };
+  };
+  const applets = ['sh', 'echo', 'cat', 'ls', 'true'];
+  const tar = await tarball([
+    { name: 'bin/', type: 'directory' },
+    { name: 'bin/busybox', body: readFileSync('/bin/busybox'), mode: 0o755 },
+    ...applets.map((a) => ({ name: `bin/${a}`, type: 'symlink' as const, linkname: 'busybox' })),
+    { name: 'tmp/', type: 'directory', mode: 0o1777 },
+    { name: 'proc/', type: 'directory' },
+    { name: 'sys/', type: 'directory' },
+    { name: 'dev/', type: 'directory' },
+  ]);
+  const l = put(tar);
+  const cfg = put(
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: { Env: ['PATH=/bin'], ...config },
+        rootfs: { type: 'layers', diff_ids: [l.digest] },
+      }),
+    ),
+  );
+  const manifest = put(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l }],
+      }),
+    ),
+  );
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest }] }),
+  );
+}
