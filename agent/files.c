@@ -205,20 +205,22 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
   else *slash = 0;
   if (json_bool(req, "mkdirs", false) && mkdir_p(parent, 0755) < 0) { send_errno(id, errno, "write", parent); return; }
 
-  if (append) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, (mode_t)json_num(req, "mode", 0644));
-    if (fd < 0) { send_errno(id, errno, "write", path); return; }
-    struct chan *c = chan_new(id, CH_WRITE);
-    c->file_fd = fd;
-    pending_add(c, NULL, path, path);
-    return;
-  }
   /* Through a symlink to its target, as open() would write. */
   char dest[4096];
   if (!realpath(path, dest) || access(path, F_OK) < 0) snprintf(dest, sizeof dest, "%s", path);
   struct stat old;
   bool exists = stat(dest, &old) == 0;
   if (exists && S_ISDIR(old.st_mode)) { send_errno(id, EISDIR, "write", path); return; }
+  /* Appends, and what is not a regular file (/dev/null, a FIFO), are written in place. */
+  if (append || (exists && !S_ISREG(old.st_mode))) {
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
+    int fd = open(path, flags, (mode_t)json_num(req, "mode", 0644));
+    if (fd < 0) { send_errno(id, errno, "write", path); return; }
+    struct chan *c = chan_new(id, CH_WRITE);
+    c->file_fd = fd;
+    pending_add(c, NULL, path, path);
+    return;
+  }
   /* A replaced file keeps its mode unless one is asked for, and its owner. */
   mode_t mode = json_get(req, "mode") ? (mode_t)json_num(req, "mode", 0644) : exists ? old.st_mode & 07777 : 0644;
   char tmp[4096];
