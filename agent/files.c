@@ -60,6 +60,11 @@ static void do_list(uint32_t id, const char *path) {
     jw_str(&w, e->d_name);
     w.first = false;
     stat_fields(&w, &st);
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+      if (n >= 0) { target[n] = 0; jw_key_str(&w, "linkTarget", target); }
+    }
     jw_raw(&w, "}");
     if (w.len > MAX_PAYLOAD / 2) {
       jw_raw(&w, "]");

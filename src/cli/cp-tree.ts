@@ -81,8 +81,8 @@ export async function toHost(cx: CopyContext, src: string, dest: string, follow:
 async function entryToHost(cx: CopyContext, e: EntryInfo, to: string): Promise<void> {
   if (e.type === 'dir') await dirToHost(cx, e, to);
   else if (e.type === 'file') await fileToHost(cx, e, to);
-  else if (e.type === 'symlink' && e.linkTarget !== undefined) {
-    const target = e.linkTarget;
+  else if (e.type === 'symlink') {
+    const target = e.linkTarget ?? (await inGuest(cx, e.path, () => cx.files.getInfo(e.path))).linkTarget ?? '';
     await onHost(to, async () => {
       const there = await lstat(to).catch(() => undefined);
       if (there && !there.isDirectory()) await unlink(to);

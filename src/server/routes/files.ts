@@ -64,7 +64,9 @@ export const fileRoutes =
         if (!(body instanceof Readable)) throw new VmboxError('invalidArgument', 'send the content as application/octet-stream');
         const { path, mode, append, makeParents } = req.query;
         // The file appears whole or not at all: the agent writes it under a temporary name first.
-        const { size } = await agentOf(req.params.ref).writeFile(path, body, { mode, append, mkdirs: makeParents ?? true });
+        // An early error (no space) leaves the body undestroyed, so Node drains it and the client reads the answer.
+        const chunks = body.iterator({ destroyOnReturn: false });
+        const { size } = await agentOf(req.params.ref).writeFile(path, chunks, { mode, append, mkdirs: makeParents ?? true });
         return { path, name: posix.basename(path), size };
       },
     );
