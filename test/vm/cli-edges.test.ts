@@ -19,7 +19,7 @@ const env = { ...t.env, VMBOX_LOG_MAX_BYTES: String(64 * 1024) };
 const run = (args: string[], opts: { input?: string; timeout?: number } = {}) =>
   spawnSync(vmbox, args, { encoding: 'utf8', env, maxBuffer: 64 << 20, timeout: opts.timeout ?? 120_000, input: opts.input });
 /** A shell pipeline with `$VMBOX` as the CLI. */
-const sh = (line: string) => spawnSync('sh', ['-c', line], { encoding: 'utf8', env: { ...env, VMBOX: vmbox }, timeout: 120_000 });
+const sh = (line: string, timeout = 120_000) => spawnSync('sh', ['-c', line], { encoding: 'utf8', env: { ...env, VMBOX: vmbox }, timeout });
 const inGuest = (script: string) => run(['exec', 'dev', '--', 'sh', '-c', script]);
 const scratch = mkdtempSync(join(tmpdir(), 'vmbox-edges-'));
 const imageTag = `edges-entrypoint:${process.pid}`;
@@ -59,6 +59,10 @@ describe('vmbox shell without a terminal', () => {
     assert.equal(r.signal, null, 'it ended on its own');
     assert.equal(r.stdout, 'hi\n', r.stderr);
     assert.equal(r.status, 3);
+    const piped = sh(`echo 'echo piped' | "$VMBOX" shell dev`, 60_000);
+    assert.equal(piped.signal, null, 'the end of stdin ends the shell');
+    assert.equal(piped.stdout, 'piped\n', piped.stderr);
+    assert.equal(piped.status, 0);
   });
 });
 
@@ -148,14 +152,18 @@ describe('vmbox cp', () => {
     truncateSync(big, 1 << 30); // sparse: a gigabyte that costs nothing on the host
     const child = spawn(vmbox, ['cp', big, 'dev:/tmp/keep'], { env, stdio: 'ignore' });
     try {
-      const started = await waitFor(() => /^\.keep\.vmbox-/m.test(inGuest('ls -A /tmp').stdout), 60_000);
+      // Under way: a temporary file beside it, or (written in place) the old content already gone.
+      const started = await waitFor(
+        () => /^\.keep\.vmbox-|^changed$/m.test(inGuest('ls -A /tmp; [ "$(head -c 3 /tmp/keep)" = old ] || echo changed').stdout),
+        60_000,
+      );
       assert.ok(started, 'the copy is under way');
     } finally {
       child.kill('SIGKILL');
     }
     await new Promise((r) => child.once('exit', r));
     assert.ok(await waitFor(() => !/\.keep\.vmbox-/.test(inGuest('ls -A /tmp').stdout), 20_000), 'the temporary file is removed');
-    assert.equal(inGuest('cat /tmp/keep').stdout, 'old\n');
+    assert.equal(inGuest('[ "$(cat /tmp/keep)" = old ] && echo whole || wc -c /tmp/keep').stdout, 'whole\n');
   });
 });
 
