@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -146,26 +146,38 @@ describe('vmbox cp', () => {
   });
 
   it('leaves the old file whole when the copy is killed mid-way', async () => {
-    inGuest('echo old > /tmp/keep');
-    const big = join(scratch, 'huge');
-    writeFileSync(big, '');
-    truncateSync(big, 1 << 30); // sparse: a gigabyte that costs nothing on the host
-    const child = spawn(vmbox, ['cp', big, 'dev:/tmp/keep'], { env, stdio: 'ignore' });
-    try {
-      // Under way: a temporary file beside it, or (written in place) the old content already gone.
-      const started = await waitFor(
-        () => /^\.keep\.vmbox-|^changed$/m.test(inGuest('ls -A /tmp; [ "$(head -c 3 /tmp/keep)" = old ] || echo changed').stdout),
-        60_000,
-      );
-      assert.ok(started, 'the copy is under way');
-    } finally {
-      child.kill('SIGKILL');
-    }
-    await new Promise((r) => child.once('exit', r));
-    assert.ok(await waitFor(() => !/\.keep\.vmbox-/.test(inGuest('ls -A /tmp').stdout), 20_000), 'the temporary file is removed');
-    assert.equal(inGuest('[ "$(cat /tmp/keep)" = old ] && echo whole || wc -c /tmp/keep').stdout, 'whole\n');
+    await interruptedCopy((child) => child.kill('SIGKILL'));
+  });
+
+  it('leaves the old file whole when the server is killed mid-copy', async () => {
+    await interruptedCopy(() => process.kill(t.serverPid() as number, 'SIGKILL'));
+    assert.match(run(['logs', '--source', 'system', 'dev']).stdout, /reattached to the running VM/, 'the sandbox outlived the server');
   });
 });
+
+/** Copies a gigabyte over a file, interrupts it with `cut` once under way; the old file must stay whole. */
+async function interruptedCopy(cut: (child: ChildProcess) => void): Promise<void> {
+  assert.equal(inGuest('echo old > /tmp/keep').status, 0);
+  const big = join(scratch, 'huge');
+  writeFileSync(big, '');
+  truncateSync(big, 1 << 30); // sparse: a gigabyte that costs nothing on the host
+  const child = spawn(vmbox, ['cp', big, 'dev:/tmp/keep'], { env, stdio: 'ignore' });
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    // Under way: a temporary file beside it, or (written in place) the old content already gone.
+    const started = await waitFor(
+      () => /^\.keep\.vmbox-|^changed$/m.test(inGuest('ls -A /tmp; [ "$(head -c 3 /tmp/keep)" = old ] || echo changed').stdout),
+      60_000,
+    );
+    assert.ok(started, 'the copy is under way');
+    cut(child);
+  } finally {
+    child.kill('SIGKILL');
+  }
+  await exited;
+  assert.ok(await waitFor(() => !/\.keep\.vmbox-/.test(inGuest('ls -A /tmp').stdout), 20_000), 'the temporary file is removed');
+  assert.equal(inGuest('[ "$(cat /tmp/keep)" = old ] && echo whole || wc -c /tmp/keep').stdout, 'whole\n');
+}
 
 describe('files.write through the SDK', () => {
   it('makes parents by default (as E2B), refuses with makeParents: false; an interrupted write keeps the old file', async () => {
