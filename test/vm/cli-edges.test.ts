@@ -39,7 +39,7 @@ after(async () => {
 });
 
 describe('a reader that goes away (vmbox … | head)', () => {
-  it('ends exec, run, logs and inspect quietly, as cat does', () => {
+  it('ends exec, run, logs and inspect quietly, as cat does', async () => {
     for (const line of ['"$VMBOX" exec dev -- seq 100000 | head -1', '"$VMBOX" run -- seq 100000 | head -1']) {
       const r = sh(line);
       assert.equal(r.stdout, '1\n', line);
@@ -50,6 +50,12 @@ describe('a reader that goes away (vmbox … | head)', () => {
       const r = sh(line);
       assert.equal(r.stderr, '', `${line}: ${r.stderr}`);
     }
+    const names = () => (JSON.parse(run(['ls', '--json']).stdout) as { name: string }[]).map((s) => s.name);
+    assert.ok(await waitFor(() => names().length === 1), `the server removed the run's sandbox: ${names()}`);
+    assert.equal(
+      sh('set -e; "$VMBOX" exec dev -- seq 100000 | head -1 >/dev/null; "$VMBOX" exec dev -- true; echo still-fine').stdout,
+      'still-fine\n',
+    );
   });
 });
 
