@@ -60,6 +60,11 @@ static void do_list(uint32_t id, const char *path) {
     jw_str(&w, e->d_name);
     w.first = false;
     stat_fields(&w, &st);
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+      if (n >= 0) { target[n] = 0; jw_key_str(&w, "linkTarget", target); }
+    }
     jw_raw(&w, "}");
     if (w.len > MAX_PAYLOAD / 2) {
       jw_raw(&w, "]");
@@ -131,22 +136,111 @@ static void open_read(uint32_t id, const char *path) {
   file_pump(c);
 }
 
-static void open_write(uint32_t id, const struct json_obj *req, const char *path) {
-  mode_t mode = (mode_t)json_num(req, "mode", 0644);
-  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (json_bool(req, "append", false) ? O_APPEND : O_TRUNC);
-  if (json_bool(req, "mkdirs", false)) {
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", path);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
-      *slash = 0;
-      if (mkdir_p(parent, 0755) < 0) { send_errno(id, errno, "write", parent); return; }
-    }
+/* A file is written under a temporary name beside its final one and renamed
+ * over it only once complete, so an interrupted write (the client or the
+ * server gone, the host abandoning the channel, a full disk) never leaves a
+ * partial file under the final name: the temporary one is unlinked instead.
+ * Appends write in place: a partial append is still the whole old file. */
+struct pending_write {
+  struct chan *c;
+  char *tmp;   /* unlinked unless renamed; NULL for an append */
+  char *final; /* the path the caller named, for errors */
+  char *dest;  /* where the content goes: the final path, or a symlink's target */
+  struct pending_write *next;
+};
+static struct pending_write *pending_writes;
+
+static struct pending_write *pending_take(struct chan *c) {
+  for (struct pending_write **pp = &pending_writes; *pp; pp = &(*pp)->next) {
+    struct pending_write *p = *pp;
+    if (p->c != c) continue;
+    *pp = p->next;
+    return p;
   }
-  int fd = open(path, flags, mode);
-  if (fd < 0) { send_errno(id, errno, "write", path); return; }
+  return NULL;
+}
+
+static void pending_free(struct pending_write *p) {
+  if (!p) return;
+  if (p->tmp) unlink(p->tmp);
+  free(p->tmp);
+  free(p->final);
+  free(p->dest);
+  free(p);
+}
+
+static void pending_add(struct chan *c, const char *tmp, const char *final, const char *dest) {
+  struct pending_write *p = calloc(1, sizeof *p);
+  if (!p) abort();
+  p->c = c;
+  p->tmp = tmp ? strdup(tmp) : NULL;
+  p->final = strdup(final);
+  p->dest = strdup(dest);
+  p->next = pending_writes;
+  pending_writes = p;
+}
+
+/* A temporary file beside `dest`, with `mode`, and the owner of the file it replaces. */
+static int open_temp(const char *dest, char *tmp, size_t cap, mode_t mode, const struct stat *old) {
+  const char *slash = strrchr(dest, '/');
+  int dir_len = (int)(slash - dest);
+  /* The name stays under NAME_MAX however long the final one is. */
+  if (snprintf(tmp, cap, "%.*s/.%.200s.vmbox-XXXXXX", dir_len, dest, slash + 1) >= (int)cap) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (fchmod(fd, mode) < 0 || (old && fchown(fd, old->st_uid, old->st_gid) < 0 && errno != EPERM)) {
+    int e = errno;
+    close(fd);
+    unlink(tmp);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+static void open_write(uint32_t id, const struct json_obj *req, const char *path) {
+  bool append = json_bool(req, "append", false);
+  char parent[4096];
+  snprintf(parent, sizeof parent, "%s", path);
+  char *slash = strrchr(parent, '/');
+  if (slash == parent) slash[1] = 0;
+  else *slash = 0;
+  if (json_bool(req, "mkdirs", false) && mkdir_p(parent, 0755) < 0) { send_errno(id, errno, "write", parent); return; }
+
+  /* Through a symlink to its target, as open() would write. */
+  char dest[4096];
+  if (!realpath(path, dest) || access(path, F_OK) < 0) snprintf(dest, sizeof dest, "%s", path);
+  struct stat old;
+  bool exists = stat(dest, &old) == 0;
+  if (exists && S_ISDIR(old.st_mode)) { send_errno(id, EISDIR, "write", path); return; }
+  /* Appends, and what is not a regular file (/dev/null, a FIFO), are written in place. */
+  if (append || (exists && !S_ISREG(old.st_mode))) {
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
+    int fd = open(path, flags, (mode_t)json_num(req, "mode", 0644));
+    if (fd < 0) { send_errno(id, errno, "write", path); return; }
+    struct chan *c = chan_new(id, CH_WRITE);
+    c->file_fd = fd;
+    pending_add(c, NULL, path, path);
+    return;
+  }
+  /* A replaced file keeps its mode unless one is asked for, and its owner. */
+  mode_t mode = json_get(req, "mode") ? (mode_t)json_num(req, "mode", 0644) : exists ? old.st_mode & 07777 : 0644;
+  char tmp[4096];
+  int fd = open_temp(dest, tmp, sizeof tmp, mode, exists ? &old : NULL);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      char msg[4200];
+      snprintf(msg, sizeof msg, "write %s: no such directory %s (make it first, or ask for the parents to be made)", path, parent);
+      send_error(id, "notFound", msg, parent);
+    } else send_errno(id, errno, "write", path);
+    return;
+  }
   struct chan *c = chan_new(id, CH_WRITE);
   c->file_fd = fd;
+  pending_add(c, tmp, path, dest);
 }
 
 void file_request(uint32_t id, const char *op, const struct json_obj *req) {
@@ -199,12 +293,18 @@ void file_pump(struct chan *c) {
   }
 }
 
+static const char *write_name(struct chan *c) {
+  for (struct pending_write *p = pending_writes; p; p = p->next)
+    if (p->c == c) return p->final;
+  return NULL;
+}
+
 void file_data(struct chan *c, const uint8_t *p, size_t n) {
   size_t off = 0;
   while (off < n) {
     ssize_t w = write(c->file_fd, p + off, n - off);
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) { send_errno(c->id, errno, "write", NULL); file_close(c); return; }
+    if (w < 0) { send_errno(c->id, errno, "write", write_name(c)); file_close(c); return; }
     off += w;
   }
   c->bytes += n;
@@ -212,19 +312,25 @@ void file_data(struct chan *c, const uint8_t *p, size_t n) {
 }
 
 void file_eof(struct chan *c) {
-  if (close(c->file_fd) < 0) {
-    c->file_fd = -1;
-    send_errno(c->id, errno, "write", NULL);
-  } else {
-    c->file_fd = -1;
+  struct pending_write *p = pending_take(c);
+  int err = close(c->file_fd) < 0 ? errno : 0;
+  c->file_fd = -1;
+  if (!err && p && p->tmp) {
+    if (rename(p->tmp, p->dest) < 0) err = errno;
+    else { free(p->tmp); p->tmp = NULL; }
+  }
+  if (err) send_errno(c->id, err, "write", p ? p->final : NULL);
+  else {
     char done[64];
     snprintf(done, sizeof done, "{\"size\":%llu}", (unsigned long long)c->bytes);
     send_json(K_DONE, c->id, done);
   }
+  pending_free(p); /* unlinks the temporary file when it was not renamed */
   file_close(c);
 }
 
 void file_close(struct chan *c) {
+  pending_free(pending_take(c));
   if (c->file_fd >= 0) close(c->file_fd);
   c->file_fd = -1;
   c->dead = true;

@@ -90,6 +90,23 @@ void watch_open(uint32_t id, const struct json_obj *req) {
   send_json(K_REPLY, id, "{\"events\":[]}"); /* watching from here on */
 }
 
+/* files.c writes a file as ".NAME.vmbox-XXXXXX" and renames it to NAME when
+ * complete: a watcher sees only NAME, created and written. */
+static bool is_write_temp(const char *name) {
+  size_t n = strlen(name);
+  return name[0] == '.' && n > 14 && !strncmp(name + n - 13, ".vmbox-", 7);
+}
+
+static void add_event(struct jw *out, int *count, const char *type, const char *path, bool is_dir) {
+  if ((*count)++) jw_raw(out, ",");
+  jw_raw(out, "{");
+  out->first = true;
+  jw_key_str(out, "type", type);
+  jw_key_str(out, "path", path);
+  jw_key_bool(out, "isDir", is_dir);
+  jw_raw(out, "}");
+}
+
 static const char *type_of(uint32_t mask) {
   if (mask & IN_CREATE) return "create";
   if (mask & IN_MOVED_TO) return "create";
@@ -110,6 +127,7 @@ void watch_on_fd(struct chan *c) {
   int count = 0;
   bool root_gone = false;
   char last[4210] = "";
+  uint32_t temp_cookie = 0; /* of the last temporary file renamed away */
   for (;;) {
     ssize_t n = read(c->file_fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
@@ -130,6 +148,11 @@ void watch_on_fd(struct chan *c) {
       const char *dir = dir_of(w, e->wd);
       const char *type = type_of(e->mask);
       if (!dir || !type || !e->len) continue;
+      if (is_write_temp(e->name)) {
+        if (e->mask & IN_MOVED_FROM) temp_cookie = e->cookie;
+        continue;
+      }
+      bool written = (e->mask & IN_MOVED_TO) && e->cookie && e->cookie == temp_cookie;
       char path[4200];
       snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") ? dir : "", e->name);
       bool is_dir = e->mask & IN_ISDIR;
@@ -139,13 +162,8 @@ void watch_on_fd(struct chan *c) {
       snprintf(key, sizeof key, "%s %s", type, path);
       if (!strcmp(key, last)) continue;
       snprintf(last, sizeof last, "%s", key);
-      if (count++) jw_raw(&out, ",");
-      jw_raw(&out, "{");
-      out.first = true;
-      jw_key_str(&out, "type", type);
-      jw_key_str(&out, "path", path);
-      jw_key_bool(&out, "isDir", is_dir);
-      jw_raw(&out, "}");
+      add_event(&out, &count, type, path, is_dir);
+      if (written) add_event(&out, &count, "write", path, false);
     }
     if (out.len > MAX_PAYLOAD / 2) break;
   }

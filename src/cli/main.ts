@@ -8,6 +8,7 @@ import { doctorCommand } from './doctor.js';
 import { execCommand, shellCommand } from './exec.js';
 import { imageCommand, imagesCommand, rmiCommand } from './images.js';
 import { logsCommand } from './logs.js';
+import { exitQuietlyOnClosedPipes } from './pipes.js';
 import { pullCommand } from './pull.js';
 import { runCommand } from './run.js';
 import { createCommand, inspectCommand, lifecycleCommand, lsCommand, rmCommand } from './sandboxes.js';
@@ -40,6 +41,7 @@ program.addCommand(imageCommand());
 program.addCommand(rmiCommand());
 program.addCommand(doctorCommand());
 
+exitQuietlyOnClosedPipes();
 mark('cli loaded');
 try {
   await program.parseAsync(process.argv);

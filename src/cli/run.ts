@@ -4,6 +4,7 @@ import type { PullPolicy } from '../sdk/images.js';
 import { Sandbox } from '../sdk/sandbox.js';
 import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
+import { composeArgv } from './argv.js';
 import { connectOptions } from './client.js';
 import { pullFor } from './pull.js';
 import { imageOptions, int, parsePairs } from './sandboxes.js';
@@ -27,6 +28,7 @@ interface RunOptions {
   pull?: PullPolicy;
   platform?: string;
   insecure?: boolean;
+  entrypoint?: string;
 }
 
 /** `vmbox run`: a fresh ephemeral sandbox on the server, one command streamed, then removed. */
@@ -40,6 +42,7 @@ export function runCommand(): Command {
     .option('-w, --workdir <dir>', 'working directory in the guest')
     .option('-u, --user <user>', 'user name, uid, or uid:gid')
     .option('-i, --interactive', 'pass stdin to the command')
+    .option('--entrypoint <program>', "run this instead of the image’s entrypoint (and its default command); '' runs the command alone")
     .addOption(new Option('--timeout <seconds>', 'kill the command after this long').argParser(Number))
     .addOption(new Option('--pull <policy>', 'when to pull the image').choices(['if-missing', 'always', 'never']).default('if-missing'))
     .option('--platform <os/arch>', 'platform to pull from a multi-platform image')
@@ -61,10 +64,10 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     user: opts.user,
   };
   validateSpec(spec); // bad input fails before any pull or boot
-  // The server pulls (progress shown here) and says what the image runs. As
-  // docker run: the image's entrypoint, then the given command or else its cmd.
+  // The server pulls (progress shown here) and says what the image runs; the
+  // argv is composed as docker run does (entrypoint, then the command or cmd).
   const image = await pullFor(opts.image, opts);
-  const argv = [...image.entrypoint, ...(command.length > 0 ? command : image.cmd)];
+  const argv = composeArgv(image, opts.entrypoint, command);
   if (argv.length === 0) throw new VmboxError('invalidArgument', 'empty command: give one after --, e.g. vmbox run -- echo hello');
   checkTimeout(opts.timeout);
 

@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { SandboxInfo, SandboxState } from '../sdk/sandbox.js';
 import { Sandbox } from '../sdk/sandbox.js';
 import { validateSpec } from '../spec/sandbox.js';
+import { composeArgv } from './argv.js';
 import { connectOptions, openConnection, sandboxHandle } from './client.js';
 import { humanDuration, parseDuration, table } from './format.js';
 import { type PullFlags, pullFor } from './pull.js';
@@ -53,6 +54,7 @@ interface CreateFlags {
   pull?: 'if-missing' | 'always' | 'never';
   platform?: string;
   insecure?: boolean;
+  entrypoint?: string;
 }
 
 /** `vmbox create`: a named sandbox that keeps running. */
@@ -74,7 +76,13 @@ export function createCommand(): Command {
     .addOption(new Option('--pull <policy>', 'when to pull the image').choices(['if-missing', 'always', 'never']).default('if-missing'))
     .option('--platform <os/arch>', 'platform to pull from a multi-platform image')
     .option('--insecure', 'talk to the image’s registry over plain HTTP (loopback registries)')
-    .action(async (f: CreateFlags) => {
+    .option(
+      '--entrypoint <program>',
+      'with a command after --: the sandbox’s default command, run by `vmbox exec NAME` (as docker composes it)',
+    )
+    .argument('[command...]', 'the default command and its arguments, after --')
+    .passThroughOptions()
+    .action(async (command: string[], f: CreateFlags) => {
       const spec = {
         name: f.name,
         image: f.image,
@@ -90,8 +98,11 @@ export function createCommand(): Command {
         metricsIntervalMs: f.metricsInterval,
       };
       validateSpec(spec);
-      await pullFor(f.image, f);
-      const sbx = await Sandbox.create({ ...spec, ...imageOptions(f), ...connectOptions });
+      const image = await pullFor(f.image, f);
+      // A sandbox has no main process: what docker would run as one becomes its
+      // default command, which `vmbox exec NAME` runs when given none.
+      const argv = f.entrypoint !== undefined || command.length > 0 ? composeArgv(image, f.entrypoint, command) : [];
+      const sbx = await Sandbox.create({ ...spec, ...(argv.length ? { command: argv } : {}), ...imageOptions(f), ...connectOptions });
       process.stdout.write(`${sbx.name}\n`);
       sbx.close();
     });

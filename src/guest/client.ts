@@ -282,7 +282,9 @@ export class AgentClient implements ChannelHost {
       ch.sendFrame(Kind.eof);
     } catch (err) {
       // The agent's own error (e.g. the open failed) says more than "channel closed".
-      await ch.done;
+      if (ch.isClosed) await ch.done;
+      // The data failed (a client gone mid-upload): the agent drops what it wrote.
+      ch.abort(err instanceof Error ? err : new VmboxError('aborted', String(err)));
       throw err;
     }
     return (await ch.done) as { size: number };

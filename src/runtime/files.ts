@@ -23,9 +23,10 @@ export class SandboxFiles {
     ref: string,
     path: string,
     content: AsyncIterable<Uint8Array> | Uint8Array | string,
-    opts: { mode?: number; append?: boolean } = {},
+    opts: { mode?: number; append?: boolean; makeParents?: boolean } = {},
   ): Promise<{ path: string; name: string; size: number }> {
-    const { size } = await this.agent(ref).writeFile(path, content, { ...opts, mkdirs: true });
+    const { makeParents, ...rest } = opts;
+    const { size } = await this.agent(ref).writeFile(path, content, { ...rest, mkdirs: makeParents ?? true });
     return { path, name: posix.basename(path), size };
   }
 
@@ -47,6 +48,13 @@ export class SandboxFiles {
     );
     await agent.mkdir(path, mode);
     return { created: !existed };
+  }
+
+  /** Makes a symbolic link at `path` pointing to `target` (which need not exist). */
+  async symlink(ref: string, target: string, path: string): Promise<EntryInfo> {
+    const agent = this.agent(ref);
+    await agent.symlink(target, path);
+    return entry(path, await agent.stat(path));
   }
 
   async rename(ref: string, from: string, to: string): Promise<EntryInfo> {

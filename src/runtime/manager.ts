@@ -338,6 +338,7 @@ function toInfo(r: SandboxRecord, dir: string): SandboxInfo {
     cpus: r.spec.cpus,
     memoryMib: r.spec.memoryMib,
     labels: r.spec.labels ?? {},
+    metadata: r.spec.labels ?? {},
     ephemeral: r.spec.ephemeral ?? false,
     createdAt: r.createdAt,
     startedAt: r.startedAt,

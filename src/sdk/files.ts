@@ -21,6 +21,8 @@ export interface WriteOptions extends CallOptions {
   mode?: number;
   /** Append instead of replacing (default false). */
   append?: boolean;
+  /** Make missing parent directories, as E2B's SDK does (default true); false refuses a missing parent. */
+  makeParents?: boolean;
 }
 
 export interface FilesystemEvent {
@@ -79,7 +81,11 @@ export class Files {
     return bytes.toString('utf8');
   }
 
-  /** Writes a file, making its parent directories; or several files, one after another. */
+  /**
+   * Writes a file (making its parent directories unless `makeParents: false`);
+   * or several files, one after another. A file appears whole or not at all:
+   * an interrupted write leaves what was there before.
+   */
   write(path: string, data: WriteData, opts?: WriteOptions): Promise<WriteInfo>;
   write(files: { path: string; data: WriteData; mode?: number }[], opts?: WriteOptions): Promise<WriteInfo[]>;
   async write(
@@ -99,7 +105,7 @@ export class Files {
   private writeOne(path: string, data: WriteData, opts: WriteOptions): Promise<WriteInfo> {
     return this.conn.upload<WriteInfo>(
       'PUT',
-      this.url('/content', { path, mode: opts.mode, append: opts.append || undefined }),
+      this.url('/content', { path, mode: opts.mode, append: opts.append || undefined, makeParents: opts.makeParents }),
       toChunks(data),
       opts,
     );
@@ -129,6 +135,11 @@ export class Files {
   async makeDir(path: string, opts: CallOptions & { mode?: number } = {}): Promise<boolean> {
     const r = await this.conn.request<{ created: boolean }>('POST', this.url('/mkdir'), { path, mode: opts.mode }, opts);
     return r.created;
+  }
+
+  /** Makes a symbolic link at `path` pointing to `target` (kept as given, not resolved), as `fs.symlink`. */
+  async symlink(target: string, path: string, opts: CallOptions = {}): Promise<EntryInfo> {
+    return this.conn.request('POST', this.url('/symlink'), { target, path }, opts);
   }
 
   /** Renames (moves) a file or directory; resolves with the entry at its new path. */

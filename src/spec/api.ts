@@ -96,8 +96,13 @@ export const ListFilesQuery = Type.Object(
 export const WriteQuery = Type.Object(
   {
     path: Type.String({ pattern: '^/' }),
-    mode: Type.Optional(Type.Integer({ minimum: 0, maximum: 0o7777, description: 'Permission bits of a new file (default 0644)' })),
+    mode: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 0o7777, description: 'Permission bits (default: a replaced file’s own, else 0644)' }),
+    ),
     append: Type.Optional(Type.Boolean({ description: 'Append instead of replacing (default false)' })),
+    makeParents: Type.Optional(
+      Type.Boolean({ description: 'Make missing parent directories (default true); false refuses a missing parent' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -120,6 +125,11 @@ export const MkdirBody = Type.Object(
 
 export const RenameBody = Type.Object(
   { from: Type.String({ pattern: '^/' }), to: Type.String({ pattern: '^/' }) },
+  { additionalProperties: false },
+);
+
+export const SymlinkBody = Type.Object(
+  { target: Type.String({ minLength: 1, description: 'What the link points to, kept as given' }), path: Type.String({ pattern: '^/' }) },
   { additionalProperties: false },
 );
 

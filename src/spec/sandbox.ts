@@ -47,7 +47,12 @@ export const SandboxSpecSchema = Type.Object(
     }),
     workdir: Type.Optional(Type.String({ pattern: '^/', description: 'Absolute working directory in the guest' })),
     user: Type.Optional(Type.String({ minLength: 1, description: 'user name, uid, or uid:gid' })),
-    command: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'argv of the command to run' })),
+    command: Type.Optional(
+      Type.Array(Type.String(), {
+        minItems: 1,
+        description: 'The default command (argv): what `vmbox exec NAME` runs when given none',
+      }),
+    ),
     patches: Type.Optional(Type.Array(PatchSchema, { description: 'Changes made to the root filesystem before anything runs' })),
     name: Type.Optional(
       Type.String({ pattern: SANDBOX_NAME, description: 'Unique name (letters, digits, _ . -); default: derived from the id' }),

@@ -23,6 +23,7 @@ export const SandboxInfoSchema = Type.Object({
   cpus: Type.Integer(),
   memoryMib: Type.Integer(),
   labels: Type.Record(Type.String(), Type.String()),
+  metadata: Type.Record(Type.String(), Type.String(), { description: 'The labels again, under the name E2B’s SDK gives them' }),
   ephemeral: Type.Boolean(),
   createdAt: Type.Integer({ description: 'ms since the epoch' }),
   startedAt: Type.Union([Type.Integer(), Type.Null()]),

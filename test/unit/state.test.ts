@@ -106,13 +106,30 @@ describe('sandbox logs', () => {
     );
     assert.deepEqual(log.read({ sinceMs: Date.now() + 1000 }), []);
     for (let i = 0; i < 20; i++) log.append('stdout', `line ${i}\n`);
-    assert.deepEqual(readdirSync(d).sort(), ['logs.1.ndjson', 'logs.ndjson']);
+    assert.deepEqual(readdirSync(d).sort(), ['logs.1.ndjson', 'logs.ndjson', 'system.ndjson']);
     const kept = log.read();
     assert.ok(kept.length < 22, 'old entries rotated away');
     assert.equal(kept.at(-1)?.text, 'line 19\n');
     assert.equal(log.read({ tail: 2 }).length, 2);
     assert.equal(seen.length, 23);
     assert.deepEqual([...effectiveSources([])].sort(), ['output', 'stderr', 'stdout']);
+    log.close();
+  });
+
+  it('keeps vmbox’s own lines however much the commands print, in time order with the output', () => {
+    const d = mkdtempSync(join(dir, 'log-'));
+    const log = new SandboxLog(d, 400);
+    log.append('system', 'created');
+    log.append('stdout', 'first\n');
+    for (let i = 0; i < 100; i++) log.append('stdout', `line ${i}\n`);
+    log.append('system', 'stopped: out of memory');
+    assert.deepEqual(
+      log.read({ sources: ['system'] }).map((e) => e.text),
+      ['created', 'stopped: out of memory'],
+    );
+    const all = log.read({ sources: ['system', 'stdout'] });
+    assert.equal(all.at(-1)?.text, 'stopped: out of memory');
+    assert.ok(all.every((e, i) => i === 0 || (all[i - 1] as { t: number }).t <= e.t));
     log.close();
   });
 });

@@ -2,7 +2,17 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import { VmboxError } from '../../errors.js';
 import type { SandboxManager } from '../../runtime/manager.js';
-import { ListFilesQuery, MkdirBody, PathQuery, RemoveFileQuery, RenameBody, SandboxRef, WatchQuery, WriteQuery } from '../../spec/api.js';
+import {
+  ListFilesQuery,
+  MkdirBody,
+  PathQuery,
+  RemoveFileQuery,
+  RenameBody,
+  SandboxRef,
+  SymlinkBody,
+  WatchQuery,
+  WriteQuery,
+} from '../../spec/api.js';
 import { errorResponse } from '../errors.js';
 
 type Q<T> = { Params: { ref: string }; Querystring: T };
@@ -36,7 +46,7 @@ export const fileRoutes =
       },
     );
 
-    app.put<Q<{ path: string; mode?: number; append?: boolean }>>(
+    app.put<Q<{ path: string; mode?: number; append?: boolean; makeParents?: boolean }>>(
       '/v1/sandboxes/:ref/files/content',
       {
         schema: { params: SandboxRef, querystring: WriteQuery, tags, description: 'Upload a file (body: application/octet-stream)' },
@@ -45,8 +55,10 @@ export const fileRoutes =
       async (req) => {
         const body = req.body;
         if (!(body instanceof Readable)) throw new VmboxError('invalidArgument', 'send the content as application/octet-stream');
-        const { path, mode, append } = req.query;
-        return f.write(req.params.ref, path, body, { mode, append });
+        const { path, mode, append, makeParents } = req.query;
+        // The file appears whole or not at all: the agent writes it under a temporary name first.
+        // An early error (no space) leaves the body undestroyed, so Node drains it and the client reads the answer.
+        return f.write(req.params.ref, path, body.iterator({ destroyOnReturn: false }), { mode, append, makeParents });
       },
     );
 
@@ -73,6 +85,12 @@ export const fileRoutes =
         },
       },
       async (req) => f.makeDir(req.params.ref, req.body.path, req.body.mode),
+    );
+
+    app.post<{ Params: { ref: string }; Body: { target: string; path: string } }>(
+      '/v1/sandboxes/:ref/files/symlink',
+      { schema: { params: SandboxRef, body: SymlinkBody, tags, description: 'Make a symbolic link at path pointing to target' } },
+      async (req) => f.symlink(req.params.ref, req.body.target, req.body.path),
     );
 
     app.post<{ Params: { ref: string }; Body: { from: string; to: string } }>(
