@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "disk.h"
 #include "init.h"
 #include "log.h"
 
@@ -88,6 +89,8 @@ int init_system(void) {
     log_msg("cannot mount root disk %s: %s", root, strerror(errno));
     return -1;
   }
+  if (!strcmp(rootfs, "ext4") && disk_grow_ext4(root, NEWROOT) < 0)
+    log_msg("cannot grow the root file system to its disk: %s", strerror(errno)); /* it still works at its old size */
   /* Move the kernel filesystems into the image root, then make it `/`
    * (switch_root without deleting the initramfs: it is a few hundred KiB). */
   mount_or_log("/dev", NEWROOT "/dev", NULL, MS_MOVE, NULL);

@@ -175,7 +175,7 @@ export class SandboxManager {
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, IMAGE_FILE), image.name);
       this.system(id, `created from image ${image.name} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
-      await createOverlay(image.rootfsPath, join(dir, OVERLAY));
+      await createOverlay(image.rootfsPath, join(dir, OVERLAY), spec.diskMib);
       await this.bootInto(rec, opts.signal);
     } catch (err) {
       this.forget(id);

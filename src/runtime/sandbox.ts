@@ -69,7 +69,7 @@ export class Sandbox {
     mkdirSync(dir, { recursive: true });
     recordOwner(dir, image.name);
     try {
-      await createOverlay(image.rootfsPath, join(dir, OVERLAY));
+      await createOverlay(image.rootfsPath, join(dir, OVERLAY), spec.diskMib);
       mark('overlay');
       return await Sandbox.boot({ id, dir, spec, image, throwaway: true, signal: opts.signal });
     } catch (err) {
