@@ -26,6 +26,7 @@ struct chan {
   bool exited;
   int status;
   bool timed_out;
+  bool oom_killed;     /* the OOM killer took one of its processes (oom.c) */
   uint64_t deadline_ms; /* 0: none */
   bool pty;            /* out_fd is a PTY master (in_fd a dup of it); no stderr */
   bool detached;       /* survives its channel: orphaned, not killed, when the host lets go */

@@ -410,6 +410,7 @@ void exec_pump(struct chan *c) {
     jw_key_num(&w, "signal", WTERMSIG(c->status));
   }
   jw_key_bool(&w, "timedOut", c->timed_out);
+  if (c->oom_killed) jw_key_bool(&w, "oomKilled", true);
   proto_send_json(K_DONE, c->id, jw_end(&w));
   jw_free(&w);
   exec_release(c);

@@ -20,6 +20,7 @@
 #include "init.h"
 #include "json.h"
 #include "log.h"
+#include "oom.h"
 #include "processes.h"
 #include "proto.h"
 #include "stats.h"
@@ -199,6 +200,7 @@ static void on_signalfd(int sfd) {
   struct signalfd_siginfo si;
   while (read(sfd, &si, sizeof si) == sizeof si) {
   }
+  oom_drain(); /* before reaping: an OOM victim that is our child is still a zombie */
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) exec_on_child(pid, status);
@@ -227,6 +229,10 @@ int main(void) {
   epoll_ctl(chan_epoll, EPOLL_CTL_ADD, port_fd, &ev);
   ev.data.ptr = &sfd;
   epoll_ctl(chan_epoll, EPOLL_CTL_ADD, sfd, &ev);
+  int kmsg = oom_open_log();
+  if (kmsg < 0) log_msg("no kernel log (%s): OOM kills are not told apart", strerror(errno));
+  ev.data.ptr = &kmsg;
+  if (kmsg >= 0) epoll_ctl(chan_epoll, EPOLL_CTL_ADD, kmsg, &ev);
   bool port_out_armed = false;
   struct pollfd pp = {.fd = port_fd, .events = POLLOUT};
   if (poll(&pp, 1, 0) == 1 && (pp.revents & POLLHUP)) host_gone(); /* no host yet */
@@ -249,6 +255,7 @@ int main(void) {
       void *tag = evs[i].data.ptr;
       if (tag == &port_fd) on_port(evs[i].events);
       else if (tag == &sfd) on_signalfd(sfd);
+      else if (tag == &kmsg) oom_drain();
       else if (((struct chan *)tag)->type == CH_WATCH) watch_on_fd((struct chan *)tag);
       else exec_on_fd((struct chan *)tag, evs[i].events);
     }

@@ -53,6 +53,8 @@ export interface ExecExit {
   exitCode: number;
   signal?: number;
   timedOut: boolean;
+  /** The guest's OOM killer took the process or one of its descendants (absent: it did not). */
+  oomKilled?: boolean;
 }
 
 export interface ExecStreams {
