@@ -15,7 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "chan.h"
+#include "clock.h"
+#include "exec.h"
+#include "json.h"
+#include "proto.h"
+#include "ring.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -71,12 +76,12 @@ static int set_nonblock(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) |
 
 static void watch(int fd, uint32_t events, struct chan *c) {
   struct epoll_event ev = {.events = events, .data.ptr = c};
-  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+  epoll_ctl(chan_epoll, EPOLL_CTL_ADD, fd, &ev);
 }
 
 static void close_fd(int *fd) {
   if (*fd >= 0) {
-    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, *fd, NULL);
+    epoll_ctl(chan_epoll, EPOLL_CTL_DEL, *fd, NULL);
     close(*fd);
     *fd = -1;
   }
@@ -173,22 +178,22 @@ void exec_open(uint32_t id, const struct json_obj *req) {
   bool want_stdin = json_bool(req, "stdin", false);
   double timeout = json_num(req, "timeoutMs", 0);
   if (!argv || argv->type != J_STRARR || argv->arr_len == 0) {
-    send_error(id, "invalidArgument", "exec needs a non-empty argv array of strings", NULL);
+    proto_send_error(id, "invalidArgument", "exec needs a non-empty argv array of strings", NULL);
     return;
   }
   if (env && env->type != J_STRARR) {
-    send_error(id, "invalidArgument", "exec env must be an array of KEY=VALUE strings", NULL);
+    proto_send_error(id, "invalidArgument", "exec env must be an array of KEY=VALUE strings", NULL);
     return;
   }
   struct ident ident;
   char err[256];
   if (resolve_user(json_str(req, "user", NULL), &ident, err, sizeof err) < 0) {
-    send_error(id, "invalidArgument", err, NULL);
+    proto_send_error(id, "invalidArgument", err, NULL);
     return;
   }
   struct stat st;
-  if (stat(cwd, &st) < 0) { send_errno(id, errno, "working directory", cwd); return; }
-  if (!S_ISDIR(st.st_mode)) { send_errno(id, ENOTDIR, "working directory", cwd); return; }
+  if (stat(cwd, &st) < 0) { proto_send_errno(id, errno, "working directory", cwd); return; }
+  if (!S_ISDIR(st.st_mode)) { proto_send_errno(id, ENOTDIR, "working directory", cwd); return; }
 
   bool pty = json_bool(req, "pty", false);
   int inp[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -199,14 +204,14 @@ void exec_open(uint32_t id, const struct json_obj *req) {
     if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, slave, sizeof slave) != 0) {
       int e = errno;
       if (master >= 0) close(master);
-      send_errno(id, e, "opening a terminal", NULL);
+      proto_send_errno(id, e, "opening a terminal", NULL);
       return;
     }
     struct winsize ws = {.ws_col = (unsigned short)json_num(req, "cols", 80), .ws_row = (unsigned short)json_num(req, "rows", 24)};
     ioctl(master, TIOCSWINSZ, &ws);
   } else {
-    if (pipe2(outp, O_CLOEXEC) < 0) { send_errno(id, errno, "pipe", NULL); return; }
-    if (pipe2(errp, O_CLOEXEC) < 0) { close(outp[0]); close(outp[1]); send_errno(id, errno, "pipe", NULL); return; }
+    if (pipe2(outp, O_CLOEXEC) < 0) { proto_send_errno(id, errno, "pipe", NULL); return; }
+    if (pipe2(errp, O_CLOEXEC) < 0) { close(outp[0]); close(outp[1]); proto_send_errno(id, errno, "pipe", NULL); return; }
     if (want_stdin) {
       if (pipe2(inp, O_CLOEXEC) < 0) inp[0] = inp[1] = -1;
     } else {
@@ -245,7 +250,7 @@ void exec_open(uint32_t id, const struct json_obj *req) {
     if (errp[0] >= 0) close(errp[0]);
     if (inp[1] >= 0) close(inp[1]);
     if (master >= 0) close(master);
-    send_errno(id, e, "fork", NULL);
+    proto_send_errno(id, e, "fork", NULL);
     return;
   }
   struct chan *c = chan_new(id, CH_EXEC);
@@ -269,7 +274,7 @@ void exec_open(uint32_t id, const struct json_obj *req) {
     c->err_fd = errp[0];
     c->in_fd = inp[1];
   }
-  c->deadline_ms = timeout > 0 ? now_ms() + (uint64_t)timeout : 0;
+  c->deadline_ms = timeout > 0 ? clock_now_ms() + (uint64_t)timeout : 0;
   set_nonblock(c->out_fd);
   watch(c->out_fd, EPOLLIN, c);
   if (c->err_fd >= 0) {
@@ -279,7 +284,7 @@ void exec_open(uint32_t id, const struct json_obj *req) {
   if (c->in_fd >= 0) set_nonblock(c->in_fd);
   char reply[64];
   snprintf(reply, sizeof reply, "{\"pid\":%d}", pid);
-  send_json(K_REPLY, id, reply);
+  proto_send_json(K_REPLY, id, reply);
 }
 
 static void flush_stdin(struct chan *c) {
@@ -289,7 +294,7 @@ static void flush_stdin(struct chan *c) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
         struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
-        if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c->in_fd, &ev) < 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->in_fd, &ev);
+        if (epoll_ctl(chan_epoll, EPOLL_CTL_MOD, c->in_fd, &ev) < 0) epoll_ctl(chan_epoll, EPOLL_CTL_ADD, c->in_fd, &ev);
         return;
       }
       /* EPIPE: the process stopped reading; drop what it will never read. */
@@ -302,7 +307,7 @@ static void flush_stdin(struct chan *c) {
     chan_consumed(c, n, false);
   }
   if (c->in_fd >= 0) {
-    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->in_fd, NULL);
+    epoll_ctl(chan_epoll, EPOLL_CTL_DEL, c->in_fd, NULL);
     if (c->in_eof) close_fd(&c->in_fd);
   }
 }
@@ -331,7 +336,7 @@ void exec_signal(struct chan *c, int sig) {
 static void drain(struct chan *c, int *fd, uint8_t kind) {
   while (*fd >= 0 && c->credit > 0) {
     size_t want = c->credit < DATA_CHUNK ? (size_t)c->credit : DATA_CHUNK;
-    uint8_t *dst = frame_reserve(want);
+    uint8_t *dst = proto_frame_reserve(want);
     ssize_t n = read(*fd, dst, want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
@@ -342,12 +347,12 @@ static void drain(struct chan *c, int *fd, uint8_t kind) {
     }
     /* EOF, or EIO from a PTY master once every slave fd is closed. */
     if (n <= 0) { close_fd(fd); return; }
-    if (c->detached) process_keep(c, kind, dst, n);
-    frame_commit(kind, c->id, n);
+    if (c->detached) ring_keep(&c->ring, kind, dst, n);
+    proto_frame_commit(kind, c->id, n);
     c->credit -= n;
   }
   /* Out of credit: stop polling this pipe until the host grants more. */
-  if (*fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, *fd, NULL);
+  if (*fd >= 0) epoll_ctl(chan_epoll, EPOLL_CTL_DEL, *fd, NULL);
 }
 
 /* While nobody is attached, output goes only to the ring. A bounded read per
@@ -362,7 +367,7 @@ static void drain_orphan(struct chan *c, int *fd, uint8_t kind) {
       return;
     }
     if (n <= 0) { close_fd(fd); return; }
-    process_keep(c, kind, tmp, n);
+    ring_keep(&c->ring, kind, tmp, n);
   }
 }
 
@@ -381,8 +386,8 @@ void exec_release(struct chan *c) {
 
 static void arm(struct chan *c) {
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-  if (c->out_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->out_fd, &ev);
-  if (c->err_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->err_fd, &ev);
+  if (c->out_fd >= 0) epoll_ctl(chan_epoll, EPOLL_CTL_ADD, c->out_fd, &ev);
+  if (c->err_fd >= 0) epoll_ctl(chan_epoll, EPOLL_CTL_ADD, c->err_fd, &ev);
 }
 
 void exec_pump(struct chan *c) {
@@ -405,20 +410,20 @@ void exec_pump(struct chan *c) {
     jw_key_num(&w, "signal", WTERMSIG(c->status));
   }
   jw_key_bool(&w, "timedOut", c->timed_out);
-  send_json(K_DONE, c->id, jw_end(&w));
+  if (c->oom_killed) jw_key_bool(&w, "oomKilled", true);
+  proto_send_json(K_DONE, c->id, jw_end(&w));
   jw_free(&w);
   exec_release(c);
 }
 
-void exec_on_fd(struct chan *c, int fd, uint32_t events) {
+void exec_on_fd(struct chan *c, uint32_t events) {
   /* Every fd of the channel shares one epoll cookie; only stdin asks for EPOLLOUT. */
-  (void)fd;
   if (events & (EPOLLOUT | EPOLLERR)) flush_stdin(c);
   exec_pump(c);
 }
 
 void exec_on_child(pid_t pid, int status) {
-  for (struct chan *c = channels; c; c = c->next) {
+  for (struct chan *c = chan_list; c; c = c->next) {
     if (c->type == CH_EXEC && !c->dead && !c->exited && c->pid == pid) {
       c->exited = true;
       c->status = status;
@@ -447,7 +452,7 @@ void exec_close(struct chan *c) {
     c->credit = 0;
     c->owed = 0;
     buf_free(&c->in);
-    if (c->in_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->in_fd, NULL);
+    if (c->in_fd >= 0) epoll_ctl(chan_epoll, EPOLL_CTL_DEL, c->in_fd, NULL);
     arm(c);
     exec_pump(c);
     return;

@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "chan.h"
+#include "files.h"
+#include "json.h"
+#include "proto.h"
 
 static const char *type_name(mode_t m) {
   if (S_ISREG(m)) return "file";
@@ -29,7 +32,7 @@ static void stat_fields(struct jw *w, const struct stat *st) {
 
 static void do_stat(uint32_t id, const char *path) {
   struct stat st;
-  if (lstat(path, &st) < 0) { send_errno(id, errno, "stat", path); return; }
+  if (lstat(path, &st) < 0) { proto_send_errno(id, errno, "stat", path); return; }
   struct jw w;
   jw_begin(&w);
   stat_fields(&w, &st);
@@ -38,14 +41,14 @@ static void do_stat(uint32_t id, const char *path) {
     ssize_t n = readlink(path, target, sizeof target - 1);
     if (n >= 0) { target[n] = 0; jw_key_str(&w, "linkTarget", target); }
   }
-  send_json(K_DONE, id, jw_end(&w));
+  proto_send_json(K_DONE, id, jw_end(&w));
   jw_free(&w);
 }
 
 /* Entries go out in REPLY batches so a huge directory never needs one huge frame. */
 static void do_list(uint32_t id, const char *path) {
   DIR *d = opendir(path);
-  if (!d) { send_errno(id, errno, "list", path); return; }
+  if (!d) { proto_send_errno(id, errno, "list", path); return; }
   struct jw w;
   int count = 0;
   struct dirent *e;
@@ -68,7 +71,7 @@ static void do_list(uint32_t id, const char *path) {
     jw_raw(&w, "}");
     if (w.len > MAX_PAYLOAD / 2) {
       jw_raw(&w, "]");
-      send_json(K_REPLY, id, jw_end(&w));
+      proto_send_json(K_REPLY, id, jw_end(&w));
       jw_free(&w);
       jw_begin(&w);
       jw_raw(&w, "\"entries\":[");
@@ -77,7 +80,7 @@ static void do_list(uint32_t id, const char *path) {
   }
   closedir(d);
   jw_raw(&w, "]");
-  send_json(K_DONE, id, jw_end(&w));
+  proto_send_json(K_DONE, id, jw_end(&w));
   jw_free(&w);
 }
 
@@ -106,24 +109,24 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 
 static void do_remove(uint32_t id, const char *path, bool recursive) {
   struct stat st;
-  if (lstat(path, &st) < 0) { send_errno(id, errno, "remove", path); return; }
+  if (lstat(path, &st) < 0) { proto_send_errno(id, errno, "remove", path); return; }
   int r;
   if (S_ISDIR(st.st_mode))
     r = recursive ? nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) : rmdir(path);
   else
     r = unlink(path);
-  if (r < 0) { send_errno(id, errno, "remove", path); return; }
-  send_json(K_DONE, id, "{}");
+  if (r < 0) { proto_send_errno(id, errno, "remove", path); return; }
+  proto_send_json(K_DONE, id, "{}");
 }
 
 static void open_read(uint32_t id, const char *path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) { send_errno(id, errno, "read", path); return; }
+  if (fd < 0) { proto_send_errno(id, errno, "read", path); return; }
   struct stat st;
   if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
     int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
     close(fd);
-    send_errno(id, e, "read", path);
+    proto_send_errno(id, e, "read", path);
     return;
   }
   struct chan *c = chan_new(id, CH_READ);
@@ -131,9 +134,9 @@ static void open_read(uint32_t id, const char *path) {
   struct jw w;
   jw_begin(&w);
   stat_fields(&w, &st);
-  send_json(K_REPLY, id, jw_end(&w));
+  proto_send_json(K_REPLY, id, jw_end(&w));
   jw_free(&w);
-  file_pump(c);
+  files_pump(c);
 }
 
 /* A file is written under a temporary name beside its final one and renamed
@@ -208,19 +211,19 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
   char *slash = strrchr(parent, '/');
   if (slash == parent) slash[1] = 0;
   else *slash = 0;
-  if (json_bool(req, "mkdirs", false) && mkdir_p(parent, 0755) < 0) { send_errno(id, errno, "write", parent); return; }
+  if (json_bool(req, "mkdirs", false) && mkdir_p(parent, 0755) < 0) { proto_send_errno(id, errno, "write", parent); return; }
 
   /* Through a symlink to its target, as open() would write. */
   char dest[4096];
   if (!realpath(path, dest) || access(path, F_OK) < 0) snprintf(dest, sizeof dest, "%s", path);
   struct stat old;
   bool exists = stat(dest, &old) == 0;
-  if (exists && S_ISDIR(old.st_mode)) { send_errno(id, EISDIR, "write", path); return; }
+  if (exists && S_ISDIR(old.st_mode)) { proto_send_errno(id, EISDIR, "write", path); return; }
   /* Appends, and what is not a regular file (/dev/null, a FIFO), are written in place. */
   if (append || (exists && !S_ISREG(old.st_mode))) {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
     int fd = open(path, flags, (mode_t)json_num(req, "mode", 0644));
-    if (fd < 0) { send_errno(id, errno, "write", path); return; }
+    if (fd < 0) { proto_send_errno(id, errno, "write", path); return; }
     struct chan *c = chan_new(id, CH_WRITE);
     c->file_fd = fd;
     pending_add(c, NULL, path, path);
@@ -234,8 +237,8 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
     if (errno == ENOENT) {
       char msg[4200];
       snprintf(msg, sizeof msg, "write %s: no such directory %s (make it first, or ask for the parents to be made)", path, parent);
-      send_error(id, "notFound", msg, parent);
-    } else send_errno(id, errno, "write", path);
+      proto_send_error(id, "notFound", msg, parent);
+    } else proto_send_errno(id, errno, "write", path);
     return;
   }
   struct chan *c = chan_new(id, CH_WRITE);
@@ -243,51 +246,51 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
   pending_add(c, tmp, path, dest);
 }
 
-void file_request(uint32_t id, const char *op, const struct json_obj *req) {
+void files_request(uint32_t id, const char *op, const struct json_obj *req) {
   const char *path = json_str(req, "path", NULL);
   if (!strcmp(op, "rename")) {
     const char *from = json_str(req, "from", NULL), *to = json_str(req, "to", NULL);
-    if (!from || !to) { send_error(id, "invalidArgument", "rename needs from and to", NULL); return; }
-    if (rename(from, to) < 0) send_errno(id, errno, "rename", errno == ENOENT && access(from, F_OK) == 0 ? to : from);
-    else send_json(K_DONE, id, "{}");
+    if (!from || !to) { proto_send_error(id, "invalidArgument", "rename needs from and to", NULL); return; }
+    if (rename(from, to) < 0) proto_send_errno(id, errno, "rename", errno == ENOENT && access(from, F_OK) == 0 ? to : from);
+    else proto_send_json(K_DONE, id, "{}");
     return;
   }
   if (!path || path[0] != '/') {
-    send_error(id, "invalidArgument", "path must be absolute", path);
+    proto_send_error(id, "invalidArgument", "path must be absolute", path);
     return;
   }
   if (!strcmp(op, "symlink")) {
     const char *target = json_str(req, "target", NULL);
-    if (!target) { send_error(id, "invalidArgument", "symlink needs a target", path); return; }
-    if (symlink(target, path) < 0) send_errno(id, errno, "symlink", path);
-    else send_json(K_DONE, id, "{}");
+    if (!target) { proto_send_error(id, "invalidArgument", "symlink needs a target", path); return; }
+    if (symlink(target, path) < 0) proto_send_errno(id, errno, "symlink", path);
+    else proto_send_json(K_DONE, id, "{}");
   } else if (!strcmp(op, "stat")) do_stat(id, path);
   else if (!strcmp(op, "list")) do_list(id, path);
   else if (!strcmp(op, "mkdir")) {
-    if (mkdir_p(path, (mode_t)json_num(req, "mode", 0755)) < 0) send_errno(id, errno, "mkdir", path);
-    else send_json(K_DONE, id, "{}");
+    if (mkdir_p(path, (mode_t)json_num(req, "mode", 0755)) < 0) proto_send_errno(id, errno, "mkdir", path);
+    else proto_send_json(K_DONE, id, "{}");
   } else if (!strcmp(op, "remove")) do_remove(id, path, json_bool(req, "recursive", false));
   else if (!strcmp(op, "read")) open_read(id, path);
   else if (!strcmp(op, "write")) open_write(id, req, path);
-  else send_error(id, "invalidArgument", "unknown operation", NULL);
+  else proto_send_error(id, "invalidArgument", "unknown operation", NULL);
 }
 
-void file_pump(struct chan *c) {
+void files_pump(struct chan *c) {
   if (c->dead || c->type != CH_READ) return;
   /* Keep the output queue short so other channels' frames are not stuck behind it. */
-  while (c->credit > 0 && out_pending() < 2 * DATA_CHUNK) {
+  while (c->credit > 0 && proto_out_pending() < 2 * DATA_CHUNK) {
     size_t want = c->credit < DATA_CHUNK ? (size_t)c->credit : DATA_CHUNK;
-    ssize_t n = read(c->file_fd, frame_reserve(want), want);
+    ssize_t n = read(c->file_fd, proto_frame_reserve(want), want);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) { send_errno(c->id, errno, "read", NULL); file_close(c); return; }
+    if (n < 0) { proto_send_errno(c->id, errno, "read", NULL); files_close(c); return; }
     if (n == 0) {
       char done[64];
       snprintf(done, sizeof done, "{\"size\":%llu}", (unsigned long long)c->bytes);
-      send_json(K_DONE, c->id, done);
-      file_close(c);
+      proto_send_json(K_DONE, c->id, done);
+      files_close(c);
       return;
     }
-    frame_commit(K_DATA, c->id, n);
+    proto_frame_commit(K_DATA, c->id, n);
     c->credit -= n;
     c->bytes += n;
   }
@@ -299,19 +302,19 @@ static const char *write_name(struct chan *c) {
   return NULL;
 }
 
-void file_data(struct chan *c, const uint8_t *p, size_t n) {
+void files_data(struct chan *c, const uint8_t *p, size_t n) {
   size_t off = 0;
   while (off < n) {
     ssize_t w = write(c->file_fd, p + off, n - off);
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) { send_errno(c->id, errno, "write", write_name(c)); file_close(c); return; }
+    if (w < 0) { proto_send_errno(c->id, errno, "write", write_name(c)); files_close(c); return; }
     off += w;
   }
   c->bytes += n;
   chan_consumed(c, n, false);
 }
 
-void file_eof(struct chan *c) {
+void files_eof(struct chan *c) {
   struct pending_write *p = pending_take(c);
   int err = close(c->file_fd) < 0 ? errno : 0;
   c->file_fd = -1;
@@ -319,17 +322,17 @@ void file_eof(struct chan *c) {
     if (rename(p->tmp, p->dest) < 0) err = errno;
     else { free(p->tmp); p->tmp = NULL; }
   }
-  if (err) send_errno(c->id, err, "write", p ? p->final : NULL);
+  if (err) proto_send_errno(c->id, err, "write", p ? p->final : NULL);
   else {
     char done[64];
     snprintf(done, sizeof done, "{\"size\":%llu}", (unsigned long long)c->bytes);
-    send_json(K_DONE, c->id, done);
+    proto_send_json(K_DONE, c->id, done);
   }
   pending_free(p); /* unlinks the temporary file when it was not renamed */
-  file_close(c);
+  files_close(c);
 }
 
-void file_close(struct chan *c) {
+void files_close(struct chan *c) {
   pending_free(pending_take(c));
   if (c->file_fd >= 0) close(c->file_fd);
   c->file_fd = -1;

@@ -13,10 +13,11 @@
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "disk.h"
+#include "init.h"
+#include "log.h"
 
 #define NEWROOT "/newroot"
 #define PORT_NAME "vmbox.agent"
@@ -45,7 +46,7 @@ static const char *cmdline_get(const char *key, char *out, size_t outlen) {
 static void mount_or_log(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
   mkdir(dst, 0755);
   if (mount(src, dst, type, flags, data) < 0 && errno != EBUSY)
-    logmsg("mount %s on %s: %s", type, dst, strerror(errno));
+    log_msg("mount %s on %s: %s", type, dst, strerror(errno));
 }
 
 static void loopback_up(void) {
@@ -85,16 +86,18 @@ int init_system(void) {
   /* noinit_itable: never start ext4lazyinit, which would compete with the
    * first commands for the CPU (images are built with their tables zeroed). */
   if (mount(root, NEWROOT, rootfs, 0, strcmp(rootfs, "ext4") ? NULL : "noinit_itable") < 0) {
-    logmsg("cannot mount root disk %s: %s", root, strerror(errno));
+    log_msg("cannot mount root disk %s: %s", root, strerror(errno));
     return -1;
   }
+  if (!strcmp(rootfs, "ext4") && disk_grow_ext4(root, NEWROOT) < 0)
+    log_msg("cannot grow the root file system to its disk: %s", strerror(errno)); /* it still works at its old size */
   /* Move the kernel filesystems into the image root, then make it `/`
    * (switch_root without deleting the initramfs: it is a few hundred KiB). */
   mount_or_log("/dev", NEWROOT "/dev", NULL, MS_MOVE, NULL);
   mount_or_log("/proc", NEWROOT "/proc", NULL, MS_MOVE, NULL);
   mount_or_log("/sys", NEWROOT "/sys", NULL, MS_MOVE, NULL);
   if (chdir(NEWROOT) < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0) {
-    logmsg("switch root: %s", strerror(errno));
+    log_msg("switch root: %s", strerror(errno));
     return -1;
   }
   mount_or_log("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666");
@@ -113,7 +116,7 @@ int init_system(void) {
 
 /* The port's device node is /dev/vportNpM; its name is only in sysfs
  * (there is no udev to make /dev/virtio-ports/NAME). */
-int open_agent_port(void) {
+int init_agent_port(void) {
   for (int attempt = 0; attempt < 2000; attempt++) {
     DIR *d = opendir("/sys/class/virtio-ports");
     struct dirent *e;
@@ -138,14 +141,9 @@ int open_agent_port(void) {
   return -1;
 }
 
-void set_clock_ms(double ms) {
-  struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)((long long)ms % 1000) * 1000000};
-  clock_settime(CLOCK_REALTIME, &ts);
-}
-
 /* Without ACPI a power-off only halts the CPU; the kernel runs with
  * `reboot=t` and QEMU with -no-reboot, so a reboot ends the QEMU process. */
-void power_off(void) {
+void init_power_off(void) {
   kill(-1, SIGKILL);
   sync();
   mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,109 +11,66 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "chan.h"
+#include "clock.h"
+#include "exec.h"
+#include "files.h"
+#include "init.h"
+#include "json.h"
+#include "log.h"
+#include "oom.h"
+#include "processes.h"
+#include "proto.h"
+#include "stats.h"
+#include "watch.h"
 
-int port_fd = -1;
-int epoll_fd = -1;
-struct chan *channels;
-int out_write(void);
-
+static int port_fd = -1;
 static struct buf in;
 static size_t skip_bytes; /* rest of an oversized frame being discarded */
 
-uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void logmsg(const char *fmt, ...) {
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  dprintf(2, "vmbox-agent: %s\n", line);
-}
-
-struct chan *chan_new(uint32_t id, enum chan_type type) {
-  struct chan *c = calloc(1, sizeof *c);
-  if (!c) abort();
-  c->id = id;
-  c->type = type;
-  c->credit = WINDOW;
-  c->out_fd = c->err_fd = c->in_fd = c->file_fd = -1;
-  c->next = channels;
-  channels = c;
-  return c;
-}
-
-struct chan *chan_find(uint32_t id) {
-  for (struct chan *c = channels; c; c = c->next)
-    if (c->id == id && !c->dead && !c->orphan) return c;
-  return NULL;
-}
-
-void chan_consumed(struct chan *c, uint32_t n, bool force) {
-  c->owed += n;
-  if (c->owed && (force || c->owed >= WINDOW / 4)) {
-    send_credit(c->id, c->owed);
-    c->owed = 0;
-  }
-}
-
-static void chan_close(struct chan *c) {
+static void close_channel(struct chan *c) {
   if (c->type == CH_EXEC) exec_close(c);
   else if (c->type == CH_WATCH) watch_close(c);
-  else file_close(c);
-}
-
-static void reap_dead(void) {
-  for (struct chan **pp = &channels; *pp;) {
-    struct chan *c = *pp;
-    if (c->dead) { *pp = c->next; free(c); }
-    else pp = &c->next;
-  }
+  else files_close(c);
 }
 
 static void on_hello(const uint8_t *p, size_t n) {
   struct json_obj o;
   if (json_parse((const char *)p, n, &o) == 0) {
     double t = json_num(&o, "timeMs", 0);
-    if (t > 0) set_clock_ms(t);
+    if (t > 0) clock_set_realtime_ms(t);
     json_free(&o);
   }
   char hello[128];
   snprintf(hello, sizeof hello, "{\"generation\":%d,\"agentVersion\":\"%s\"}", PROTO_GENERATION, AGENT_VERSION);
-  send_json(K_HELLO, 0, hello);
+  proto_send_json(K_HELLO, 0, hello);
 }
 
 static void on_open(uint32_t id, const uint8_t *p, size_t n) {
   if (id == 0 || chan_find(id)) {
-    send_error(id, "protocolError", "channel id is 0 or already open", NULL);
+    proto_send_error(id, "protocolError", "channel id is 0 or already open", NULL);
     return;
   }
   struct json_obj req;
   if (json_parse((const char *)p, n, &req) < 0) {
-    send_error(id, "protocolError", "malformed request: expected a flat JSON object", NULL);
+    proto_send_error(id, "protocolError", "malformed request: expected a flat JSON object", NULL);
     return;
   }
   const char *op = json_str(&req, "op", "");
   if (!strcmp(op, "exec")) exec_open(id, &req);
-  else if (!strcmp(op, "ping")) send_json(K_DONE, id, "{}");
+  else if (!strcmp(op, "ping")) proto_send_json(K_DONE, id, "{}");
   else if (!strcmp(op, "stats")) stats_request(id);
-  else if (!strcmp(op, "attach")) exec_attach(id, &req);
-  else if (!strcmp(op, "ps")) exec_list(id);
-  else if (!strcmp(op, "kill")) exec_kill(id, &req);
+  else if (!strcmp(op, "attach")) processes_attach(id, &req);
+  else if (!strcmp(op, "ps")) processes_list(id);
+  else if (!strcmp(op, "kill")) processes_kill(id, &req);
   else if (!strcmp(op, "watch")) watch_open(id, &req);
   else if (!strcmp(op, "shutdown")) {
-    send_json(K_DONE, id, "{}");
-    out_flush_blocking();
-    power_off();
-  } else file_request(id, op, &req);
+    proto_send_json(K_DONE, id, "{}");
+    proto_out_flush();
+    init_power_off();
+  } else files_request(id, op, &req);
   json_free(&req);
 }
 
@@ -128,7 +84,7 @@ static void on_frame(uint8_t kind, uint32_t id, const uint8_t *p, size_t n) {
     if (n != 4) goto malformed;
     c->credit += get_u32(p);
     if (c->type == CH_EXEC) exec_pump(c);
-    else file_pump(c);
+    else files_pump(c);
     return;
   case K_STDIN:
     if (c->type != CH_EXEC) goto malformed;
@@ -136,11 +92,11 @@ static void on_frame(uint8_t kind, uint32_t id, const uint8_t *p, size_t n) {
     return;
   case K_DATA:
     if (c->type != CH_WRITE) goto malformed;
-    file_data(c, p, n);
+    files_data(c, p, n);
     return;
   case K_EOF:
     if (c->type == CH_EXEC) exec_stdin_eof(c);
-    else if (c->type == CH_WRITE) file_eof(c);
+    else if (c->type == CH_WRITE) files_eof(c);
     else goto malformed;
     return;
   case K_SIGNAL: {
@@ -158,14 +114,14 @@ static void on_frame(uint8_t kind, uint32_t id, const uint8_t *p, size_t n) {
     return;
   }
   case K_ERROR: /* the host abandons the channel */
-    chan_close(c);
+    close_channel(c);
     return;
   default:
     goto malformed;
   }
 malformed:
-  send_error(id, "protocolError", "unexpected frame for this channel", NULL);
-  chan_close(c);
+  proto_send_error(id, "protocolError", "unexpected frame for this channel", NULL);
+  close_channel(c);
 }
 
 /* Parses every complete frame in the input buffer. */
@@ -187,8 +143,8 @@ static void parse_input(void) {
       buf_consume(&in, FRAME_HEADER);
       skip_bytes = len;
       struct chan *c = chan_find(id);
-      send_error(id, "protocolError", "frame larger than the protocol maximum", NULL);
-      if (c) chan_close(c);
+      proto_send_error(id, "protocolError", "frame larger than the protocol maximum", NULL);
+      if (c) close_channel(c);
       continue;
     }
     if (buf_pending(&in) < FRAME_HEADER + len) return;
@@ -206,16 +162,16 @@ static bool host_connected = true;
 
 static void watch_port(uint32_t events) {
   struct epoll_event ev = {.events = events, .data.ptr = &port_fd};
-  epoll_ctl(epoll_fd, EPOLL_CTL_MOD, port_fd, &ev);
+  epoll_ctl(chan_epoll, EPOLL_CTL_MOD, port_fd, &ev);
 }
 
 static void host_gone(void) {
   host_connected = false;
-  for (struct chan *c = channels; c; c = c->next)
-    if (!c->dead) chan_close(c);
+  for (struct chan *c = chan_list; c; c = c->next)
+    if (!c->dead) close_channel(c);
   in.start = in.len = 0;
   skip_bytes = 0;
-  out_reset();
+  proto_out_reset();
   watch_port(EPOLLOUT | EPOLLET);
 }
 
@@ -244,6 +200,7 @@ static void on_signalfd(int sfd) {
   struct signalfd_siginfo si;
   while (read(sfd, &si, sizeof si) == sizeof si) {
   }
+  oom_drain(); /* before reaping: an OOM victim that is our child is still a zombie */
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) exec_on_child(pid, status);
@@ -253,63 +210,69 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   umask(0); /* modes the host asks for are exact; commands get 022 (exec.c) */
   if (init_system() < 0) {
-    logmsg("boot failed; powering off");
-    power_off();
+    log_msg("boot failed; powering off");
+    init_power_off();
   }
-  port_fd = open_agent_port();
+  port_fd = init_agent_port();
   if (port_fd < 0) {
-    logmsg("no virtio-serial port named vmbox.agent: %s", strerror(errno));
-    power_off();
+    log_msg("no virtio-serial port named vmbox.agent: %s", strerror(errno));
+    init_power_off();
   }
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   sigprocmask(SIG_BLOCK, &mask, NULL);
   int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (chan_init() < 0) { log_msg("epoll: %s", strerror(errno)); init_power_off(); }
+  proto_set_port(port_fd);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &port_fd};
-  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, port_fd, &ev);
+  epoll_ctl(chan_epoll, EPOLL_CTL_ADD, port_fd, &ev);
   ev.data.ptr = &sfd;
-  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, sfd, &ev);
+  epoll_ctl(chan_epoll, EPOLL_CTL_ADD, sfd, &ev);
+  int kmsg = oom_open_log();
+  if (kmsg < 0) log_msg("no kernel log (%s): OOM kills are not told apart", strerror(errno));
+  ev.data.ptr = &kmsg;
+  if (kmsg >= 0) epoll_ctl(chan_epoll, EPOLL_CTL_ADD, kmsg, &ev);
   bool port_out_armed = false;
   struct pollfd pp = {.fd = port_fd, .events = POLLOUT};
   if (poll(&pp, 1, 0) == 1 && (pp.revents & POLLHUP)) host_gone(); /* no host yet */
 
   for (;;) {
     /* The nearest exec deadline bounds the wait. */
-    uint64_t now = now_ms(), next = 0;
+    uint64_t now = clock_now_ms(), next = 0;
     bool reader_ready = false;
-    for (struct chan *c = channels; c; c = c->next) {
+    for (struct chan *c = chan_list; c; c = c->next) {
       if (c->type == CH_EXEC && c->deadline_ms && !c->exited && (!next || c->deadline_ms < next)) next = c->deadline_ms;
       if (c->type == CH_READ && c->credit > 0) reader_ready = true;
     }
     int timeout = next ? (next > now ? (int)(next - now) : 0) : -1;
     /* A file being read has credit but the queue is short: don't sleep. */
-    if (reader_ready && out_pending() < 2 * DATA_CHUNK) timeout = 0;
+    if (reader_ready && proto_out_pending() < 2 * DATA_CHUNK) timeout = 0;
     struct epoll_event evs[64];
-    int n = epoll_wait(epoll_fd, evs, 64, timeout);
-    if (n < 0 && errno != EINTR) { logmsg("epoll: %s", strerror(errno)); power_off(); }
+    int n = epoll_wait(chan_epoll, evs, 64, timeout);
+    if (n < 0 && errno != EINTR) { log_msg("epoll: %s", strerror(errno)); init_power_off(); }
     for (int i = 0; i < n; i++) {
       void *tag = evs[i].data.ptr;
       if (tag == &port_fd) on_port(evs[i].events);
       else if (tag == &sfd) on_signalfd(sfd);
+      else if (tag == &kmsg) oom_drain();
       else if (((struct chan *)tag)->type == CH_WATCH) watch_on_fd((struct chan *)tag);
-      else exec_on_fd((struct chan *)tag, -1, evs[i].events);
+      else exec_on_fd((struct chan *)tag, evs[i].events);
     }
-    now = now_ms();
-    for (struct chan *c = channels; c; c = c->next) {
+    now = clock_now_ms();
+    for (struct chan *c = chan_list; c; c = c->next) {
       if (c->dead) continue;
       if (c->type == CH_EXEC) exec_check_deadline(c, now);
-      else if (c->type == CH_READ) file_pump(c);
+      else if (c->type == CH_READ) files_pump(c);
     }
-    reap_dead();
+    chan_reap();
     if (!host_connected) { port_out_armed = false; continue; }
-    if (out_write() < 0) logmsg("writing to the host: %s", strerror(errno));
-    bool want_out = out_pending() > 0;
+    if (proto_out_write() < 0) log_msg("writing to the host: %s", strerror(errno));
+    bool want_out = proto_out_pending() > 0;
     if (want_out != port_out_armed) {
       ev.events = EPOLLIN | (want_out ? EPOLLOUT : 0);
       ev.data.ptr = &port_fd;
-      epoll_ctl(epoll_fd, EPOLL_CTL_MOD, port_fd, &ev);
+      epoll_ctl(chan_epoll, EPOLL_CTL_MOD, port_fd, &ev);
       port_out_armed = want_out;
     }
   }

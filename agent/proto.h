@@ -33,37 +33,27 @@ enum frame_kind {
   K_RESIZE = 13 /* host -> agent, JSON {cols, rows}: a PTY's window size */
 };
 
-/* Growable byte buffer with a consumed prefix. */
-struct buf {
-  uint8_t *data;
-  size_t len;   /* bytes in use, from data[0] */
-  size_t start; /* bytes already consumed */
-  size_t cap;
-};
-
-void buf_reserve(struct buf *b, size_t extra);
-void buf_append(struct buf *b, const void *p, size_t n);
-void buf_consume(struct buf *b, size_t n);
-static inline size_t buf_pending(const struct buf *b) { return b->len - b->start; }
-void buf_free(struct buf *b);
-
+/* The virtio-serial port the frames go out on. */
+void proto_set_port(int fd);
 /* Queue a frame for the host. Frames go out in order, from the event loop. */
-void send_frame(uint8_t kind, uint32_t channel, const void *payload, size_t n);
-void send_json(uint8_t kind, uint32_t channel, const char *json);
+void proto_send_frame(uint8_t kind, uint32_t channel, const void *payload, size_t n);
+void proto_send_json(uint8_t kind, uint32_t channel, const char *json);
 /* Zero-copy variant for data: reserve room for a frame of up to `max` payload
  * bytes, read straight into the returned pointer, then commit what was read. */
-uint8_t *frame_reserve(size_t max);
-void frame_commit(uint8_t kind, uint32_t channel, size_t n);
-void send_credit(uint32_t channel, uint32_t n);
+uint8_t *proto_frame_reserve(size_t max);
+void proto_frame_commit(uint8_t kind, uint32_t channel, size_t n);
+void proto_send_credit(uint32_t channel, uint32_t n);
 /* Send ERROR {code, message, path} where code comes from errno. */
-void send_errno(uint32_t channel, int err, const char *what, const char *path);
-void send_error(uint32_t channel, const char *code, const char *message, const char *path);
+void proto_send_errno(uint32_t channel, int err, const char *what, const char *path);
+void proto_send_error(uint32_t channel, const char *code, const char *message, const char *path);
 /* Bytes queued for the host and not yet written. */
-size_t out_pending(void);
+size_t proto_out_pending(void);
 /* Forgets everything queued: the host that would read it is gone. */
-void out_reset(void);
+void proto_out_reset(void);
+/* Writes what the port takes now; returns -1 only on a hard error. */
+int proto_out_write(void);
 /* Block until everything queued is written (used before power-off). */
-void out_flush_blocking(void);
+void proto_out_flush(void);
 
 static inline uint32_t get_u32(const uint8_t *p) {
   return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#include "agent.h"
+#include "json.h"
+#include "proto.h"
+#include "stats.h"
 
 static double meminfo_kib(const char *key) {
   FILE *f = fopen("/proc/meminfo", "r");
@@ -44,6 +46,6 @@ void stats_request(uint32_t id) {
     jw_key_num(&w, "diskUsedBytes", (double)(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize);
   }
   jw_key_num(&w, "processes", count_processes());
-  send_json(K_DONE, id, jw_end(&w));
+  proto_send_json(K_DONE, id, jw_end(&w));
   jw_free(&w);
 }

@@ -12,7 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "chan.h"
+#include "json.h"
+#include "proto.h"
+#include "watch.h"
 
 #define MASK (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF)
 
@@ -69,25 +72,25 @@ static int add_tree(struct chan *c, const char *path, bool top) {
 
 void watch_open(uint32_t id, const struct json_obj *req) {
   const char *path = json_str(req, "path", NULL);
-  if (!path || path[0] != '/') { send_error(id, "invalidArgument", "path must be absolute", path); return; }
+  if (!path || path[0] != '/') { proto_send_error(id, "invalidArgument", "path must be absolute", path); return; }
   struct stat st;
-  if (stat(path, &st) < 0) { send_errno(id, errno, "watch", path); return; }
-  if (!S_ISDIR(st.st_mode)) { send_errno(id, ENOTDIR, "watch", path); return; }
+  if (stat(path, &st) < 0) { proto_send_errno(id, errno, "watch", path); return; }
+  if (!S_ISDIR(st.st_mode)) { proto_send_errno(id, ENOTDIR, "watch", path); return; }
   int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd < 0) { send_errno(id, errno, "watch", path); return; }
+  if (fd < 0) { proto_send_errno(id, errno, "watch", path); return; }
   struct chan *c = chan_new(id, CH_WATCH);
   c->file_fd = fd;
   c->watch = calloc(1, sizeof *c->watch);
   if (!c->watch) abort();
   c->watch->recursive = json_bool(req, "recursive", false);
   if (add_tree(c, path, true) < 0) {
-    send_errno(id, errno, "watch", path);
+    proto_send_errno(id, errno, "watch", path);
     watch_close(c);
     return;
   }
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
-  send_json(K_REPLY, id, "{\"events\":[]}"); /* watching from here on */
+  epoll_ctl(chan_epoll, EPOLL_CTL_ADD, fd, &ev);
+  proto_send_json(K_REPLY, id, "{\"events\":[]}"); /* watching from here on */
 }
 
 /* files.c writes a file as ".NAME.vmbox-XXXXXX" and renames it to NAME when
@@ -169,17 +172,17 @@ void watch_on_fd(struct chan *c) {
   }
   jw_raw(&out, "]");
   out.first = false;
-  if (count) send_json(K_REPLY, c->id, jw_end(&out));
+  if (count) proto_send_json(K_REPLY, c->id, jw_end(&out));
   jw_free(&out);
   if (root_gone) {
-    send_json(K_DONE, c->id, "{\"reason\":\"the watched directory was removed\"}");
+    proto_send_json(K_DONE, c->id, "{\"reason\":\"the watched directory was removed\"}");
     watch_close(c);
   }
 }
 
 void watch_close(struct chan *c) {
   if (c->file_fd >= 0) {
-    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->file_fd, NULL);
+    epoll_ctl(chan_epoll, EPOLL_CTL_DEL, c->file_fd, NULL);
     close(c->file_fd);
     c->file_fd = -1;
   }

@@ -48,3 +48,13 @@ export function humanDuration(ms: number): string {
   if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
+
+/** `10G`, `512M`, `1.5GiB`, `1T` (binary units) in MiB, for sizes such as `--disk`. */
+export function parseSizeMib(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([MGT])(?:i?B)?$/i.exec(text.trim());
+  if (!m) throw new Error(`${text}: expected a size such as 512M or 10G`);
+  const unit = { M: 1, G: 1024, T: 1024 * 1024 }[(m[2] ?? 'M').toUpperCase() as 'M' | 'G' | 'T'];
+  const mib = Math.round(Number(m[1]) * unit);
+  if (mib <= 0) throw new Error(`${text}: must be more than zero`);
+  return mib;
+}

@@ -7,7 +7,7 @@ import { mark, printTrace } from '../util/trace.js';
 import { composeArgv } from './argv.js';
 import { connectOptions } from './client.js';
 import { pullFor } from './pull.js';
-import { imageOptions, int, parsePairs } from './sandboxes.js';
+import { imageOptions, int, parsePairs, size } from './sandboxes.js';
 import { checkTimeout, exitForSignal, interruptible, streamCommand } from './stream.js';
 
 /**
@@ -20,6 +20,7 @@ interface RunOptions {
   image: string;
   cpus?: number;
   memory?: number;
+  disk?: number;
   env: string[];
   workdir?: string;
   user?: string;
@@ -38,6 +39,7 @@ export function runCommand(): Command {
     .option('--image <name>', 'image to start from', 'base')
     .option('--cpus <n>', 'virtual CPUs', int('--cpus'))
     .option('--memory <mib>', 'memory in MiB', int('--memory'))
+    .option('--disk <size>', "disk size, e.g. 10G (default: the image's, 2G for base)", size)
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
     .option('-w, --workdir <dir>', 'working directory in the guest')
     .option('-u, --user <user>', 'user name, uid, or uid:gid')
@@ -59,6 +61,7 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     image: opts.image,
     cpus: opts.cpus,
     memoryMib: opts.memory,
+    diskMib: opts.disk,
     env: parsePairs('-e', opts.env),
     workdir: opts.workdir,
     user: opts.user,

@@ -4,7 +4,7 @@ import { Sandbox } from '../sdk/sandbox.js';
 import { validateSpec } from '../spec/sandbox.js';
 import { composeArgv } from './argv.js';
 import { connectOptions, openConnection, sandboxHandle } from './client.js';
-import { humanDuration, parseDuration, table } from './format.js';
+import { humanDuration, parseDuration, parseSizeMib, table } from './format.js';
 import { type PullFlags, pullFor } from './pull.js';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -15,6 +15,13 @@ export const int = (name: string) => (v: string) => {
 const duration = (v: string) => {
   try {
     return parseDuration(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+export const size = (v: string) => {
+  try {
+    return parseSizeMib(v);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
@@ -43,6 +50,7 @@ interface CreateFlags {
   image: string;
   cpus?: number;
   memory?: number;
+  disk?: number;
   env: string[];
   label: string[];
   workdir?: string;
@@ -65,6 +73,7 @@ export function createCommand(): Command {
     .option('--image <name>', 'image to start from', 'base')
     .option('--cpus <n>', 'virtual CPUs', int('--cpus'))
     .option('--memory <mib>', 'memory in MiB', int('--memory'))
+    .option('--disk <size>', "disk size, e.g. 10G (default: the image's, 2G for base)", size)
     .option('-e, --env <KEY=VALUE>', 'environment of every command (repeatable)', collect, [])
     .option('-l, --label <KEY=VALUE>', 'label (repeatable)', collect, [])
     .option('-w, --workdir <dir>', 'working directory of commands')
@@ -88,6 +97,7 @@ export function createCommand(): Command {
         image: f.image,
         cpus: f.cpus,
         memoryMib: f.memory,
+        diskMib: f.disk,
         env: parsePairs('-e', f.env),
         labels: parsePairs('--label', f.label),
         workdir: f.workdir,

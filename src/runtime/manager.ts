@@ -106,7 +106,7 @@ export class SandboxManager {
     try {
       mkdirSync(dir, { recursive: true });
       this.system(id, `created from image ${image.name} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
-      await createOverlay(image.rootfsPath, join(dir, OVERLAY));
+      await createOverlay(image.rootfsPath, join(dir, OVERLAY), spec.diskMib);
       await this.bootInto(rec, { signal: opts.signal, patches: spec.patches });
     } catch (err) {
       this.forget(id);

@@ -1,19 +1,18 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
+import { busyboxCacheDir, ensureBusybox } from './busybox.js';
 import { buildOnce, inputsKey } from './cache.js';
 import { progress } from './progress.js';
 import { runCommand } from './run-command.js';
 
 /** Bump when the layout below changes: it is part of the cache key. */
 const LAYOUT_VERSION = '2';
-const BUSYBOX = '/bin/busybox';
 export const BASE_DISK_BYTES = 2 * 1024 ** 3;
 
 export function baseImageDir(): string {
-  return join(paths.images(), 'builtin', `base-${inputsKey([{ text: LAYOUT_VERSION }, { fileStat: BUSYBOX }])}`);
+  return join(paths.images(), 'builtin', `base-${inputsKey([{ text: LAYOUT_VERSION }, { text: busyboxCacheDir() }])}`);
 }
 
 const files: Record<string, string> = {
@@ -27,15 +26,15 @@ const files: Record<string, string> = {
 };
 
 /**
- * The built-in `base` image: busybox and its applets, three users, on a sparse
+ * The built-in `base` image: busybox (built from Debian's source, see
+ * busybox/build.sh) and its applets, three users, on a sparse
  * raw ext4 disk made with `mkfs.ext4 -d` (no loop mount, no root-only tools).
  */
 export async function ensureBaseImage(): Promise<string> {
   const dir = baseImageDir();
   const disk = join(dir, 'rootfs.ext4');
   if (existsSync(disk)) return disk;
-  if (!existsSync(BUSYBOX))
-    throw new VmboxError('hostSetup', `${BUSYBOX} is missing: run ./vmbox once as root (it installs busybox-static)`);
+  const busybox = await ensureBusybox();
   progress('building the built-in base image');
   mkdirSync(paths.images(), { recursive: true });
   await buildOnce(dir, 'rootfs.ext4', async (tmp) => {
@@ -57,9 +56,9 @@ export async function ensureBaseImage(): Promise<string> {
       'work',
     ])
       mkdirSync(join(root, d), { recursive: true });
-    copyFileSync(BUSYBOX, join(root, 'bin/busybox'));
+    copyFileSync(busybox, join(root, 'bin/busybox'));
     chmodSync(join(root, 'bin/busybox'), 0o755);
-    const applets = execFileSync(BUSYBOX, ['--list-full'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    const applets = execFileSync(busybox, ['--list-full'], { encoding: 'utf8' }).split('\n').filter(Boolean);
     for (const a of applets) {
       if (a === 'bin/busybox' || existsSync(join(root, a))) continue;
       mkdirSync(join(root, a, '..'), { recursive: true });

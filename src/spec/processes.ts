@@ -5,6 +5,9 @@ export const ExecExitSchema = Type.Object({
   exitCode: Type.Integer({ description: '128+N when killed by signal N' }),
   signal: Type.Optional(Type.Integer({ description: 'The signal that killed it' })),
   timedOut: Type.Boolean({ description: 'Killed because it ran past its timeoutMs' }),
+  oomKilled: Type.Optional(
+    Type.Boolean({ description: "The guest's OOM killer took the process or one of its descendants (absent: it did not)" }),
+  ),
 });
 export type ExecExit = Static<typeof ExecExitSchema>;
 

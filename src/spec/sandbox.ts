@@ -4,6 +4,9 @@ import { Value } from '@sinclair/typebox/value';
 import { SpecError } from '../errors.js';
 
 export const MIN_MEMORY_MIB = 64;
+/** Disk bounds: the space is sparse, so only what the guest writes costs host disk. */
+export const MIN_DISK_MIB = 64;
+export const MAX_DISK_MIB = 1024 * 1024;
 const ENV_NAME = '^[A-Za-z_][A-Za-z0-9_]*$';
 export const SANDBOX_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
 
@@ -40,6 +43,13 @@ export const SandboxSpecSchema = Type.Object(
     image: Type.String({ minLength: 1, default: 'base', description: 'Image name' }),
     cpus: Type.Integer({ minimum: 1, default: 1, description: 'Virtual CPUs (at most the host has)' }),
     memoryMib: Type.Integer({ minimum: MIN_MEMORY_MIB, default: 512, description: 'Guest memory in MiB' }),
+    diskMib: Type.Optional(
+      Type.Integer({
+        minimum: MIN_DISK_MIB,
+        maximum: MAX_DISK_MIB,
+        description: "Size of the sandbox's disk in MiB, at least the image's (default: the image's, 2048 for base)",
+      }),
+    ),
     env: Type.Record(Type.String({ pattern: ENV_NAME }), Type.String(), {
       default: {},
       additionalProperties: false,
@@ -105,6 +115,9 @@ function fieldName(path: string): string {
 
 function describe(schema: TSchema, value: unknown, fallback: string): string {
   const got = value === undefined ? 'nothing' : JSON.stringify(value);
+  if (schema.type === 'integer' && typeof value === 'number' && Number.isInteger(value) && schema.maximum !== undefined) {
+    return `must be between ${schema.minimum} and ${schema.maximum}, got ${got}`;
+  }
   if (schema.type === 'integer' && typeof value === 'number' && Number.isInteger(value) && schema.minimum !== undefined) {
     return `must be at least ${schema.minimum}, got ${got}`;
   }
