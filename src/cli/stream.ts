@@ -83,6 +83,9 @@ async function attach(
       process.stderr.write(`vmbox: command timed out after ${f.timeout} s and was killed\n`);
       return 124;
     }
+    if (exit.oomKilled) {
+      process.stderr.write('vmbox: the command was killed for lack of memory (the guest ran out): give the sandbox more with --memory\n');
+    }
     return exit.exitCode;
   } finally {
     if (f.interactive) process.stdin.destroy();

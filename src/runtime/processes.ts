@@ -24,7 +24,7 @@ export class SandboxProcesses {
   exec(ref: string, argv: string[], opts: ExecOptions, streams: ExecStreams = {}): GuestProcess {
     if (argv.length === 0) throw new VmboxError('invalidArgument', 'empty command: give the program to run and its arguments');
     const pty = opts.pty !== undefined;
-    return this.tracked(ref, pty, streams, (rec, live, s) =>
+    return this.tracked(ref, `command ${argv.join(' ').slice(0, 200)}`, pty, streams, (rec, live, s) =>
       live.machine.agent.exec(
         {
           argv,
@@ -44,7 +44,7 @@ export class SandboxProcesses {
 
   /** Takes over a process started earlier (a background command, a terminal) by its pid. */
   attach(ref: string, pid: number, streams: ExecStreams & { pty?: boolean } = {}): GuestProcess {
-    return this.tracked(ref, streams.pty ?? false, streams, (_rec, live, s) => live.machine.agent.attach(pid, s));
+    return this.tracked(ref, `process ${pid}`, streams.pty ?? false, streams, (_rec, live, s) => live.machine.agent.attach(pid, s));
   }
 
   /** Processes started through vmbox, running or waiting to be attached. */
@@ -58,6 +58,7 @@ export class SandboxProcesses {
 
   private tracked(
     ref: string,
+    what: string,
     pty: boolean,
     streams: ExecStreams,
     start: (rec: SandboxRecord, live: LiveSandbox, streams: ExecStreams) => GuestProcess,
@@ -79,7 +80,10 @@ export class SandboxProcesses {
       live.activeExecs--;
       live.touch();
     };
-    proc.exit.then(done, done);
+    proc.exit.then((exit) => {
+      done();
+      if (exit.oomKilled) this.m.system(rec.id, `${what} was killed for lack of memory (the guest's OOM killer), exit ${exit.exitCode}`);
+    }, done);
     return proc;
   }
 }

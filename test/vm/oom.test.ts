@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { isolatedHome } from '../fixtures/home.js';
 import { sharedSandbox } from './helpers.js';
 
 /** Doubles a string until the guest runs out of memory. */
@@ -14,6 +17,27 @@ describe('commands killed by the OOM killer', () => {
     assert.equal(r.exitCode, 137);
     assert.equal(r.signal, 9);
     assert.equal(r.oomKilled, true);
+    // The sandbox's log says it too, among vmbox's own lines.
+    assert.ok(
+      sbx()
+        .logs(['system'])
+        .some((l) => /command awk .* was killed for lack of memory/.test(l)),
+      sbx().logs(['system']).join('\n'),
+    );
+  });
+
+  it('says so on the CLI: vmbox run tells why the command died', async () => {
+    const t = isolatedHome();
+    try {
+      const r = spawnSync(fileURLToPath(new URL('../../vmbox', import.meta.url)), ['run', '--memory', '128', '--', ...HOG], {
+        encoding: 'utf8',
+        env: t.env,
+      });
+      assert.equal(r.status, 137, r.stderr);
+      assert.match(r.stderr, /killed for lack of memory .*--memory/);
+    } finally {
+      await t.cleanup();
+    }
   });
 
   it('says so when a descendant was, whatever the command then exits with', async () => {
