@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmboxError } from '../errors.js';
@@ -15,6 +16,20 @@ function serverCommand(): string[] {
 }
 
 /**
+ * The SDK installs without the server's native SQLite module (an optional peer
+ * dependency): starting a server from here needs it where that entry resolves it.
+ */
+function canRunServer(entry: string[]): boolean {
+  const script = entry[entry.length - 1] as string;
+  try {
+    createRequire(script).resolve('better-sqlite3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Makes sure a server answers on `socketPath`, starting one in the background
  * (detached, output to `$VMBOX_HOME/server.log`) when nobody does. Two callers
  * racing both start one; the server's lock lets one win and both use it.
@@ -25,10 +40,17 @@ export async function ensureLocalServer(
   onStart?: (info: { pid: number; log: string }) => void,
 ): Promise<void> {
   if (existsSync(socketPath) && (await ping())) return;
+  const entry = serverCommand();
+  if (!canRunServer(entry)) {
+    throw new VmboxError(
+      'serverUnavailable',
+      `no vmbox server answers at ${socketPath}, and this installation cannot start one: the server needs better-sqlite3 (npm install better-sqlite3@12), or set VMBOX_URL and VMBOX_TOKEN to a running server`,
+    );
+  }
   ensureHome();
   const log = paths.serverLog();
   const fd = openSync(log, 'a');
-  const child = spawn(process.execPath, [...serverCommand(), 'serve'], {
+  const child = spawn(process.execPath, [...entry, 'serve'], {
     detached: true,
     stdio: ['ignore', fd, fd],
     env: { ...process.env, VMBOX_SOCKET: socketPath },

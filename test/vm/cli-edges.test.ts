@@ -80,7 +80,7 @@ describe('vmbox logs --source system', () => {
     const system = run(['logs', '--source', 'system', 'dev']);
     assert.equal(system.status, 0, system.stderr);
     assert.match(system.stdout, /\[vmbox\] created from image base/);
-    assert.match(system.stdout, /\[vmbox\] started \(QEMU pid \d+\)/);
+    assert.match(system.stdout, /\[vmbox\] started \(VM pid \d+\)/);
     assert.ok(run(['logs', '--tail', '1', 'dev']).stdout.endsWith('\n400000\n'), 'the output is there too, its newest kept');
     const both = run(['logs', '--source', 'system,stdout', 'dev']).stdout;
     assert.ok(both.indexOf('[vmbox] started') < both.indexOf('400000\n'), 'in time order');
