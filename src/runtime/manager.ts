@@ -238,7 +238,8 @@ export class SandboxManager {
     const rec = this.find(ref);
     checkTransition(rec.name, rec.state, 'stop');
     const live = this.live.get(rec.id);
-    this.db.update(rec.id, { state: 'stopping' });
+    // The reason is there while it stops, so a command cut off by the stop can say why.
+    this.db.update(rec.id, { state: 'stopping', reason: opts.reason ?? 'stopped by request' });
     this.live.delete(rec.id);
     if (live) {
       live.sampler.stop();
@@ -278,7 +279,7 @@ export class SandboxManager {
     if (rec.state === 'running') {
       const live = this.live.get(rec.id);
       this.live.delete(rec.id);
-      this.db.update(rec.id, { state: 'stopping' });
+      this.db.update(rec.id, { state: 'stopping', reason: 'removed' });
       live?.sampler.stop();
       await live?.sandbox.stop({ timeoutMs: 2000 });
     }

@@ -35,6 +35,7 @@ export const execRoutes =
         const ref = req.params.ref;
         let removeWhenDone = false;
         serveProcess(socket, {
+          explain: (err) => explainEnd(m, ref, err),
           start: (data, isBinary, streams) => {
             const s = parseStart(data, isBinary);
             removeWhenDone = s.removeWhenDone ?? false;
@@ -62,7 +63,7 @@ export const execRoutes =
       (socket, req) => {
         try {
           const proc = m.attach(req.params.ref, req.params.pid, streamsTo(socket));
-          serveProcess(socket, { proc });
+          serveProcess(socket, { proc, explain: (err) => explainEnd(m, req.params.ref, err) });
         } catch (err) {
           fail(socket, err as Error);
         }
@@ -103,6 +104,8 @@ function serveProcess(
     proc?: GuestProcess;
     start?: (data: Buffer, isBinary: boolean, streams: ExecStreams) => GuestProcess;
     ended?: () => void;
+    /** Why the process was cut off, in the caller's terms. */
+    explain?: (err: Error) => Error;
   },
 ): void {
   let proc: GuestProcess | undefined;
@@ -125,7 +128,7 @@ function serveProcess(
         socket.close(1000);
       },
       (err: Error) => {
-        fail(socket, err);
+        fail(socket, o.explain ? o.explain(err) : err);
         end();
       },
     );
@@ -157,6 +160,26 @@ function serveProcess(
       end();
     }
   });
+}
+
+/**
+ * A process cut off because its sandbox was stopped or removed on purpose
+ * says so (and why), rather than that the VM died: the server stopped it.
+ */
+function explainEnd(m: SandboxManager, ref: string, err: Error): Error {
+  if (!(err instanceof VmboxError) || (err.code !== 'vmDied' && err.code !== 'channelClosed')) return err;
+  let info: ReturnType<SandboxManager['get']>;
+  try {
+    info = m.get(ref);
+  } catch {
+    return new VmboxError('sandboxStopped', `sandbox ${ref} was removed while the command ran`);
+  }
+  if (info.state !== 'stopping' && info.state !== 'stopped') return err;
+  const why = info.reason ?? 'stopped by request';
+  return new VmboxError(
+    'sandboxStopped',
+    `sandbox ${info.name} was stopped while the command ran (${why}): start it again to run commands`,
+  );
 }
 
 function parseStart(data: Buffer, isBinary: boolean): ExecStart {
