@@ -176,7 +176,9 @@ export class Connection {
         if (err.name === 'AbortError') return reject(new VmboxError('aborted', 'the call was cancelled'));
         const typed = this.transportError(err);
         const refused = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
-        if (refused || (req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))) unsent.add(typed);
+        // A kept-alive socket found closed is sent again only for a GET: another method may have reached the server.
+        const stale = req.reusedSocket && method === 'GET' && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+        if (refused || stale) unsent.add(typed);
         reject(typed);
       });
       req.end(payload);

@@ -126,7 +126,8 @@ await w.stop();
 describe('endings that say what happened (issue 14, item 4)', () => {
   it('throws a TimeoutError with the output so far when a command reaches its timeoutMs', async () => {
     await assert.rejects(sbx.commands.run('echo partial; echo e >&2; sleep 30', { timeoutMs: 2000 }), (e: Error) => {
-      assert.ok(e instanceof sdk.TimeoutError, `${e.name}: ${e.message}`);
+      assert.equal(e.name, 'CommandTimeoutError', e.message);
+      assert.ok(e instanceof sdk.TimeoutError);
       assert.ok(e instanceof sdk.CommandTimeoutError);
       const err = e as InstanceType<Sdk['CommandTimeoutError']>;
       assert.equal(err.code, 'commandTimeout');
@@ -252,8 +253,8 @@ describe('a sandbox stopped under a command (issue 14, item 4)', () => {
     assert.ok(await waitFor(() => up, 30_000));
     await sbx.stop();
     await assert.rejects(running, (e: Error & { code?: string }) => {
-      assert.ok(e instanceof sdk.SandboxStoppedError, `${e.name}: ${e.message}`);
-      assert.equal(e.code, 'sandboxStopped');
+      assert.equal(e.code, 'sandboxStopped', `${e.name}: ${e.message}`);
+      assert.ok(e instanceof sdk.SandboxStoppedError);
       assert.match(e.message, /was stopped while the command ran \(stopped by request\)/);
       assert.doesNotMatch(e.message, /died/);
       return true;
@@ -283,8 +284,8 @@ describe('a server restart under a live Sandbox object (issue 14, items 5 and 16
     assert.ok(await waitFor(() => up, 30_000));
     const first = await killServer();
     await assert.rejects(inFlight, (e: Error & { code?: string; reason?: string }) => {
-      assert.ok(e instanceof sdk.ConnectionError, `${e.name}: ${e.message}`);
-      assert.equal(e.code, 'connectionLost');
+      assert.equal(e.code, 'connectionLost', `${e.name}: ${e.message}`);
+      assert.ok(e instanceof sdk.ConnectionError);
       assert.equal(typeof e.reason, 'string');
       return true;
     });
