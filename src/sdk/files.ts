@@ -89,7 +89,11 @@ export class Files {
     const res = await this.conn.stream(this.url('/content', { path }), opts);
     if (opts.format === 'stream') return Readable.toWeb(res) as ReadableStream<Uint8Array>;
     const chunks: Buffer[] = [];
-    for await (const c of res) chunks.push(c as Buffer);
+    try {
+      for await (const c of res) chunks.push(c as Buffer);
+    } catch (err) {
+      throw this.conn.transportError(err as NodeJS.ErrnoException); // the server went away mid-file
+    }
     const bytes = Buffer.concat(chunks);
     if (opts.format === 'bytes') return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     if (opts.format === 'blob') return new Blob([bytes]);
