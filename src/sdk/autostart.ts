@@ -22,7 +22,7 @@ function serverCommand(): string[] {
 export async function ensureLocalServer(
   socketPath: string,
   ping: () => Promise<boolean>,
-  onStart?: (info: { pid: number; log: string }) => void,
+  onStart?: (info: { pid: number; log: string }) => unknown,
 ): Promise<void> {
   if (existsSync(socketPath) && (await ping())) return;
   ensureHome();
