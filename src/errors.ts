@@ -20,6 +20,10 @@ export type ErrorCode =
   | 'invalidState'
   | 'unauthorized'
   | 'serverUnavailable'
+  /** The sandbox was stopped or removed while a call on it ran. */
+  | 'sandboxStopped'
+  /** The SDK's connection to the server broke (the server went away mid-call). */
+  | 'connectionLost'
   // errors that come from inside the guest, by the agent's code
   | 'notFound'
   | 'permissionDenied'
@@ -111,12 +115,14 @@ export function httpStatus(code: ErrorCode): number {
     case 'sandboxAlreadyExists':
     case 'alreadyExists':
     case 'invalidState':
+    case 'sandboxStopped':
       return 409;
     case 'commandTimeout':
       return 408;
     case 'noSpace':
       return 507;
     case 'serverUnavailable':
+    case 'connectionLost':
     case 'vmDied':
     case 'bootFailed':
       return 503;

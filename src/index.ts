@@ -7,18 +7,22 @@ export {
   type CommandOptions,
   type CommandResult,
   Commands,
+  CommandTimeoutError,
+  DEFAULT_MAX_OUTPUT_BYTES,
   type ExecOptions,
   type RunOptions,
 } from './sdk/commands.js';
 export { type CallOptions, Connection, type ConnectionOptions } from './sdk/connection.js';
 export {
   AlreadyExistsError,
+  ConnectionError,
   InvalidArgumentError,
   InvalidStateError,
   NoSpaceError,
   NotFoundError,
   PermissionDeniedError,
   SandboxNotFoundError,
+  SandboxStoppedError,
   ServerUnavailableError,
   TimeoutError,
   UnauthorizedError,

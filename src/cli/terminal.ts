@@ -21,7 +21,7 @@ export async function runOnTerminal(commands: Commands, argv: string[], f: Strea
     pty: size(),
     background: false,
     onStdout: (d) => {
-      if (!stdout.write(d)) return new Promise((resolve) => stdout.once('drain', () => resolve()));
+      if (!stdout.write(d)) return new Promise<void>((resolve) => stdout.once('drain', () => resolve()));
     },
   });
   const onResize = () => {

@@ -166,7 +166,8 @@ export class SandboxManager {
     const rec = this.find(ref);
     checkTransition(rec.name, rec.state, 'stop');
     const reason = opts.reason ?? 'stopped by request';
-    this.db.update(rec.id, { state: 'stopping' });
+    // The reason is there while it stops, so a command cut off by the stop can say why.
+    this.db.update(rec.id, { state: 'stopping', reason });
     await this.takeDown(rec.id, { graceful: true, timeoutMs: opts.timeoutMs ?? 10_000, reason });
     const info = this.info(rec.id);
     this.ended(rec.id, 'stopped', reason);
@@ -207,8 +208,9 @@ export class SandboxManager {
     const rec = this.find(ref);
     if (!opts.force || (rec.state !== 'running' && rec.state !== 'failed')) checkTransition(rec.name, rec.state, 'remove');
     if (rec.state === 'running') {
-      this.db.update(rec.id, { state: 'stopping' });
-      await this.takeDown(rec.id, { timeoutMs: 2000, reason: opts.reason ?? 'removed by request' });
+      const reason = opts.reason ?? 'removed by request';
+      this.db.update(rec.id, { state: 'stopping', reason });
+      await this.takeDown(rec.id, { timeoutMs: 2000, reason });
     }
     this.forget(rec.id);
   }

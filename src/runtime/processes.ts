@@ -84,7 +84,17 @@ export class SandboxProcesses {
       done();
       if (exit.oomKilled) this.m.system(rec.id, `${what} was killed for lack of memory (the guest's OOM killer), exit ${exit.exitCode}`);
     }, done);
-    return proc;
+    // Cut off because the runtime stopped the sandbox on purpose: say so and why, not that the VM died.
+    const exit = proc.exit.catch((err: unknown) => {
+      if (live.stopReason === undefined || !(err instanceof VmboxError) || (err.code !== 'vmDied' && err.code !== 'channelClosed'))
+        throw err;
+      throw new VmboxError(
+        'sandboxStopped',
+        `sandbox ${rec.name} was stopped while the command ran (${live.stopReason}): start it again to run commands`,
+      );
+    });
+    exit.catch(() => {});
+    return { ...proc, exit };
   }
 }
 

@@ -37,7 +37,7 @@ function canRunServer(entry: string[]): boolean {
 export async function ensureLocalServer(
   socketPath: string,
   ping: () => Promise<boolean>,
-  onStart?: (info: { pid: number; log: string }) => void,
+  onStart?: (info: { pid: number; log: string }) => unknown,
 ): Promise<void> {
   if (existsSync(socketPath) && (await ping())) return;
   const entry = serverCommand();

@@ -3,7 +3,7 @@ import { VmboxError } from '../errors.js';
 import type { ExecStart } from '../spec/api.js';
 import type { ProcessInfo } from '../spec/processes.js';
 import type { CallOptions, Connection } from './connection.js';
-import { NotFoundError } from './errors.js';
+import { InvalidArgumentError, NotFoundError, TimeoutError } from './errors.js';
 import { type CommandExit, ProcessSocket, type ProcessStreams } from './process-socket.js';
 
 export type { CommandExit, ProcessInfo };
@@ -20,10 +20,23 @@ export interface CommandOptions extends CallOptions {
    * For a foreground command this also bounds the call.
    */
   timeoutMs?: number;
-  /** Called with each chunk of stdout, decoded as UTF-8. */
-  onStdout?: (data: string) => void | Promise<void>;
-  /** Called with each chunk of stderr, decoded as UTF-8. */
-  onStderr?: (data: string) => void | Promise<void>;
+  /**
+   * Called with each chunk of stdout, decoded as UTF-8, every byte of it (see
+   * `maxOutputBytes` for what the result keeps). It may return anything; a
+   * returned promise holds the command's output back until it settles. A throw
+   * or a rejection ends the call with that error.
+   */
+  onStdout?: (data: string) => unknown;
+  /** Called with each chunk of stderr, as `onStdout`. */
+  onStderr?: (data: string) => unknown;
+  /**
+   * How much of each stream the result keeps, in bytes (default 64 MiB, at
+   * most 256 MiB). Past it the command runs on, `onStdout`/`onStderr` still get
+   * every byte, and the result keeps the first `maxOutputBytes` of that stream
+   * and says so with `truncated: true`. That is not an error: the call settles
+   * as it would have (a result, or CommandExitError on a non-zero exit).
+   */
+  maxOutputBytes?: number;
   /** Open a stdin pipe so `sendStdin` works (default false; always on with `background`). */
   stdin?: boolean;
 }
@@ -41,6 +54,8 @@ export type ExecOptions = Omit<ExecStart, 'argv'> & ProcessStreams & { signal?: 
 export interface CommandResult extends CommandExit {
   stdout: string;
   stderr: string;
+  /** True when stdout or stderr went past `maxOutputBytes` and the result keeps only its first part. */
+  truncated: boolean;
   /** The first error of the command, if the agent reported one. */
   error?: string;
 }
@@ -49,11 +64,29 @@ export interface CommandResult extends CommandExit {
 export class CommandExitError extends VmboxError {
   override name = 'CommandExitError';
   constructor(readonly result: CommandResult) {
+    super('invalidArgument', `command exited with code ${result.exitCode}${tailOf(result.stderr)}`);
+  }
+  get exitCode(): number {
+    return this.result.exitCode;
+  }
+  get stdout(): string {
+    return this.result.stdout;
+  }
+  get stderr(): string {
+    return this.result.stderr;
+  }
+}
+
+/** A command killed at its `timeoutMs` (E2B's TimeoutError); carries what it wrote until then. */
+export class CommandTimeoutError extends TimeoutError {
+  override name = 'CommandTimeoutError';
+  constructor(
+    readonly result: CommandResult,
+    timeoutMs?: number,
+  ) {
     super(
-      result.timedOut ? 'commandTimeout' : 'invalidArgument',
-      result.timedOut
-        ? `command timed out and was killed${tailOf(result.stderr)}`
-        : `command exited with code ${result.exitCode}${tailOf(result.stderr)}`,
+      'commandTimeout',
+      `command timed out${timeoutMs ? ` after ${timeoutMs} ms` : ''} and was killed: pass a larger timeoutMs (0 for none)${tailOf(result.stderr)}`,
     );
   }
   get exitCode(): number {
@@ -67,6 +100,42 @@ export class CommandExitError extends VmboxError {
   }
 }
 
+/** The default of `maxOutputBytes`: what a result keeps of each stream. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+/** Below V8's longest string (about 512 Mi UTF-16 units), so a kept stream always fits in one. */
+const MAX_OUTPUT_BYTES = 256 * 1024 * 1024;
+
+/** What a result keeps of one stream: its first `max` bytes, decoded. */
+class Kept {
+  text = '';
+  bytes = 0;
+  truncated = false;
+  private readonly decoder = new StringDecoder('utf8');
+  constructor(private readonly max: number) {}
+
+  add(chunk: Buffer): void {
+    if (this.truncated) return;
+    const room = this.max - this.bytes;
+    if (chunk.length <= room) {
+      this.text += this.decoder.write(chunk);
+      this.bytes += chunk.length;
+      return;
+    }
+    // A character cut at the limit stays in the decoder, never flushed: the text ends on a whole character.
+    this.text += this.decoder.write(chunk.subarray(0, room));
+    this.bytes = this.max;
+    this.truncated = true;
+  }
+}
+
+function maxOutputOf(v: number | undefined): number {
+  if (v === undefined) return DEFAULT_MAX_OUTPUT_BYTES;
+  if (!Number.isInteger(v) || v < 0 || v > MAX_OUTPUT_BYTES) {
+    throw new InvalidArgumentError('invalidArgument', `maxOutputBytes: expected an integer from 0 to ${MAX_OUTPUT_BYTES}, got ${v}`);
+  }
+  return v;
+}
+
 const tailOf = (s: string) => (s.trim() ? `: ${s.trim().split('\n').slice(-3).join(' | ')}` : '');
 
 /**
@@ -74,9 +143,6 @@ const tailOf = (s: string) => (s.trim() ? `: ${s.trim().split('\n').slice(-3).jo
  * stdin, signals, and `wait()` for the result.
  */
 export class CommandHandle {
-  /** Output so far (all of it since this handle connected). */
-  stdout = '';
-  stderr = '';
   private exitInfo?: CommandExit;
 
   /** @internal */
@@ -84,6 +150,8 @@ export class CommandHandle {
     readonly pid: number,
     private readonly socket: ProcessSocket,
     private readonly killByPid: (pid: number) => Promise<boolean>,
+    private readonly kept: { stdout: Kept; stderr: Kept } = { stdout: new Kept(0), stderr: new Kept(0) },
+    private readonly timeoutMs?: number,
   ) {
     socket.exit.then(
       (e) => {
@@ -93,38 +161,40 @@ export class CommandHandle {
     );
   }
 
-  /** @internal Connects a socket, collecting output into the handle, and waits until the process has a pid. */
+  /** @internal Connects a socket, collecting output for the handle (up to `maxOutputBytes` a stream), and waits until the process has a pid. */
   static async open(
     make: (streams: ProcessStreams) => ProcessSocket,
-    opts: { onStdout?: (d: string) => void | Promise<void>; onStderr?: (d: string) => void | Promise<void> },
+    opts: Pick<CommandOptions, 'onStdout' | 'onStderr' | 'maxOutputBytes' | 'timeoutMs'>,
     killByPid: (pid: number) => Promise<boolean>,
-    onBytes?: (d: Uint8Array) => void | Promise<void>,
+    onBytes?: (d: Uint8Array) => unknown,
   ): Promise<CommandHandle> {
-    let handle: CommandHandle | undefined;
-    const early = { stdout: '', stderr: '' };
+    const max = onBytes ? 0 : maxOutputOf(opts.maxOutputBytes);
+    const kept = { stdout: new Kept(max), stderr: new Kept(max) };
     // Chunks can split a UTF-8 character; the decoders carry the partial bytes over.
     const out = new StringDecoder('utf8');
     const err = new StringDecoder('utf8');
+    const { onStdout, onStderr } = opts;
     const socket = make({
       onStdout: (d) => {
-        if (onBytes) return onBytes(d); // a terminal: raw bytes, not accumulated
-        const s = out.write(d);
-        if (handle) handle.stdout += s;
-        else early.stdout += s;
-        return opts.onStdout?.(s);
+        if (onBytes) return onBytes(d); // a terminal: raw bytes, not kept
+        kept.stdout.add(d);
+        return onStdout?.(out.write(d));
       },
       onStderr: (d) => {
-        const s = err.write(d);
-        if (handle) handle.stderr += s;
-        else early.stderr += s;
-        return opts.onStderr?.(s);
+        kept.stderr.add(d);
+        return onStderr?.(err.write(d));
       },
     });
     const pid = await socket.pid;
-    handle = new CommandHandle(pid, socket, killByPid);
-    handle.stdout = early.stdout;
-    handle.stderr = early.stderr;
-    return handle;
+    return new CommandHandle(pid, socket, killByPid, kept, opts.timeoutMs);
+  }
+
+  /** Output so far (since this handle connected), up to `maxOutputBytes`. */
+  get stdout(): string {
+    return this.kept.stdout.text;
+  }
+  get stderr(): string {
+    return this.kept.stderr.text;
   }
 
   /** The exit code once the command has ended. */
@@ -132,11 +202,17 @@ export class CommandHandle {
     return this.exitInfo?.exitCode;
   }
 
-  /** Waits for the end; a non-zero exit throws CommandExitError (with the result) unless `throwOnError: false`. */
+  /**
+   * Waits for the end. Unless `throwOnError: false`, a command killed at its
+   * `timeoutMs` throws CommandTimeoutError (a TimeoutError) and another
+   * non-zero exit CommandExitError, both with the result.
+   */
   async wait(opts: { throwOnError?: boolean } = {}): Promise<CommandResult> {
     const exit = await this.socket.exit;
-    const result = { ...exit, stdout: this.stdout, stderr: this.stderr };
-    if (exit.exitCode !== 0 && opts.throwOnError !== false) throw new CommandExitError(result);
+    const { stdout, stderr } = this.kept;
+    const result = { ...exit, stdout: stdout.text, stderr: stderr.text, truncated: stdout.truncated || stderr.truncated };
+    if (opts.throwOnError !== false && exit.timedOut) throw new CommandTimeoutError(result, this.timeoutMs);
+    if (opts.throwOnError !== false && exit.exitCode !== 0) throw new CommandExitError(result);
     return result;
   }
 
@@ -202,6 +278,7 @@ export class Commands {
   async run(cmd: string | string[], opts: RunOptions = {}): Promise<CommandResult | CommandHandle> {
     const argv = typeof cmd === 'string' ? ['/bin/sh', '-c', cmd] : cmd;
     const timeoutMs = opts.timeoutMs ?? 60_000;
+    maxOutputOf(opts.maxOutputBytes);
     const start: ExecStart = {
       argv,
       env: opts.envs,
@@ -213,7 +290,7 @@ export class Commands {
     };
     const handle = await CommandHandle.open(
       (streams) => new ProcessSocket(this.conn, `${base(this.ref)}/exec`, start, streams, opts.signal),
-      opts,
+      { ...opts, timeoutMs },
       (pid) => this.kill(pid),
     );
     if (opts.background) return handle;
@@ -230,7 +307,10 @@ export class Commands {
    * so far (the last 1 MiB of it), then live output and its end. Another client
    * attached to it is let go.
    */
-  async connect(pid: number, opts: Pick<CommandOptions, 'onStdout' | 'onStderr' | 'signal'> = {}): Promise<CommandHandle> {
+  async connect(
+    pid: number,
+    opts: Pick<CommandOptions, 'onStdout' | 'onStderr' | 'maxOutputBytes' | 'signal'> = {},
+  ): Promise<CommandHandle> {
     return CommandHandle.open(
       (streams) => new ProcessSocket(this.conn, `${base(this.ref)}/processes/${pid}/attach`, undefined, streams, opts.signal),
       opts,

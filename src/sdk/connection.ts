@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
 import { ensureLocalServer } from './autostart.js';
-import { errorFromApi, ServerUnavailableError } from './errors.js';
+import { ConnectionError, errorFromApi, ServerUnavailableError } from './errors.js';
 
 export interface ConnectionOptions {
   /**
@@ -21,8 +21,8 @@ export interface ConnectionOptions {
   socketPath?: string;
   /** Start the local server when nobody answers on its socket (default true). */
   autoStart?: boolean;
-  /** Called once when this call started the local server. */
-  onServerStart?: (info: { pid: number; log: string }) => void;
+  /** Called each time this connection started the local server (its return value is ignored). */
+  onServerStart?: (info: { pid: number; log: string }) => unknown;
 }
 
 /** Per call: a deadline and a way to cancel. */
@@ -36,8 +36,14 @@ export class Connection {
   private readonly agent: http.Agent;
   private readonly spares = new Map<string, WebSocket>();
   private closed = false;
+  /** The server was seen going away: make sure one answers before the next call. */
+  private down = false;
+  private reviving?: Promise<void>;
 
-  private constructor(private readonly target: { socketPath: string } | { url: URL; token?: string }) {
+  private constructor(
+    private readonly target: { socketPath: string } | { url: URL; token?: string },
+    private readonly autostart: Pick<ConnectionOptions, 'autoStart' | 'onServerStart'> = {},
+  ) {
     this.agent =
       'url' in target && target.url.protocol === 'https:'
         ? new https.Agent({ keepAlive: true })
@@ -49,19 +55,58 @@ export class Connection {
     const url = opts.url ?? process.env.VMBOX_URL;
     if (url) return new Connection({ url: new URL(url), token: opts.token ?? process.env.VMBOX_TOKEN });
     const socketPath = opts.socketPath ?? paths.socket();
-    const conn = new Connection({ socketPath });
+    const conn = new Connection({ socketPath }, { autoStart: opts.autoStart, onServerStart: opts.onServerStart });
     if (opts.autoStart === false) return conn;
     await ensureLocalServer(socketPath, () => conn.ping(), opts.onServerStart);
+    conn.down = false;
     return conn;
+  }
+
+  /**
+   * Starts the local server again after it went away (a crash, a restart, a
+   * `kill -9`), once for all the calls that noticed. Sandboxes outlive their
+   * server and the new one reattaches them, so handles keep working. False
+   * when this connection may not: a remote server, or `autoStart: false`.
+   */
+  async revive(): Promise<boolean> {
+    if (!('socketPath' in this.target) || this.autostart.autoStart === false || this.closed) return false;
+    const socketPath = this.target.socketPath;
+    this.reviving ??= ensureLocalServer(socketPath, () => this.ping(), this.autostart.onServerStart).finally(() => {
+      this.reviving = undefined;
+    });
+    await this.reviving;
+    this.down = false;
+    return true;
+  }
+
+  /** Before opening a stream that cannot be replayed: a server that was seen going away is brought back first. */
+  async ready(): Promise<void> {
+    if (this.down) await this.revive();
+  }
+
+  /** A transport error as a typed one; notes that the server may be gone. */
+  transportError(err: NodeJS.ErrnoException): VmboxError {
+    if (err instanceof VmboxError) return err;
+    this.down = true;
+    if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+      return new ServerUnavailableError('serverUnavailable', `no vmbox server at ${this.describe()}: start one with vmbox serve`);
+    }
+    const reason = err.code ?? 'closed';
+    return new ConnectionError(
+      `the connection to the vmbox server at ${this.describe()} broke during the call (${reason}): the server went away; the next call reconnects`,
+      reason,
+      { cause: err },
+    );
   }
 
   /** Whether a server answers (false when nothing listens). */
   async ping(): Promise<boolean> {
     try {
-      await this.request('GET', '/v1/health', undefined, { timeoutMs: 2000 });
+      const res = await this.send('GET', '/v1/health', undefined, { timeoutMs: 2000 });
+      await readAll(res, this);
       return true;
     } catch (err) {
-      if (err instanceof VmboxError && err.code === 'serverUnavailable') return false;
+      if (err instanceof VmboxError && (err.code === 'serverUnavailable' || err.code === 'connectionLost')) return false;
       throw err;
     }
   }
@@ -82,8 +127,8 @@ export class Connection {
 
   /** A JSON request; API errors come back as VmboxError with the server's code. */
   async request<T>(method: string, path: string, body?: unknown, call: CallOptions = {}): Promise<T> {
-    const res = await this.send(method, path, body, call);
-    const text = await readAll(res);
+    const res = await this.sendRetrying(method, path, body, call);
+    const text = await readAll(res, this);
     if (res.statusCode === 204) return undefined as T;
     const json = text ? JSON.parse(text) : undefined;
     if ((res.statusCode ?? 500) >= 400) throw apiError(res.statusCode ?? 500, json);
@@ -92,12 +137,29 @@ export class Connection {
 
   /** The raw response, for streams (logs with follow, a pull's progress). Errors are thrown as in `request`. */
   async stream(path: string, call: CallOptions = {}, init: { method?: string; body?: unknown } = {}): Promise<http.IncomingMessage> {
-    const res = await this.send(init.method ?? 'GET', path, init.body, call);
+    const res = await this.sendRetrying(init.method ?? 'GET', path, init.body, call);
     if ((res.statusCode ?? 500) >= 400) {
-      const text = await readAll(res);
+      const text = await readAll(res, this);
       throw apiError(res.statusCode ?? 500, text ? JSON.parse(text) : undefined);
     }
     return res;
+  }
+
+  /**
+   * `send`, once more when the first try cannot have reached a server: nobody
+   * listened (the local server is started again first), or a kept-alive socket
+   * turned out to be closed by a server that went away.
+   */
+  private async sendRetrying(method: string, path: string, body: unknown, call: CallOptions): Promise<http.IncomingMessage> {
+    try {
+      return await this.send(method, path, body, call);
+    } catch (err) {
+      if (!unsent.has(err as object) || call.signal?.aborted) throw err;
+      // Also after a stale kept-alive socket: the server behind it may be gone too.
+      const revived = await this.revive();
+      if (!revived && (err as VmboxError).code === 'serverUnavailable') throw err;
+      return this.send(method, path, body, call);
+    }
   }
 
   private send(method: string, path: string, body: unknown, call: CallOptions): Promise<http.IncomingMessage> {
@@ -111,35 +173,67 @@ export class Connection {
       const req = mod.request(o, resolve);
       req.on('timeout', () => req.destroy(new VmboxError('commandTimeout', `no answer from the vmbox server within ${call.timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
-          const why =
-            err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no vmbox server at' : 'the vmbox server closed the connection at';
-          reject(new ServerUnavailableError('serverUnavailable', `${why} ${this.describe()}: start one with vmbox serve`));
-        } else if (err.name === 'AbortError') reject(new VmboxError('aborted', 'the call was cancelled'));
-        else reject(err);
+        if (err.name === 'AbortError') return reject(new VmboxError('aborted', 'the call was cancelled'));
+        const typed = this.transportError(err);
+        const refused = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
+        // A kept-alive socket found closed is sent again only for a GET: another method may have reached the server.
+        const stale = req.reusedSocket && method === 'GET' && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+        if (refused || stale) unsent.add(typed);
+        reject(typed);
       });
       req.end(payload);
     });
   }
 
-  /** Streams `body` as the request body (application/octet-stream), with backpressure; returns the JSON answer. */
+  /**
+   * Streams `body` as the request body (application/octet-stream), with
+   * backpressure; returns the JSON answer. The body is read only once the
+   * connection is made, so when nobody listened (the local server went away)
+   * the call is sent again, to a server started again.
+   */
   async upload<T>(method: string, path: string, body: AsyncIterable<Uint8Array>, call: CallOptions = {}): Promise<T> {
+    await this.ready();
+    let res: http.IncomingMessage;
+    try {
+      res = await this.uploadOnce(method, path, body, call);
+    } catch (err) {
+      if (!unsent.has(err as object) || call.signal?.aborted || !(await this.revive())) throw err;
+      res = await this.uploadOnce(method, path, body, call);
+    }
+    const text = await readAll(res, this);
+    const json = text ? JSON.parse(text) : undefined;
+    if ((res.statusCode ?? 500) >= 400) throw apiError(res.statusCode ?? 500, json);
+    return json as T;
+  }
+
+  private uploadOnce(method: string, path: string, body: AsyncIterable<Uint8Array>, call: CallOptions): Promise<http.IncomingMessage> {
     const o = this.requestOptions(method, path);
+    // A connection of its own: a kept-alive one may turn out closed once part of the body was read, and that cannot be sent again.
+    o.agent = false;
     o.headers = { ...o.headers, 'content-type': 'application/octet-stream' };
     o.signal = call.signal;
     o.timeout = call.timeoutMs;
     const mod = o.protocol === 'https:' ? https : http;
-    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    return new Promise<http.IncomingMessage>((resolve, reject) => {
       const req = mod.request(o, resolve);
+      let reading = false;
       req.on('timeout', () => req.destroy(new VmboxError('commandTimeout', `no answer from the vmbox server within ${call.timeoutMs} ms`)));
-      req.on('error', (err) => reject(err.name === 'AbortError' ? new VmboxError('aborted', 'the call was cancelled') : err));
-      // An early answer (an error) ends the upload; the rest of the body is not sent.
-      pipeline(Readable.from(body, { objectMode: false }), req).catch(() => {});
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.name === 'AbortError') return reject(new VmboxError('aborted', 'the call was cancelled'));
+        const typed = this.transportError(err);
+        if (!reading && (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')) unsent.add(typed);
+        reject(typed);
+      });
+      req.once('socket', (socket: Socket) => {
+        const go = () => {
+          reading = true;
+          // An early answer (an error) ends the upload; the rest of the body is not sent.
+          pipeline(Readable.from(body, { objectMode: false }), req).catch(() => {});
+        };
+        if (socket.connecting) socket.once('connect', go);
+        else go();
+      });
     });
-    const text = await readAll(res);
-    const json = text ? JSON.parse(text) : undefined;
-    if ((res.statusCode ?? 500) >= 400) throw apiError(res.statusCode ?? 500, json);
-    return json as T;
   }
 
   /**
@@ -168,7 +262,10 @@ export class Connection {
     ws.on('error', () => {}); // a spare that fails is just not used
     ws.once('open', () => holdProcess(ws, false));
     ws.once('close', () => {
-      if (this.spares.get(path) === ws) this.spares.delete(path);
+      // A spare nobody took closed under us: the server went away (or restarted).
+      if (this.spares.get(path) !== ws) return;
+      this.spares.delete(path);
+      if (!this.closed) this.down = true;
     });
     this.spares.set(path, ws);
   }
@@ -203,12 +300,15 @@ function holdProcess(ws: WebSocket, hold: boolean): void {
   else socket?.unref();
 }
 
-function readAll(res: http.IncomingMessage): Promise<string> {
+/** Errors of a first try that reached no server: safe to send again. */
+const unsent = new WeakSet<object>();
+
+function readAll(res: http.IncomingMessage, conn: Connection): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     res.on('data', (c: Buffer) => chunks.push(c));
     res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    res.on('error', reject);
+    res.on('error', (err) => reject(conn.transportError(err)));
   });
 }
 

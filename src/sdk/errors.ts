@@ -35,6 +35,27 @@ export class UnauthorizedError extends VmboxError {
 export class ServerUnavailableError extends VmboxError {
   override name = 'ServerUnavailableError';
 }
+/**
+ * The connection to the server broke while a call was in flight (the server
+ * was killed or restarted). `reason` is the transport's word for it, e.g.
+ * `ECONNRESET`, or `closed` for a socket that ended mid-call. The call's
+ * outcome is unknown; the next call reconnects (and starts the local server
+ * again when it is the one this SDK started).
+ */
+export class ConnectionError extends VmboxError {
+  override name = 'ConnectionError';
+  constructor(
+    message: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super('connectionLost', message, options);
+  }
+}
+/** The sandbox was stopped or removed while the call ran; the message says why. */
+export class SandboxStoppedError extends VmboxError {
+  override name = 'SandboxStoppedError';
+}
 export class NoSpaceError extends VmboxError {
   override name = 'NoSpaceError';
 }
@@ -58,6 +79,7 @@ const byCode: Partial<Record<ErrorCode, ErrorClass>> = {
   commandTimeout: TimeoutError,
   unauthorized: UnauthorizedError,
   serverUnavailable: ServerUnavailableError,
+  sandboxStopped: SandboxStoppedError,
   noSpace: NoSpaceError,
 };
 

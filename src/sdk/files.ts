@@ -37,8 +37,12 @@ export interface FilesystemEvent {
 export interface WatchOptions extends CallOptions {
   /** Watch every directory below too, including ones created later (default false). */
   recursive?: boolean;
-  /** Called once when the watch ends: with an error, or without when stopped or the directory was removed. */
-  onExit?: (err?: Error) => void;
+  /**
+   * Called once when the watch ends: with an error (also one thrown by
+   * `onEvent`), or without when stopped or the directory was removed. Its
+   * return value is ignored.
+   */
+  onExit?: (err?: Error) => unknown;
 }
 
 export interface WatchHandle {
@@ -74,7 +78,11 @@ export class Files {
     const res = await this.conn.stream(this.url('/content', { path }), opts);
     if (opts.format === 'stream') return Readable.toWeb(res) as ReadableStream<Uint8Array>;
     const chunks: Buffer[] = [];
-    for await (const c of res) chunks.push(c as Buffer);
+    try {
+      for await (const c of res) chunks.push(c as Buffer);
+    } catch (err) {
+      throw this.conn.transportError(err as NodeJS.ErrnoException); // the server went away mid-file
+    }
     const bytes = Buffer.concat(chunks);
     if (opts.format === 'bytes') return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     if (opts.format === 'blob') return new Blob([bytes]);
@@ -155,15 +163,29 @@ export class Files {
   /**
    * Watches a directory: `onEvent` gets create, write, remove, rename (the old
    * name) and chmod events. Resolves once the guest watches, so changes made
-   * after it are seen.
+   * after it are seen. `onEvent` gets events one at a time, in order; it may
+   * return anything, and a returned promise is awaited before the next event.
+   * A throw or a rejection ends the watch (`onExit` gets the error).
    */
-  async watchDir(path: string, onEvent: (e: FilesystemEvent) => void | Promise<void>, opts: WatchOptions = {}): Promise<WatchHandle> {
+  async watchDir(path: string, onEvent: (e: FilesystemEvent) => unknown, opts: WatchOptions = {}): Promise<WatchHandle> {
+    await this.conn.ready();
     const ws = this.conn.websocket(this.url('/watch', { path, recursive: opts.recursive || undefined }));
     let exited = false;
     const exit = (err?: Error) => {
       if (exited) return;
       exited = true;
-      opts.onExit?.(err);
+      try {
+        opts.onExit?.(err);
+      } catch {} // the watch has ended either way; nobody is left to tell
+    };
+    let delivered = Promise.resolve();
+    const deliver = (e: FilesystemEvent) => {
+      delivered = delivered
+        .then(() => (exited ? undefined : onEvent(e)))
+        .then(undefined, (err: unknown) => {
+          exit(err instanceof Error ? err : new Error(String(err)));
+          ws.close(1000);
+        });
     };
     const timer = opts.timeoutMs ? setTimeout(() => ws.close(1000), opts.timeoutMs) : undefined;
     await new Promise<void>((resolve, reject) => {
@@ -181,7 +203,7 @@ export class Files {
           fail(errorFromApi(b.code ?? 'ioError', b.message ?? `HTTP ${res.statusCode}`, b.path));
         });
       });
-      ws.on('error', fail);
+      ws.on('error', (err: NodeJS.ErrnoException) => fail(this.conn.transportError(err)));
       ws.on('message', (data: Buffer) => {
         const msg = JSON.parse(data.toString()) as
           | { type: 'ready' }
@@ -190,7 +212,7 @@ export class Files {
           | { type: 'error'; code: string; message: string; path?: string };
         if (msg.type === 'ready') resolve();
         else if (msg.type === 'events') {
-          for (const e of msg.events) onEvent({ ...e, name: posix.relative(path, e.path) });
+          for (const e of msg.events) deliver({ ...e, name: posix.relative(path, e.path) });
         } else if (msg.type === 'error') fail(errorFromApi(msg.code, msg.message, msg.path));
         else if (msg.type === 'end') exit();
       });

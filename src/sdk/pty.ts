@@ -8,8 +8,8 @@ export const LOGIN_SHELL = ['/bin/sh', '-c', 'if [ -x /bin/bash ]; then exec /bi
 export interface PtyCreateOptions extends CallOptions {
   cols: number;
   rows: number;
-  /** Called with the terminal's output, as raw bytes. */
-  onData?: (data: Uint8Array) => void | Promise<void>;
+  /** Called with the terminal's output, as raw bytes. It may return anything; a returned promise holds the output back until it settles. */
+  onData?: (data: Uint8Array) => unknown;
   /** The program to run (default: bash as a login shell if the image has it, else sh). */
   cmd?: string[];
   envs?: Record<string, string>;
@@ -44,10 +44,7 @@ export class Pty {
   }
 
   /** Reattaches to a terminal by pid (its output while detached comes first). */
-  async connect(
-    pid: number,
-    opts: { onData?: (data: Uint8Array) => void | Promise<void>; signal?: AbortSignal } = {},
-  ): Promise<CommandHandle> {
+  async connect(pid: number, opts: { onData?: (data: Uint8Array) => unknown; signal?: AbortSignal } = {}): Promise<CommandHandle> {
     const path = `/v1/sandboxes/${encodeURIComponent(this.ref)}/processes/${pid}/attach`;
     return this.handle((streams) => new ProcessSocket(this.conn, path, undefined, streams, opts.signal), opts.onData);
   }
@@ -70,10 +67,7 @@ export class Pty {
     return this.open.get(pid) ?? this.connect(pid);
   }
 
-  private async handle(
-    make: (streams: ProcessStreams) => ProcessSocket,
-    onData?: (data: Uint8Array) => void | Promise<void>,
-  ): Promise<CommandHandle> {
+  private async handle(make: (streams: ProcessStreams) => ProcessSocket, onData?: (data: Uint8Array) => unknown): Promise<CommandHandle> {
     // Terminal output is bytes (an escape sequence may split a UTF-8 character): hand them over as such.
     const h = await CommandHandle.open(make, {}, this.kill_, onData);
     this.open.set(h.pid, h);

@@ -153,7 +153,7 @@ export class Sandbox {
     try {
       for await (const line of createInterface({ input: res })) if (line) yield JSON.parse(line) as LogEntry;
     } catch (err) {
-      if (!opts.signal?.aborted) throw err;
+      if (!opts.signal?.aborted) throw this.conn.transportError(err as NodeJS.ErrnoException);
     }
   }
 

@@ -96,6 +96,7 @@ function serveProcess(
     proc?: GuestProcess;
     start?: (data: Buffer, isBinary: boolean, streams: ExecStreams) => GuestProcess;
     ended?: () => void;
+    /** Why the process was cut off, in the caller's terms. */
   },
 ): void {
   let proc: GuestProcess | undefined;
