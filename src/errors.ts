@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'agentProtocol'
   | 'channelClosed'
   | 'commandTimeout'
+  // a command that exited non-zero (the SDK's CommandExitError): the result, not a failure of vmbox
+  | 'commandFailed'
   | 'aborted'
   // sandboxes kept by the server
   | 'sandboxNotFound'

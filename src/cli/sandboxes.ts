@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { sandboxPath } from '../sdk/paths.js';
 import type { SandboxInfo, SandboxState } from '../sdk/sandbox.js';
 import { Sandbox } from '../sdk/sandbox.js';
 import { validateSpec } from '../spec/sandbox.js';
@@ -175,7 +176,7 @@ export function lifecycleCommand(verb: 'stop' | 'start' | 'restart'): Command {
     const conn = await openConnection();
     try {
       for (const ref of refs) {
-        const path = `/v1/sandboxes/${encodeURIComponent(ref)}/${verb}`;
+        const path = sandboxPath(ref, `/${verb}`);
         const info = await conn.request<SandboxInfo>(
           'POST',
           path,
@@ -199,7 +200,7 @@ export function rmCommand(): Command {
       const conn = await openConnection();
       try {
         for (const ref of refs) {
-          await conn.request('DELETE', `/v1/sandboxes/${encodeURIComponent(ref)}${f.force ? '?force=true' : ''}`);
+          await conn.request('DELETE', sandboxPath(ref, f.force ? '?force=true' : ''));
           process.stdout.write(`${ref}\n`);
         }
       } finally {

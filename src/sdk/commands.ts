@@ -4,6 +4,7 @@ import type { ExecStart } from '../spec/api.js';
 import type { ProcessInfo } from '../spec/processes.js';
 import type { CallOptions, Connection } from './connection.js';
 import { InvalidArgumentError, NotFoundError, TimeoutError } from './errors.js';
+import { sandboxPath } from './paths.js';
 import { type CommandExit, ProcessSocket, type ProcessStreams } from './process-socket.js';
 
 export type { CommandExit, ProcessInfo };
@@ -52,6 +53,10 @@ export interface RunOptions extends CommandOptions {
 export type ExecOptions = Omit<ExecStart, 'argv'> & ProcessStreams & { signal?: AbortSignal };
 
 export interface CommandResult extends CommandExit {
+  /** The command as given (a string runs under /bin/sh -c). */
+  command: string;
+  /** From the call to the command's end, in ms. */
+  durationMs: number;
   stdout: string;
   stderr: string;
   /** True when stdout or stderr went past `maxOutputBytes` and the result keeps only its first part. */
@@ -60,20 +65,32 @@ export interface CommandResult extends CommandExit {
   error?: string;
 }
 
-/** A command that ended with a non-zero code; carries the whole result. */
+/**
+ * A command that ended with a non-zero code. Like execa's, the error is the
+ * whole result: `command`, `exitCode`, `stdout`, `stderr`, `durationMs`… (and `result`).
+ */
 export class CommandExitError extends VmboxError {
   override name = 'CommandExitError';
+  override readonly code = 'commandFailed' as const;
+  readonly command: string;
+  readonly exitCode: number;
+  readonly signal?: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly durationMs: number;
+  readonly truncated: boolean;
+  readonly oomKilled?: boolean;
   constructor(readonly result: CommandResult) {
-    super('invalidArgument', `command exited with code ${result.exitCode}${tailOf(result.stderr)}`);
-  }
-  get exitCode(): number {
-    return this.result.exitCode;
-  }
-  get stdout(): string {
-    return this.result.stdout;
-  }
-  get stderr(): string {
-    return this.result.stderr;
+    const oom = result.oomKilled ? ' (killed for lack of memory: give the sandbox more memoryMib)' : '';
+    super('commandFailed', `command exited with code ${result.exitCode}${oom}: ${result.command.slice(0, 200)}${tailOf(result.stderr)}`);
+    this.command = result.command;
+    this.exitCode = result.exitCode;
+    this.signal = result.signal;
+    this.stdout = result.stdout;
+    this.stderr = result.stderr;
+    this.durationMs = result.durationMs;
+    this.truncated = result.truncated;
+    this.oomKilled = result.oomKilled;
   }
 }
 
@@ -85,7 +102,6 @@ export class CommandTimeoutError extends TimeoutError {
     timeoutMs?: number,
   ) {
     super(
-      'commandTimeout',
       `command timed out${timeoutMs ? ` after ${timeoutMs} ms` : ''} and was killed: pass a larger timeoutMs (0 for none)${tailOf(result.stderr)}`,
     );
   }
@@ -131,7 +147,7 @@ class Kept {
 function maxOutputOf(v: number | undefined): number {
   if (v === undefined) return DEFAULT_MAX_OUTPUT_BYTES;
   if (!Number.isInteger(v) || v < 0 || v > MAX_OUTPUT_BYTES) {
-    throw new InvalidArgumentError('invalidArgument', `maxOutputBytes: expected an integer from 0 to ${MAX_OUTPUT_BYTES}, got ${v}`);
+    throw new InvalidArgumentError(`maxOutputBytes: expected an integer from 0 to ${MAX_OUTPUT_BYTES}, got ${v}`);
   }
   return v;
 }
@@ -152,6 +168,8 @@ export class CommandHandle {
     private readonly killByPid: (pid: number) => Promise<boolean>,
     private readonly kept: { stdout: Kept; stderr: Kept } = { stdout: new Kept(0), stderr: new Kept(0) },
     private readonly timeoutMs?: number,
+    private readonly command = '',
+    private readonly startedAt = performance.now(),
   ) {
     socket.exit.then(
       (e) => {
@@ -164,10 +182,11 @@ export class CommandHandle {
   /** @internal Connects a socket, collecting output for the handle (up to `maxOutputBytes` a stream), and waits until the process has a pid. */
   static async open(
     make: (streams: ProcessStreams) => ProcessSocket,
-    opts: Pick<CommandOptions, 'onStdout' | 'onStderr' | 'maxOutputBytes' | 'timeoutMs'>,
+    opts: Pick<CommandOptions, 'onStdout' | 'onStderr' | 'maxOutputBytes' | 'timeoutMs'> & { command?: string },
     killByPid: (pid: number) => Promise<boolean>,
     onBytes?: (d: Uint8Array) => unknown,
   ): Promise<CommandHandle> {
+    const startedAt = performance.now();
     const max = onBytes ? 0 : maxOutputOf(opts.maxOutputBytes);
     const kept = { stdout: new Kept(max), stderr: new Kept(max) };
     // Chunks can split a UTF-8 character; the decoders carry the partial bytes over.
@@ -186,7 +205,7 @@ export class CommandHandle {
       },
     });
     const pid = await socket.pid;
-    return new CommandHandle(pid, socket, killByPid, kept, opts.timeoutMs);
+    return new CommandHandle(pid, socket, killByPid, kept, opts.timeoutMs, opts.command ?? '', startedAt);
   }
 
   /** Output so far (since this handle connected), up to `maxOutputBytes`. */
@@ -210,7 +229,14 @@ export class CommandHandle {
   async wait(opts: { throwOnError?: boolean } = {}): Promise<CommandResult> {
     const exit = await this.socket.exit;
     const { stdout, stderr } = this.kept;
-    const result = { ...exit, stdout: stdout.text, stderr: stderr.text, truncated: stdout.truncated || stderr.truncated };
+    const result: CommandResult = {
+      ...exit,
+      command: this.command,
+      durationMs: Math.round(performance.now() - this.startedAt),
+      stdout: stdout.text,
+      stderr: stderr.text,
+      truncated: stdout.truncated || stderr.truncated,
+    };
     if (opts.throwOnError !== false && exit.timedOut) throw new CommandTimeoutError(result, this.timeoutMs);
     if (opts.throwOnError !== false && exit.exitCode !== 0) throw new CommandExitError(result);
     return result;
@@ -252,7 +278,7 @@ export class CommandHandle {
   }
 }
 
-const base = (ref: string) => `/v1/sandboxes/${encodeURIComponent(ref)}`;
+const base = (ref: string) => sandboxPath(ref);
 
 /** `sandbox.commands`: run commands, E2B-style. */
 export class Commands {
@@ -290,7 +316,7 @@ export class Commands {
     };
     const handle = await CommandHandle.open(
       (streams) => new ProcessSocket(this.conn, `${base(this.ref)}/exec`, start, streams, opts.signal),
-      { ...opts, timeoutMs },
+      { ...opts, timeoutMs, command: typeof cmd === 'string' ? cmd : cmd.join(' ') },
       (pid) => this.kill(pid),
     );
     if (opts.background) return handle;

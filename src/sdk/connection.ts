@@ -89,7 +89,7 @@ export class Connection {
     if (err instanceof VmboxError) return err;
     this.down = true;
     if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-      return new ServerUnavailableError('serverUnavailable', `no vmbox server at ${this.describe()}: start one with vmbox serve`);
+      return new ServerUnavailableError(`no vmbox server at ${this.describe()}: start one with vmbox serve`);
     }
     const reason = err.code ?? 'closed';
     return new ConnectionError(

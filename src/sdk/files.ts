@@ -4,6 +4,7 @@ import { VmboxError } from '../errors.js';
 import type { EntryInfo, WatchEvent } from '../spec/files.js';
 import type { CallOptions, Connection } from './connection.js';
 import { errorFromApi, NotFoundError } from './errors.js';
+import { sandboxPath } from './paths.js';
 
 export type { EntryInfo };
 
@@ -63,7 +64,7 @@ export class Files {
   ) {}
 
   private url(rest: string, query: Record<string, string | number | boolean | undefined> = {}): string {
-    return `/v1/sandboxes/${encodeURIComponent(this.ref)}/files${rest}?${q(query)}`;
+    return sandboxPath(this.ref, `/files${rest}?${q(query)}`);
   }
 
   /** Reads a file: as text (default), bytes, a Blob, or a web ReadableStream that pulls as you read. */

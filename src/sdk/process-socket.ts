@@ -211,7 +211,7 @@ export class ProcessSocket {
 
   private checkRunning(): void {
     if (this.ended) {
-      throw new InvalidStateError('invalidState', `the process has exited (code ${this.ended.exitCode}): its stdin is closed`);
+      throw new InvalidStateError(`the process has exited (code ${this.ended.exitCode}): its stdin is closed`);
     }
     if (this.failure) throw this.failure;
   }

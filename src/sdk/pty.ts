@@ -1,5 +1,6 @@
 import { CommandHandle } from './commands.js';
 import type { CallOptions, Connection } from './connection.js';
+import { sandboxPath } from './paths.js';
 import { ProcessSocket, type ProcessStreams } from './process-socket.js';
 
 /** A login shell: bash if the image has it, else sh. */
@@ -31,7 +32,7 @@ export class Pty {
 
   /** Starts a terminal; resolves with its handle once it runs (`pid`, `sendInput`, `resize`, `wait`, `kill`). */
   async create(opts: PtyCreateOptions): Promise<CommandHandle> {
-    const path = `/v1/sandboxes/${encodeURIComponent(this.ref)}/exec`;
+    const path = sandboxPath(this.ref, '/exec');
     const start = {
       argv: opts.cmd ?? LOGIN_SHELL,
       env: opts.envs,
@@ -45,7 +46,7 @@ export class Pty {
 
   /** Reattaches to a terminal by pid (its output while detached comes first). */
   async connect(pid: number, opts: { onData?: (data: Uint8Array) => unknown; signal?: AbortSignal } = {}): Promise<CommandHandle> {
-    const path = `/v1/sandboxes/${encodeURIComponent(this.ref)}/processes/${pid}/attach`;
+    const path = sandboxPath(this.ref, `/processes/${pid}/attach`);
     return this.handle((streams) => new ProcessSocket(this.conn, path, undefined, streams, opts.signal), opts.onData);
   }
 

@@ -5,6 +5,7 @@ import type { LogEntry, LogSource, Metrics, MetricsSample, SandboxDetails, Sandb
 import { Commands } from './commands.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
 import { Files } from './files.js';
+import { sandboxesPath, sandboxPath } from './paths.js';
 import { Pty } from './pty.js';
 import { insecureFromEnv } from './registry-env.js';
 
@@ -39,7 +40,7 @@ export interface LogOpts {
   signal?: AbortSignal;
 }
 
-const path = (ref: string, rest = '') => `/v1/sandboxes/${encodeURIComponent(ref)}${rest}`;
+const path = sandboxPath;
 
 /** A sandbox on a vmbox server. Shaped like E2B's: `await Sandbox.create()`, `sbx.commands.run()`. */
 export class Sandbox {
@@ -78,7 +79,7 @@ export class Sandbox {
     };
     const image: CreateQuery = { pull, platform, insecure: insecure ?? (spec.image ? insecureFromEnv(spec.image) : undefined) };
     const q = new URLSearchParams(Object.entries(image).flatMap(([k, v]) => (v ? [[k, String(v)] as [string, string]] : [])));
-    const info = await conn.request<SandboxInfo>('POST', `/v1/sandboxes${q.size ? `?${q}` : ''}`, body, call);
+    const info = await conn.request<SandboxInfo>('POST', `${sandboxesPath}${q.size ? `?${q}` : ''}`, body, call);
     return new Sandbox(conn, info);
   }
 
@@ -95,7 +96,7 @@ export class Sandbox {
       const labels = Object.entries(opts.query?.metadata ?? {}).map(([k, v]) => `${k}=${v}`);
       if (labels.length) q.set('label', labels.join(','));
       if (opts.query?.state?.length) q.set('state', opts.query.state.join(','));
-      return await conn.request<SandboxInfo[]>('GET', `/v1/sandboxes${q.size ? `?${q}` : ''}`);
+      return await conn.request<SandboxInfo[]>('GET', `${sandboxesPath}${q.size ? `?${q}` : ''}`);
     } finally {
       conn.close();
     }

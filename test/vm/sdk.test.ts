@@ -56,9 +56,14 @@ describe('the SDK: commands', () => {
   it('throws CommandExitError with the result, or returns it when asked', async () => {
     await assert.rejects(sbx.commands.run('echo out; echo bad >&2; exit 4'), (e: InstanceType<Sdk['CommandExitError']>) => {
       assert.ok(e instanceof sdk.CommandExitError);
+      // The error is the whole result, under a code of its own.
+      assert.equal(e.code, 'commandFailed');
+      assert.equal(e.command, 'echo out; echo bad >&2; exit 4');
       assert.equal(e.exitCode, 4);
       assert.equal(e.result.stdout, 'out\n');
+      assert.equal(e.stdout, 'out\n');
       assert.equal(e.stderr, 'bad\n');
+      assert.ok(e.durationMs >= 0 && e.durationMs === e.result.durationMs);
       return true;
     });
     assert.equal((await sbx.commands.run('exit 3', { throwOnError: false })).exitCode, 3);
