@@ -1,4 +1,4 @@
-import { ensureHome } from '../paths.js';
+import { ensureHome, vmboxHome } from '../paths.js';
 import { type AccelVerdict, detectAccelerator } from '../vmm/accel.js';
 import { ensureAgent } from './agent.js';
 import { ensureBaseImage } from './base-image.js';
@@ -11,21 +11,24 @@ export interface Assets {
   accel: AccelVerdict;
 }
 
-let memo: Promise<Assets> | undefined;
+/** By home: the paths it gives are under `$VMBOX_HOME/cache`, which a process may change (tests do). */
+const memo = new Map<string, Promise<Assets>>();
 
 /** Everything a VM needs, built once and cached; a quick check once built. */
 export function ensureAssets(): Promise<Assets> {
-  memo ??= (async () => {
+  const home = vmboxHome();
+  let assets = memo.get(home);
+  if (assets) return assets;
+  assets = (async () => {
     ensureHome();
     const kernelPath = await ensureKernel();
     const agent = await ensureAgent();
     const accel = await detectAccelerator({ kernelPath, bareInitrd: agent.bareInitrd });
     return { kernelPath, ...agent, accel };
   })();
-  memo.catch(() => {
-    memo = undefined;
-  });
-  return memo;
+  memo.set(home, assets);
+  assets.catch(() => memo.delete(home));
+  return assets;
 }
 
 /** The full set-up, including the built-in image: what `./vmbox` and `npm test` run first. */
