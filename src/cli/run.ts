@@ -8,13 +8,7 @@ import { composeArgv } from './argv.js';
 import { connectOptions } from './client.js';
 import { pullFor } from './pull.js';
 import { imageOptions, int, parsePairs, size } from './sandboxes.js';
-import { checkTimeout, exitForSignal, interruptible, streamCommand } from './stream.js';
-
-/**
- * A safety net for a sandbox of `vmbox run` whose CLI died between the create
- * and the command's start: the server removes it after this long idle.
- */
-const ORPHAN_IDLE_MS = 60_000;
+import { checkTimeout, streamProcess } from './stream.js';
 
 interface RunOptions {
   image: string;
@@ -74,25 +68,25 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   if (argv.length === 0) throw new VmboxError('invalidArgument', 'empty command: give one after --, e.g. vmbox run -- echo hello');
   checkTimeout(opts.timeout);
 
-  // Ctrl-C mid-boot cancels the create (the server removes the half-made
-  // sandbox). Once the command runs, the server removes the sandbox when it
-  // ends or when this process goes away, however it goes.
-  let sbx: Sandbox | undefined;
+  // The server makes a sandbox for this one command, owned by this
+  // connection: it is removed when the command ends or this process goes
+  // away, however it goes (Ctrl-C or kill -9, mid-boot too).
   try {
-    sbx = await interruptible((signal, interrupted) =>
-      Sandbox.create(
-        { ...spec, ...imageOptions(opts), ephemeral: true, idleTimeoutMs: ORPHAN_IDLE_MS, ...connectOptions },
-        { signal },
-      ).catch((err) => {
-        if (interrupted()) return undefined;
-        throw err;
-      }),
+    return await streamProcess(
+      ({ onStdout, onStderr, signal, ...exec }) =>
+        Sandbox.runOnce(argv, {
+          ...spec,
+          ...imageOptions(opts),
+          ...connectOptions,
+          exec,
+          onStdout,
+          onStderr,
+          signal,
+          onCreated: () => mark('sandbox created'),
+        }),
+      { ...opts, env: {} },
     );
-    mark('sandbox created');
-    if (!sbx) return exitForSignal('SIGINT');
-    return await streamCommand(sbx.commands, argv, { ...opts, env: {}, removeWhenDone: true });
   } finally {
-    sbx?.close();
     printTrace();
   }
 }

@@ -1,4 +1,5 @@
-import type { Commands } from '../sdk/commands.js';
+import type { Commands, ExecOptions } from '../sdk/commands.js';
+import type { ProcessSocket } from '../sdk/process-socket.js';
 import { mark } from '../util/trace.js';
 
 export interface StreamFlags {
@@ -8,8 +9,10 @@ export interface StreamFlags {
   interactive?: boolean;
   /** Seconds. */
   timeout?: number;
-  removeWhenDone?: boolean;
 }
+
+/** Starts the process to stream: a command in a sandbox, or a run's own sandbox. */
+export type StartProcess = (opts: ExecOptions) => ProcessSocket | Promise<ProcessSocket>;
 
 const signalNumbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 export const exitForSignal = (sig: NodeJS.Signals) => 128 + (signalNumbers[sig] ?? 2);
@@ -21,7 +24,12 @@ export const exitForSignal = (sig: NodeJS.Signals) => 128 + (signalNumbers[sig] 
  * abandons the command, and the guest kills it).
  */
 export function streamCommand(commands: Commands, argv: string[], f: StreamFlags): Promise<number> {
-  return interruptible((signal, interrupted) => attach(commands, argv, f, signal, interrupted));
+  return streamProcess((o) => commands.exec(argv, o), f);
+}
+
+/** As streamCommand, for any way of starting the process. */
+export function streamProcess(start: StartProcess, f: StreamFlags): Promise<number> {
+  return interruptible((signal, interrupted) => attach(start, f, signal, interrupted));
 }
 
 /** Bad --timeout values fail before anything boots. */
@@ -49,20 +57,18 @@ export async function interruptible<T>(fn: (signal: AbortSignal, interrupted: ()
 }
 
 async function attach(
-  commands: Commands,
-  argv: string[],
+  start: StartProcess,
   f: StreamFlags,
   signal: AbortSignal,
   interrupted: () => NodeJS.Signals | undefined,
 ): Promise<number> {
   try {
-    const h = commands.exec(argv, {
+    const h = await start({
       env: f.env,
       cwd: f.workdir,
       user: f.user,
       stdin: f.interactive ?? false,
       timeoutMs: f.timeout ? Math.round(f.timeout * 1000) : undefined,
-      removeWhenDone: f.removeWhenDone,
       signal,
       onStdout: (d) => writeWithBackpressure(process.stdout, d),
       onStderr: (d) => writeWithBackpressure(process.stderr, d),

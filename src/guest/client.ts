@@ -97,7 +97,8 @@ export class AgentClient implements ChannelHost {
       opts.timeoutMs,
     );
     const onAbort = () => client.hello.reject(new VmboxError('aborted', 'aborted while waiting for the guest agent'));
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const info = await client.hello.promise;
       if (info.generation !== PROTOCOL_GENERATION) {

@@ -82,7 +82,10 @@ export class SandboxManager {
    * unix socket), so patches may name host files; a remote caller sends content.
    * `pull` says how the image is found: pulled per its policy, for a platform, from a plain-HTTP registry.
    */
-  async create(input: unknown, opts: { signal?: AbortSignal; hostPaths?: boolean; pull?: CreateQuery } = {}): Promise<SandboxInfo> {
+  async create(
+    input: unknown,
+    opts: { signal?: AbortSignal; hostPaths?: boolean; pull?: CreateQuery; owner?: 'connection' } = {},
+  ): Promise<SandboxInfo> {
     const spec = validateSpec(input);
     if (!opts.hostPaths) refuseHostPaths(spec);
     const image = await this.images.resolve(spec.image, opts.pull);
@@ -100,6 +103,7 @@ export class SandboxManager {
       startedAt: null,
       stoppedAt: null,
       removing: false,
+      owner: opts.owner ?? null,
     };
     this.db.insert(rec); // claims the name, before anything exists on disk
     const dir = this.dir(id);

@@ -19,8 +19,9 @@ const UP: readonly string[] = ['running', 'stopping', 'starting'];
 async function recoverOne(m: SandboxManager, rec: SandboxRecord): Promise<void> {
   // The VMM may have been spawned before its pid was recorded: the provider looks for it by id too.
   const vm = m.provider.adopt({ id: rec.id, runDir: m.dir(rec.id), pid: rec.pid });
-  if (rec.removing || rec.state === 'creating') {
-    // Half-made or half-removed: finish removing it.
+  if (rec.removing || rec.state === 'creating' || rec.owner === 'connection') {
+    // Half-made or half-removed: finish removing it. One owned by a client's
+    // connection lost its owner with the previous server: it goes too.
     await vm?.stop({ timeoutMs: 0 });
     m.forget(rec.id);
     return;

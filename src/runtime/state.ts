@@ -20,6 +20,8 @@ export interface SandboxRecord {
   stoppedAt: number | null;
   /** Set while the sandbox is being removed: a crash mid-way is finished at start-up. */
   removing: boolean;
+  /** `connection`: made for one command and owned by the client's connection (`vmbox run`), which a restart ends. */
+  owner: 'connection' | null;
 }
 
 export interface EventRecord {
@@ -52,6 +54,7 @@ const migrations = [
      message TEXT NOT NULL
    );
    CREATE INDEX events_by_sandbox ON events (sandbox_id, seq);`,
+  'ALTER TABLE sandboxes ADD COLUMN owner TEXT;',
 ];
 
 interface Row {
@@ -66,6 +69,7 @@ interface Row {
   started_at: number | null;
   stopped_at: number | null;
   removing: number;
+  owner: string | null;
 }
 
 const fromRow = (r: Row): SandboxRecord => ({
@@ -80,6 +84,7 @@ const fromRow = (r: Row): SandboxRecord => ({
   startedAt: r.started_at,
   stoppedAt: r.stopped_at,
   removing: r.removing !== 0,
+  owner: r.owner === 'connection' ? 'connection' : null,
 });
 
 /** The server's state: sandboxes and their events, in SQLite (WAL), written by the server alone. */
@@ -116,8 +121,8 @@ export class StateDb {
     try {
       this.db
         .prepare(
-          `INSERT INTO sandboxes (id, name, spec, image, state, reason, pid, created_at, started_at, stopped_at, removing)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO sandboxes (id, name, spec, image, state, reason, pid, created_at, started_at, stopped_at, removing, owner)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           rec.id,
@@ -131,6 +136,7 @@ export class StateDb {
           rec.startedAt,
           rec.stoppedAt,
           rec.removing ? 1 : 0,
+          rec.owner,
         );
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {

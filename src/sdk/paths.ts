@@ -5,3 +5,6 @@ export const sandboxesPath = '/v1/sandboxes';
 export function sandboxPath(ref: string, rest = ''): string {
   return `${sandboxesPath}/${encodeURIComponent(ref)}${rest}`;
 }
+
+/** The socket of `vmbox run`: a sandbox made for one command, owned by the connection. */
+export const runPath = '/v1/run';

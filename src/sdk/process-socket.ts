@@ -1,8 +1,9 @@
 import type WebSocket from 'ws';
 import { VmboxError } from '../errors.js';
-import type { ExecClientMessage, ExecServerMessage, ExecStart } from '../spec/api.js';
+import type { ExecClientMessage, ExecServerMessage, ExecStart, RunStart } from '../spec/api.js';
 import { StreamTag } from '../spec/api.js';
 import type { ExecExit } from '../spec/processes.js';
+import type { SandboxInfo } from '../spec/sandboxes.js';
 import { deferred } from '../util/deferred.js';
 import { apiError, type Connection } from './connection.js';
 import { ConnectionError, errorFromApi, InvalidStateError } from './errors.js';
@@ -18,6 +19,8 @@ export interface ProcessStreams {
    */
   onStdout?: (data: Buffer) => unknown;
   onStderr?: (data: Buffer) => unknown;
+  /** A run's sandbox exists (before its command starts). */
+  onCreated?: (sandbox: SandboxInfo) => unknown;
 }
 
 /** What the socket delivered, handled strictly in order (output, then the end). */
@@ -50,7 +53,7 @@ export class ProcessSocket {
   constructor(
     private readonly conn: Connection,
     private readonly path: string,
-    private readonly start: ExecStart | undefined,
+    private readonly start: ExecStart | RunStart | undefined,
     private readonly streams: ProcessStreams,
     private readonly signal?: AbortSignal,
   ) {
@@ -70,7 +73,8 @@ export class ProcessSocket {
       await this.conn.ready();
       if (this.settled) throw this.failure;
       // A command may get a socket that is already open (a spare): see Connection.commandSocket.
-      const ws = this.start ? this.conn.commandSocket(this.path) : this.conn.websocket(this.path);
+      // A command may take a socket opened ahead of time (a spare); a run or an attach opens its own.
+      const ws = this.start && 'argv' in this.start ? this.conn.commandSocket(this.path) : this.conn.websocket(this.path);
       this.ws = ws;
       try {
         await this.bind(ws);
@@ -155,11 +159,12 @@ export class ProcessSocket {
       return msg.data[0] === StreamTag.stdout ? this.streams.onStdout?.(chunk) : this.streams.onStderr?.(chunk);
     }
     const m = parseMessage(msg.data);
+    if (m.type === 'created') return this.streams.onCreated?.(m.sandbox);
     if (m.type === 'started') this.pidD.resolve(m.pid);
     else if (m.type === 'exit') {
       this.settled = true;
       this.signal?.removeEventListener('abort', this.onAbort);
-      this.ended = { exitCode: m.exitCode, signal: m.signal, timedOut: m.timedOut };
+      this.ended = { exitCode: m.exitCode, signal: m.signal, timedOut: m.timedOut, ...(m.oomKilled ? { oomKilled: true } : {}) };
       this.exitD.resolve(this.ended);
     } else if (m.type === 'error') this.fail(errorFromApi(m.code, m.message, m.path));
     return undefined;

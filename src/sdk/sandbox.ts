@@ -1,11 +1,13 @@
 import { createInterface } from 'node:readline';
+import type { ExecStart, RunStart } from '../spec/api.js';
 import type { CreateQuery, PullPolicy } from '../spec/images.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
 import type { LogEntry, LogSource, Metrics, MetricsSample, SandboxDetails, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
 import { Commands } from './commands.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
 import { Files } from './files.js';
-import { sandboxesPath, sandboxPath } from './paths.js';
+import { runPath, sandboxesPath, sandboxPath } from './paths.js';
+import { ProcessSocket, type ProcessStreams } from './process-socket.js';
 import { Pty } from './pty.js';
 import { insecureFromEnv } from './registry-env.js';
 
@@ -25,6 +27,13 @@ export interface SandboxOpts extends ConnectionOptions, Partial<Omit<SandboxSpec
   platform?: string;
   /** Plain HTTP to the image's registry (default: whether `VMBOX_INSECURE_REGISTRIES` lists it). */
   insecure?: boolean;
+}
+
+/** How `Sandbox.runOnce` runs its command and streams it. */
+export interface RunOnceOptions extends ProcessStreams {
+  /** The command's settings, as the exec request names them (env, cwd, user, stdin, timeoutMs, pty). */
+  exec?: Omit<ExecStart, 'argv' | 'background'>;
+  signal?: AbortSignal;
 }
 
 export interface ListOpts extends ConnectionOptions {
@@ -69,6 +78,31 @@ export class Sandbox {
 
   /** Creates and boots a sandbox; resolves when its agent answers. */
   static async create(opts: SandboxOpts = {}, call: CallOptions = {}): Promise<Sandbox> {
+    const { conn, body, image } = await Sandbox.prepare(opts);
+    const q = new URLSearchParams(Object.entries(image).flatMap(([k, v]) => (v ? [[k, String(v)] as [string, string]] : [])));
+    const info = await conn.request<SandboxInfo>('POST', `${sandboxesPath}${q.size ? `?${q}` : ''}`, body, call);
+    return new Sandbox(conn, info);
+  }
+
+  /**
+   * Runs one command in a sandbox made for it (what `vmbox run` does): the
+   * sandbox belongs to this call's connection and is removed when the command
+   * ends or the connection does (the caller exits or is killed, Ctrl-C
+   * mid-boot, a server restart). `onCreated` hears of the sandbox before the
+   * command starts. The returned process streams as `commands.exec`'s does.
+   */
+  static async runOnce(argv: string[], opts: SandboxOpts & RunOnceOptions = {}): Promise<ProcessSocket> {
+    const { exec = {}, onStdout, onStderr, onCreated, signal, ...sandbox } = opts;
+    const { conn, body, image } = await Sandbox.prepare(sandbox);
+    const start: RunStart = { sandbox: body as RunStart['sandbox'], pull: image, exec: { argv, ...exec } };
+    const proc = new ProcessSocket(conn, runPath, start, { onStdout, onStderr, onCreated }, signal);
+    const close = () => conn.close();
+    proc.exit.then(close, close);
+    return proc;
+  }
+
+  /** The connection, the spec as the API takes it, and how its image is found. */
+  private static async prepare(opts: SandboxOpts): Promise<{ conn: Connection; body: Partial<SandboxSpec>; image: CreateQuery }> {
     const { url, token, socketPath, autoStart, onServerStart, envs, metadata, timeoutMs, pull, platform, insecure, ...spec } = opts;
     const conn = await Connection.open({ url, token, socketPath, autoStart, onServerStart });
     const body: Partial<SandboxSpec> = {
@@ -78,9 +112,7 @@ export class Sandbox {
       ...(timeoutMs !== undefined ? { maxDurationMs: timeoutMs } : {}),
     };
     const image: CreateQuery = { pull, platform, insecure: insecure ?? (spec.image ? insecureFromEnv(spec.image) : undefined) };
-    const q = new URLSearchParams(Object.entries(image).flatMap(([k, v]) => (v ? [[k, String(v)] as [string, string]] : [])));
-    const info = await conn.request<SandboxInfo>('POST', `${sandboxesPath}${q.size ? `?${q}` : ''}`, body, call);
-    return new Sandbox(conn, info);
+    return { conn, body, image };
   }
 
   /** A handle on an existing sandbox, by id, id prefix or name. */

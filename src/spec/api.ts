@@ -1,5 +1,8 @@
 import { type Static, Type } from '@sinclair/typebox';
+import { CreateQuery } from './images.js';
 import type { ExecExit } from './processes.js';
+import { SandboxSpecSchema } from './sandbox.js';
+import type { SandboxInfo } from './sandboxes.js';
 
 /**
  * The HTTP API's request and message shapes. One schema each: the route's
@@ -57,13 +60,26 @@ export const ExecStart = Type.Object(
           'Keep the process when this socket closes; its output is kept (last 1 MiB) for an attach by pid. Default: true with pty, false otherwise',
       }),
     ),
-    removeWhenDone: Type.Optional(
-      Type.Boolean({ description: 'Remove the sandbox when the command ends or the client goes away (vmbox run)' }),
-    ),
   },
   { additionalProperties: false },
 );
 export type ExecStart = Static<typeof ExecStart>;
+
+/**
+ * The first message on a run WebSocket (`vmbox run`): a sandbox made for one
+ * command and owned by this connection. It is removed when the command ends
+ * or the connection does (Ctrl-C, a killed client, a server restart),
+ * whichever comes first; it is the only way it goes.
+ */
+export const RunStart = Type.Object(
+  {
+    sandbox: Type.Partial(SandboxSpecSchema, { description: 'The sandbox spec (defaults as for a create)' }),
+    pull: Type.Optional(CreateQuery),
+    exec: ExecStart,
+  },
+  { additionalProperties: false },
+);
+export type RunStart = Static<typeof RunStart>;
 
 export const ProcessRef = Type.Object({
   ref: Type.String({ description: 'Sandbox id, id prefix, or name' }),
@@ -147,6 +163,7 @@ export const StreamTag = { stdin: 0, stdout: 1, stderr: 2 } as const;
 /** Text messages on an exec WebSocket. */
 export type ExecClientMessage = { type: 'eof' } | { type: 'signal'; signal: number } | { type: 'resize'; cols: number; rows: number };
 export type ExecServerMessage =
+  | { type: 'created'; sandbox: SandboxInfo }
   | { type: 'started'; pid: number }
   | ({ type: 'exit' } & ExecExit)
   | { type: 'error'; code: string; message: string; path?: string };

@@ -28,6 +28,7 @@ const record = (name: string, image: SandboxRecord['image'], state: SandboxRecor
   startedAt: null,
   stoppedAt: null,
   removing: false,
+  owner: null,
 });
 
 describe('the image service', () => {

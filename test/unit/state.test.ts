@@ -24,6 +24,7 @@ const record = (id: string, name: string): SandboxRecord => ({
   startedAt: null,
   stoppedAt: null,
   removing: false,
+  owner: null,
 });
 
 describe('the state database', () => {

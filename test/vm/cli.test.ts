@@ -120,6 +120,34 @@ describe('vmbox run (the CLI, through the server, end to end)', () => {
     assert.ok(await waitFor(() => !leftovers().includes(id)), 'and removed the sandbox');
   });
 
+  it('takes its sandbox down when killed mid-boot, before the command runs', async () => {
+    const before = leftovers();
+    const child = spawn(vmbox, ['run', '--', 'true'], { stdio: 'ignore', env: t.env });
+    assert.ok(await waitFor(() => leftovers().some((d) => !before.includes(d)), 30_000), 'the sandbox is being made');
+    const [id] = leftovers().filter((d) => !before.includes(d));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    assert.ok(id);
+    assert.ok(await waitFor(() => !leftovers().includes(id), 20_000), 'the server removed the half-made sandbox');
+    assert.ok(await waitFor(() => !qemuRunning(id)), 'and its VM');
+  });
+
+  it('a run’s sandbox goes with its connection when the server restarts under it', async () => {
+    const before = leftovers();
+    const child = spawn(vmbox, ['run', '--', 'sh', '-c', 'echo started; sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'], env: t.env });
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()));
+    const [id] = leftovers().filter((d) => !before.includes(d));
+    assert.ok(id);
+    const server = t.serverPid();
+    assert.ok(server);
+    process.kill(server, 'SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    // The next server finds a sandbox whose owner (the connection) is gone: it removes it rather than adopt it.
+    assert.equal(run(['ls', '--json']).status, 0);
+    assert.ok(await waitFor(() => !leftovers().includes(id), 20_000), 'the restarted server removed it');
+    assert.ok(await waitFor(() => !qemuRunning(id)), 'and its VM');
+  });
+
   it('doctor reports the accelerator, QEMU and caches', () => {
     const r = run(['doctor']);
     assert.equal(r.status, 0, r.stderr);

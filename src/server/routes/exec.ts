@@ -1,3 +1,4 @@
+import type { Static, TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyPluginAsync } from 'fastify';
 import type { WebSocket } from 'ws';
@@ -9,6 +10,7 @@ import {
   type ExecServerMessage,
   ExecStart,
   ProcessRef,
+  RunStart,
   SandboxRef,
   SignalBody,
   StreamTag,
@@ -34,20 +36,40 @@ export const execRoutes =
       { websocket: true, schema: { params: SandboxRef, tags: ['processes'] } },
       (socket, req) => {
         const ref = req.params.ref;
-        let removeWhenDone = false;
         serveProcess(socket, {
           start: (data, isBinary, streams) => {
-            const s = parseStart(data, isBinary);
-            removeWhenDone = s.removeWhenDone ?? false;
-            const { argv, ...opts } = s;
+            const { argv, ...opts } = parseFirst(ExecStart, 'exec', data, isBinary);
             return m.processes.exec(ref, argv, opts, streams);
-          },
-          ended: () => {
-            if (removeWhenDone) m.remove(ref, { force: true }).catch(() => {});
           },
         });
       },
     );
+
+    // `vmbox run`: a sandbox made for one command and owned by this socket —
+    // removed when the command ends or the socket closes, mid-boot included.
+    app.get('/v1/run', { websocket: true, schema: { tags: ['processes'] } }, (socket, req) => {
+      const abort = new AbortController();
+      let id: string | undefined;
+      serveProcess(socket, {
+        start: async (data, isBinary, streams) => {
+          const run = parseFirst(RunStart, 'run', data, isBinary);
+          const info = await m.create(run.sandbox, { signal: abort.signal, pull: run.pull, hostPaths: !req.viaTcp, owner: 'connection' });
+          id = info.id;
+          if (abort.signal.aborted) {
+            // The client went away as the create finished: its sandbox goes now.
+            await m.remove(info.id, { force: true, reason: 'its run ended' }).catch(() => {});
+            throw new VmboxError('aborted', 'the client went away');
+          }
+          socket.send(JSON.stringify({ type: 'created', sandbox: info } satisfies ExecServerMessage));
+          const { argv, ...opts } = run.exec;
+          return m.processes.exec(info.id, argv, opts, streams);
+        },
+        ended: () => {
+          abort.abort();
+          if (id) m.remove(id, { force: true, reason: 'its run ended' }).catch(() => {});
+        },
+      });
+    });
 
     app.get<ProcessParams>(
       '/v1/sandboxes/:ref/processes/:pid/attach',
@@ -94,12 +116,15 @@ function serveProcess(
   socket: WebSocket,
   o: {
     proc?: GuestProcess;
-    start?: (data: Buffer, isBinary: boolean, streams: ExecStreams) => GuestProcess;
+    start?: (data: Buffer, isBinary: boolean, streams: ExecStreams) => GuestProcess | Promise<GuestProcess>;
     ended?: () => void;
     /** Why the process was cut off, in the caller's terms. */
   },
 ): void {
   let proc: GuestProcess | undefined;
+  let starting = false;
+  /** What the client sent while the process was being started (a run boots a VM first). */
+  const early: [Buffer, boolean][] = [];
   let finished = false;
   const send = (msg: ExecServerMessage) => {
     if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
@@ -129,11 +154,24 @@ function serveProcess(
     if (!finished) proc?.abort(new VmboxError('aborted', 'the client went away'));
     end();
   });
-  socket.on('message', (data: Buffer, isBinary: boolean) => {
+  const onMessage = (data: Buffer, isBinary: boolean) => {
     try {
       if (!proc) {
-        if (!o.start) return;
-        follow(o.start(data, isBinary, streamsTo(socket)));
+        if (starting) early.push([data, isBinary]);
+        if (starting || !o.start) return;
+        starting = true;
+        const started = o.start(data, isBinary, streamsTo(socket));
+        Promise.resolve(started).then(
+          (p) => {
+            if (finished) p.abort(new VmboxError('aborted', 'the client went away'));
+            follow(p);
+            for (const [d, b] of early.splice(0)) onMessage(d, b);
+          },
+          (err: Error) => {
+            fail(socket, err);
+            end();
+          },
+        );
         return;
       }
       if (isBinary) {
@@ -150,20 +188,22 @@ function serveProcess(
       fail(socket, err as Error);
       end();
     }
-  });
+  };
+  socket.on('message', onMessage);
 }
 
-function parseStart(data: Buffer, isBinary: boolean): ExecStart {
-  let start: unknown;
+/** The socket's first message: a JSON object the schema accepts. */
+function parseFirst<T extends TSchema>(schema: T, what: string, data: Buffer, isBinary: boolean): Static<T> {
+  let first: unknown;
   try {
     if (isBinary) throw new Error();
-    start = JSON.parse(data.toString());
+    first = JSON.parse(data.toString());
   } catch {
-    throw new VmboxError('invalidArgument', 'the first message must be a JSON object: {"argv": [...]}');
+    throw new VmboxError('invalidArgument', `the first message must be a JSON object (${what}): see /openapi.json`);
   }
-  const first = Value.Errors(ExecStart, start).First();
-  if (first) throw new VmboxError('invalidArgument', `exec${first.path.replace(/\//g, '.')}: ${first.message}`);
-  return start as ExecStart;
+  const error = Value.Errors(schema, first).First();
+  if (error) throw new VmboxError('invalidArgument', `${what}${error.path.replace(/\//g, '.')}: ${error.message}`);
+  return first as Static<T>;
 }
 
 function sendTagged(socket: WebSocket, tag: number, data: Buffer): Promise<void> | undefined {
