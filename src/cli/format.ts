@@ -1,3 +1,5 @@
+import { VmboxError } from '../errors.js';
+
 /** Human-sized numbers and plain tables for the CLI. */
 export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -33,10 +35,10 @@ export function table(head: string[], rows: string[][]): string {
 /** `1h`, `10m`, `30s`, `500ms`, or a bare number of seconds, in milliseconds. */
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
-  if (!m) throw new Error(`${text}: expected a duration such as 30s, 10m, 1h`);
+  if (!m) throw new VmboxError('invalidArgument', `${text}: expected a duration such as 30s, 10m, 1h`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
   const ms = Math.round(Number(m[1]) * unit);
-  if (ms <= 0) throw new Error(`${text}: must be more than zero`);
+  if (ms <= 0) throw new VmboxError('invalidArgument', `${text}: must be more than zero`);
   return ms;
 }
 
@@ -52,9 +54,9 @@ export function humanDuration(ms: number): string {
 /** `10G`, `512M`, `1.5GiB`, `1T` (binary units) in MiB, for sizes such as `--disk`. */
 export function parseSizeMib(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([MGT])(?:i?B)?$/i.exec(text.trim());
-  if (!m) throw new Error(`${text}: expected a size such as 512M or 10G`);
+  if (!m) throw new VmboxError('invalidArgument', `${text}: expected a size such as 512M or 10G`);
   const unit = { M: 1, G: 1024, T: 1024 * 1024 }[(m[2] ?? 'M').toUpperCase() as 'M' | 'G' | 'T'];
   const mib = Math.round(Number(m[1]) * unit);
-  if (mib <= 0) throw new Error(`${text}: must be more than zero`);
+  if (mib <= 0) throw new VmboxError('invalidArgument', `${text}: must be more than zero`);
   return mib;
 }

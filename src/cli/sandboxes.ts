@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { VmboxError } from '../errors.js';
 import { sandboxPath } from '../sdk/paths.js';
 import type { SandboxInfo, SandboxState } from '../sdk/sandbox.js';
 import { Sandbox } from '../sdk/sandbox.js';
@@ -32,7 +33,7 @@ export function parsePairs(flag: string, pairs: string[]): Record<string, string
   const out: Record<string, string> = {};
   for (const kv of pairs) {
     const i = kv.indexOf('=');
-    if (i <= 0) throw new Error(`${flag} ${kv}: expected KEY=VALUE`);
+    if (i <= 0) throw new VmboxError('invalidArgument', `${flag} ${kv}: expected KEY=VALUE`);
     out[kv.slice(0, i)] = kv.slice(i + 1);
   }
   return out;

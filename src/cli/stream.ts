@@ -1,3 +1,4 @@
+import { VmboxError } from '../errors.js';
 import type { Commands, ExecOptions } from '../sdk/commands.js';
 import type { ProcessSocket } from '../sdk/process-socket.js';
 import { mark } from '../util/trace.js';
@@ -34,7 +35,7 @@ export function streamProcess(start: StartProcess, f: StreamFlags): Promise<numb
 
 /** Bad --timeout values fail before anything boots. */
 export function checkTimeout(seconds: number | undefined): void {
-  if (seconds !== undefined && !(seconds > 0)) throw new Error('--timeout must be a positive number of seconds');
+  if (seconds !== undefined && !(seconds > 0)) throw new VmboxError('invalidArgument', '--timeout must be a positive number of seconds');
 }
 
 /**

@@ -32,9 +32,26 @@ describe('the state database', () => {
     const path = join(dir, 'a.db');
     new StateDb(path).close();
     const raw = new Database(path);
-    assert.equal(raw.pragma('user_version', { simple: true }), 1);
+    assert.equal(raw.pragma('user_version', { simple: true }), 2);
     assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
     raw.close();
+  });
+
+  it('keeps a sandbox written before owners existed, with none, and records a run’s owner', () => {
+    const path = join(dir, 'v1.db');
+    const v1 = new StateDb(path);
+    v1.insert(record('old', 'old'));
+    v1.close();
+    // Back to schema 1: no owner column, as an older vmbox left it.
+    const raw = new Database(path);
+    raw.exec('ALTER TABLE sandboxes DROP COLUMN owner');
+    raw.pragma('user_version = 1');
+    raw.close();
+    const db = new StateDb(path);
+    assert.equal(db.get('old')?.owner, null);
+    db.insert({ ...record('run', 'run'), owner: 'connection' });
+    assert.equal(db.get('run')?.owner, 'connection');
+    db.close();
   });
 
   it('refuses a database from a newer vmbox', () => {
