@@ -1,34 +1,20 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { runCli } from '../fixtures/cli.js';
 import { isolatedHome, type TestHome } from '../fixtures/home.js';
 import { pushImage, tarball, userland } from '../fixtures/image-writer.js';
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js';
-
-const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
 
 /** Runs one CLI command as the very first on a home that has nothing but the kernel and agent cache. */
 async function first(args: string[], check: (r: { status: number | null; stdout: string; stderr: string }) => void): Promise<void> {
   const home: TestHome = isolatedHome({ empty: true });
   try {
     assert.equal(existsSync(join(home.home, 'images')), false, 'the home starts without an image store');
-    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(vmbox, args, { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d;
-      });
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d;
-      });
-      child.once('close', (status) => resolve({ status, stdout, stderr }));
-    });
+    const r = await runCli(args, home.env);
     check(r);
   } finally {
     await home.cleanup();

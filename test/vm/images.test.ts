@@ -1,37 +1,24 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { formatReference, parseReference } from '../../src/images/reference.js';
 import { ContentStore } from '../../src/images/store.js';
+import { runCli } from '../fixtures/cli.js';
 import { isolatedHome } from '../fixtures/home.js';
 import { type LayerEntry, pushImage, pushIndex, tarball, userland } from '../fixtures/image-writer.js';
 import { type FaultProxy, startProxy } from '../fixtures/proxy.js';
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js';
 
-const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
 // A home of its own (sharing the image store): the server `vmbox run` starts is stopped at the end.
 const home = isolatedHome();
 process.env.VMBOX_HOME = home.home;
-/** Runs the CLI without blocking this process, which also serves the fault proxy. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(vmbox, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d;
-    });
-    child.once('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+
+/** The CLI in this process's environment, with `env` added. */
+const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { ...process.env, ...env });
 
 describe('OCI images from a real registry', () => {
   let registry: TestRegistry;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Images, Sandbox } from '../../src/index.js';
+import { runCli as cli } from '../fixtures/cli.js';
 import { isolatedHome, waitFor } from '../fixtures/home.js';
 import { pushImage, pushIndex, tarball, userland } from '../fixtures/image-writer.js';
 import { freePort, startRegistry, type TestRegistry } from '../fixtures/registry.js';
@@ -17,23 +18,6 @@ const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
 // images and disks are its own, and the client's home must stay untouched.
 const server = isolatedHome({ empty: true });
 const client = isolatedHome({ empty: true });
-
-type Result = { status: number | null; stdout: string; stderr: string };
-
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn(vmbox, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d;
-    });
-    child.once('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 describe('a remote server: VMBOX_URL + VMBOX_TOKEN, images and sandboxes on the server’s machine', () => {
   let registry: TestRegistry;
