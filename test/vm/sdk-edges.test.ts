@@ -51,7 +51,7 @@ after(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('callbacks may return anything (issue 14, item 1)', () => {
+describe('callbacks may return anything', () => {
   it('type-checks callbacks that return a boolean, a number or nothing under tsc --strict', () => {
     const r = compile(
       'callbacks',
@@ -123,7 +123,7 @@ await w.stop();
   });
 });
 
-describe('endings that say what happened (issue 14, item 4)', () => {
+describe('endings that say what happened', () => {
   it('throws a TimeoutError with the output so far when a command reaches its timeoutMs', async () => {
     await assert.rejects(sbx.commands.run('echo partial; echo e >&2; sleep 30', { timeoutMs: 2000 }), (e: Error) => {
       assert.equal(e.name, 'CommandTimeoutError', e.message);
@@ -143,7 +143,7 @@ describe('endings that say what happened (issue 14, item 4)', () => {
   });
 });
 
-describe('a slow reader (issue 14, item 9)', () => {
+describe('a slow reader', () => {
   it('gets every chunk, one at a time, with no listener per chunk (no MaxListenersExceededWarning)', async () => {
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
@@ -188,7 +188,7 @@ describe('a slow reader (issue 14, item 9)', () => {
   });
 });
 
-describe('large output (issue 14, item 16)', () => {
+describe('large output', () => {
   it('gives callbacks every byte and keeps the first maxOutputBytes in the result, marked truncated', async () => {
     const size = 8 * 1024 * 1024;
     const cap = 1024 * 1024;
@@ -221,7 +221,7 @@ describe('large output (issue 14, item 16)', () => {
   });
 });
 
-describe('the README (issue 14, done means)', () => {
+describe('the README', () => {
   it('compiles its TypeScript examples with tsc --strict against the packed SDK and runs them against a real server', () => {
     const readme = readFileSync(join(root, 'README.md'), 'utf8');
     const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1] as string);
@@ -241,7 +241,7 @@ describe('the README (issue 14, done means)', () => {
   });
 });
 
-describe('a sandbox stopped under a command (issue 14, item 4)', () => {
+describe('a sandbox stopped under a command', () => {
   it('tells the command’s caller that the sandbox was stopped, and why', async () => {
     let up = false;
     const running = sbx.commands.run('echo up; sleep 60', {
@@ -264,7 +264,7 @@ describe('a sandbox stopped under a command (issue 14, item 4)', () => {
   });
 });
 
-describe('a server restart under a live Sandbox object (issue 14, items 5 and 16)', () => {
+describe('a server restart under a live Sandbox object', () => {
   const killServer = async () => {
     const pid = t.serverPid();
     assert.ok(pid, 'a server runs');

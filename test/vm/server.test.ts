@@ -113,8 +113,13 @@ describe('the vmbox server, through the SDK', () => {
     assert.equal(bad.status, 400);
     const unknown = await raw('POST', '/v1/sandboxes', JSON.stringify({ image: 'base', cpu: 2 }));
     assert.equal(unknown.status, 400);
-    assert.equal(unknown.body.code, 'invalidArgument');
-    assert.match(unknown.body.message, /body\.cpu: is not a known field/);
+    // The runtime's check, the same code and words as a create through the runtime itself gets.
+    assert.equal(unknown.body.code, 'invalidSpec');
+    assert.match(unknown.body.message, /^cpu: is not a known field/);
+    assert.equal((unknown.body as { field?: string }).field, 'cpu');
+    const zero = await raw('POST', '/v1/sandboxes', JSON.stringify({ cpus: 0 }));
+    assert.equal(zero.body.code, 'invalidSpec');
+    assert.match(zero.body.message, /^cpus: must be at least 1/);
     const nested = await raw('POST', '/v1/sandboxes', JSON.stringify({ patches: [{ op: 'mkdir', path: '/x', mod: 1 }] }));
     assert.equal(nested.status, 400);
     const spec = await raw('POST', '/v1/sandboxes', JSON.stringify({ cpus: 4096 }));

@@ -13,7 +13,9 @@ export const sandboxRoutes =
   async (app) => {
     app.post<{ Body: unknown; Querystring: CreateQuery }>(
       '/v1/sandboxes',
-      { schema: { body: SandboxSpecSchema, querystring: CreateQuery, tags: ['sandboxes'] } },
+      // The spec is checked once, by the runtime (the same check, code and field path whichever way a create
+      // comes); the schema here documents it, and its failures are left to that check.
+      { schema: { body: SandboxSpecSchema, querystring: CreateQuery, tags: ['sandboxes'] }, attachValidation: true },
       async (req, reply) => {
         const abort = new AbortController();
         // The client went away mid-create (Ctrl-C): stop booting, remove what was made.
