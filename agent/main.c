@@ -37,6 +37,12 @@ static void close_channel(struct chan *c) {
 }
 
 static void on_hello(const uint8_t *p, size_t n) {
+  /* A hello starts a host session: channels of an earlier one are stale, also
+   * when that host went away unseen (a VM restored from a saved state). As when
+   * the host goes: background processes are kept, the rest end. */
+  for (struct chan *c = chan_list; c; c = c->next)
+    if (!c->dead) close_channel(c);
+  proto_out_reset();
   struct json_obj o;
   if (json_parse((const char *)p, n, &o) == 0) {
     double t = json_num(&o, "timeMs", 0);
