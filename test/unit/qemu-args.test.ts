@@ -59,4 +59,30 @@ describe('buildQemuArgs', () => {
     const diskless = buildQemuArgs({ ...spec, rootDisk: undefined });
     assert.equal(after(diskless, '-drive').length, 0);
   });
+
+  it('shows host directories over 9p (read-only when asked), further disks, and NICs on a host socket', () => {
+    const more = buildQemuArgs({
+      ...spec,
+      extraDisks: [{ path: '/v/data.img', format: 'raw', readOnly: true }],
+      shares: [{ tag: 'work', hostPath: '/h/src', readOnly: true }],
+      nics: [{ id: 'net0', mac: '52:54:00:12:34:56', backend: { kind: 'stream', socketPath: '/s/net.sock' } }],
+    });
+    assert.ok(after(more, '-drive').includes('id=disk0,file=/v/data.img,format=raw,if=none,discard=unmap,read-only=on'));
+    assert.deepEqual(after(more, '-fsdev'), ['local,id=fs0,path=/h/src,security_model=mapped-xattr,readonly=on']);
+    assert.ok(after(more, '-device').includes('virtio-9p-device,fsdev=fs0,mount_tag=work'));
+    assert.deepEqual(after(more, '-netdev'), ['stream,id=net0,server=off,addr.type=unix,addr.path=/s/net.sock']);
+    assert.ok(after(more, '-device').includes('virtio-net-device,netdev=net0,mac=52:54:00:12:34:56'));
+    // None of it unless asked: a sandbox has no NIC and no share by default.
+    assert.equal(after(args, '-netdev').length + after(args, '-fsdev').length, 0);
+  });
+
+  it('keeps RAM in a file when asked (shared, or private for a clone), and waits for a saved state to restore', () => {
+    const saved = buildQemuArgs({ ...spec, memoryFile: { path: '/s/mem', shared: true } });
+    assert.match(after(saved, '-M')[0] ?? '', /,memory-backend=mem$/);
+    assert.ok(after(saved, '-object').includes(`memory-backend-file,id=mem,size=${spec.memoryMib}M,mem-path=/s/mem,share=on`));
+    const clone = buildQemuArgs({ ...spec, memoryFile: { path: '/s/mem', shared: false }, restoreFrom: '/s/state' });
+    assert.ok(after(clone, '-object')[0]?.endsWith('share=off'));
+    assert.deepEqual(after(clone, '-incoming'), ['defer']);
+    assert.equal(after(args, '-incoming').length, 0);
+  });
 });
