@@ -2,7 +2,6 @@ import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
 import { paths, projectRoot } from '../paths.js';
-import { withFileLock } from '../util/file-lock.js';
 import { buildOnce, inputsKey } from './cache.js';
 import { progress } from './progress.js';
 import { runCommand } from './run-command.js';
@@ -35,19 +34,17 @@ export async function ensureBusybox(): Promise<string> {
   const logPath = `${dir}.log`;
   progress(`building busybox for the base image (once, about 3 minutes on 2 cores); log: ${logPath}`);
   try {
-    // One build across processes (checkouts share the cache): a second asker waits, then finds it built.
-    await withFileLock(`${dir}.lock`, async () => {
-      if (existsSync(join(dir, 'busybox'))) return;
+    // One build across processes (checkouts share the cache): buildOnce holds the
+    // entry's lock, and a second asker waits, then finds it built.
+    await buildOnce(dir, 'busybox', async (tmp) => {
       const log = createWriteStream(logPath);
       try {
-        await buildOnce(dir, 'busybox', (tmp) =>
-          runCommand('bash', [join(busyboxDir(), 'build.sh'), tmp], {
-            onLine: (line) => {
-              log.write(`${line}\n`);
-              if (line.startsWith('busybox:')) progress(line);
-            },
-          }),
-        );
+        await runCommand('bash', [join(busyboxDir(), 'build.sh'), tmp], {
+          onLine: (line) => {
+            log.write(`${line}\n`);
+            if (line.startsWith('busybox:')) progress(line);
+          },
+        });
       } finally {
         log.end();
       }

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { buildOnce } from '../../src/setup/cache.js';
 import { buildInitramfs } from '../../src/setup/cpio.js';
 import { ensureKernel } from '../../src/setup/kernel.js';
 
@@ -45,5 +46,26 @@ describe('initramfs writer', () => {
     assert.ok(cpio.includes('dev/console\0'));
     assert.ok(cpio.includes('TRAILER!!!\0'));
     assert.equal(cpio.length % 4, 0);
+  });
+});
+
+describe('cached builds', () => {
+  const root = mkdtempSync(join(tmpdir(), 'vmbox-cache-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('build once when asked twice at once: the second waits for the first and finds it built', async () => {
+    const dir = join(root, 'entry');
+    let builds = 0;
+    const build = async (tmp: string) => {
+      builds++;
+      await new Promise((r) => setTimeout(r, 200));
+      mkdirSync(tmp, { recursive: true });
+      writeFileSync(join(tmp, 'done'), 'x');
+    };
+    const [a, b] = await Promise.all([buildOnce(dir, 'done', build), buildOnce(dir, 'done', build)]);
+    assert.equal(a, dir);
+    assert.equal(b, dir);
+    assert.equal(builds, 1);
+    assert.equal(existsSync(`${dir}.lock`), false, 'the lock is released');
   });
 });
