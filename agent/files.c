@@ -215,12 +215,20 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
 
   /* Through a symlink to its target, as open() would write. */
   char dest[4096];
-  if (!realpath(path, dest) || access(path, F_OK) < 0) snprintf(dest, sizeof dest, "%s", path);
+  if (!realpath(path, dest)) snprintf(dest, sizeof dest, "%s", path);
   struct stat old;
   bool exists = stat(dest, &old) == 0;
   if (exists && S_ISDIR(old.st_mode)) { proto_send_errno(id, EISDIR, "write", path); return; }
-  /* Appends, and what is not a regular file (/dev/null, a FIFO), are written in place. */
-  if (append || (exists && !S_ISREG(old.st_mode))) {
+  /* Appends, what is not a regular file (/dev/null, a FIFO), and a file with
+   * other hard links (a rename would split them) are written in place. */
+  bool in_place = append || (exists && (!S_ISREG(old.st_mode) || old.st_nlink > 1));
+  /* A file whose directory takes no new entry (procfs, sysfs, cgroup files, a
+   * read-only directory with a writable file) is written in place too. */
+  mode_t mode = json_get(req, "mode") ? (mode_t)json_num(req, "mode", 0644) : exists ? old.st_mode & 07777 : 0644;
+  char tmp[4096];
+  int fd = in_place ? -1 : open_temp(dest, tmp, sizeof tmp, mode, exists ? &old : NULL);
+  if (!in_place && fd < 0 && exists) in_place = true;
+  if (in_place) {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
     int fd = open(path, flags, (mode_t)json_num(req, "mode", 0644));
     if (fd < 0) { proto_send_errno(id, errno, "write", path); return; }
@@ -229,10 +237,7 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
     pending_add(c, NULL, path, path);
     return;
   }
-  /* A replaced file keeps its mode unless one is asked for, and its owner. */
-  mode_t mode = json_get(req, "mode") ? (mode_t)json_num(req, "mode", 0644) : exists ? old.st_mode & 07777 : 0644;
-  char tmp[4096];
-  int fd = open_temp(dest, tmp, sizeof tmp, mode, exists ? &old : NULL);
+  /* A replaced file kept its mode unless one was asked for, and its owner (open_temp). */
   if (fd < 0) {
     if (errno == ENOENT) {
       char msg[4200];

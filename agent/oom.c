@@ -69,10 +69,11 @@ static void victim(pid_t pid) {
 
 void oom_drain(void) {
   if (kmsg < 0) return;
-  char rec[2048];
+  char rec[8192]; /* the kernel's largest record */
   for (;;) {
     ssize_t n = read(kmsg, rec, sizeof rec - 1);
-    if (n < 0 && (errno == EINTR || errno == EPIPE)) continue; /* EPIPE: older records were overwritten */
+    /* EPIPE: older records were overwritten; EINVAL: a record too long, which the kernel skips. */
+    if (n < 0 && (errno == EINTR || errno == EPIPE || errno == EINVAL)) continue;
     if (n <= 0) return;
     rec[n] = 0;
     /* "prio,seq,usec,flags;message\n" */

@@ -22,12 +22,25 @@ import type { StateDb } from './state.js';
  */
 export class ImageService {
   private readonly store = new ContentStore();
+  /** When each pull, import or create's image resolution under way began: what they write is not recorded yet. */
+  private readonly inFlight = new Map<symbol, number>();
+
+  /** Runs `fn` as work that writes blobs and disks prune must not take. */
+  private async writing<T>(fn: () => Promise<T>): Promise<T> {
+    const key = Symbol();
+    this.inFlight.set(key, Date.now());
+    try {
+      return await fn();
+    } finally {
+      this.inFlight.delete(key);
+    }
+  }
 
   constructor(private readonly db: StateDb) {}
 
   /** The image of a new sandbox, pulled per the create's options. */
   resolve(name: string, opts: CreateQuery = {}): Promise<ResolvedImage> {
-    return resolveImage(name, pullOptions(name, opts));
+    return this.writing(() => resolveImage(name, pullOptions(name, opts)));
   }
 
   /** Throws for a name that is neither a built-in image nor a valid reference. */
@@ -36,7 +49,11 @@ export class ImageService {
   }
 
   /** Pulls (per the policy) and answers what the image runs with; built-in images are built if need be. */
-  async pull(body: PullBody, onProgress: (m: PullProgress) => void = () => {}): Promise<ImageDetail> {
+  pull(body: PullBody, onProgress: (m: PullProgress) => void = () => {}): Promise<ImageDetail> {
+    return this.writing(() => this.pullNow(body, onProgress));
+  }
+
+  private async pullNow(body: PullBody, onProgress: (m: PullProgress) => void): Promise<ImageDetail> {
     if (isBuiltin(body.reference)) {
       await resolveImage(body.reference);
       return this.inspect(body.reference);
@@ -80,7 +97,11 @@ export class ImageService {
   }
 
   /** Imports an uploaded rootfs tarball, OCI layout (as a tar) or docker save archive, streamed to disk first. */
-  async import(body: Readable, name?: string): Promise<ImageDetail> {
+  import(body: Readable, name?: string): Promise<ImageDetail> {
+    return this.writing(() => this.importNow(body, name));
+  }
+
+  private async importNow(body: Readable, name?: string): Promise<ImageDetail> {
     const tmp = join(this.store.tmpDir(), `upload-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.tar`);
     try {
       await pipeline(body, createWriteStream(tmp));
@@ -118,12 +139,16 @@ export class ImageService {
     // Indexes of multi-platform images are not recorded, so they go.
     let freedBytes = 0;
     let deleted = 0;
+    // What a pull, import or create under way wrote since it began is not recorded yet: it stays.
+    const since = Math.min(...this.inFlight.values());
     const sweep = (dir: string, kept: (name: string, path: string) => boolean) => {
       for (const name of safeList(dir)) {
         const path = join(dir, name);
-        if (kept(name, path)) continue;
+        if (kept(name, path) || name.endsWith('.lock')) continue;
         try {
-          freedBytes += statSync(path).blocks * 512;
+          const st = statSync(path);
+          if (st.mtimeMs >= since - 1000) continue;
+          freedBytes += st.blocks * 512;
           rmSync(path, { force: true });
           deleted++;
         } catch {}

@@ -28,7 +28,3 @@ export function checkTransition(name: string, state: SandboxState, op: Lifecycle
   const why = state === 'creating' || state === 'starting' || state === 'stopping' ? 'wait until it settles' : hint[op];
   throw new LifecycleError(state, `cannot ${op} sandbox ${name}: it is ${state}${why ? ` (${why})` : ''}`);
 }
-
-export function canTransition(state: SandboxState, op: LifecycleOp): boolean {
-  return allowed[op].includes(state);
-}

@@ -89,6 +89,7 @@ export class SandboxManager {
     const spec = validateSpec(input);
     if (!opts.hostPaths) refuseHostPaths(spec);
     const image = await this.images.resolve(spec.image, opts.pull);
+    throwIfAborted(opts.signal);
     const id = randomBytes(8).toString('hex');
     const name = spec.name ?? `sbx-${id.slice(0, 8)}`;
     const rec: SandboxRecord = {
@@ -111,6 +112,7 @@ export class SandboxManager {
       mkdirSync(dir, { recursive: true });
       this.system(id, `created from image ${image.name} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
       await createOverlay(image.rootfsPath, join(dir, OVERLAY), spec.diskMib);
+      throwIfAborted(opts.signal);
       await this.bootInto(rec, { signal: opts.signal, patches: spec.patches });
     } catch (err) {
       this.forget(id);
@@ -157,13 +159,13 @@ export class SandboxManager {
     });
   }
 
-  /** Records a sandbox as down with its reason; an ephemeral one is removed. */
+  /** Records a sandbox as down with its reason; an ephemeral one, or one a run's connection owns, is removed. */
   ended(id: string, state: 'stopped' | 'failed', reason: string): void {
     const rec = this.db.get(id);
     if (!rec) return;
     this.db.update(id, { state, reason, pid: null, stoppedAt: Date.now() });
     this.system(id, `${state}: ${reason}`);
-    if (rec.spec.ephemeral) this.forget(id);
+    if (rec.spec.ephemeral || rec.owner === 'connection') this.forget(id);
   }
 
   async stop(ref: string, opts: { reason?: string; timeoutMs?: number } = {}): Promise<SandboxInfo> {
@@ -173,9 +175,10 @@ export class SandboxManager {
     // The reason is there while it stops, so a command cut off by the stop can say why.
     this.db.update(rec.id, { state: 'stopping', reason });
     await this.takeDown(rec.id, { graceful: true, timeoutMs: opts.timeoutMs ?? 10_000, reason });
-    const info = this.info(rec.id);
     this.ended(rec.id, 'stopped', reason);
-    return { ...info, state: 'stopped', reason };
+    const after = this.db.get(rec.id);
+    // An ephemeral sandbox is gone by now: say how it ended all the same.
+    return toInfo(after ?? { ...rec, state: 'stopped', reason, pid: null, stoppedAt: Date.now() }, this.dir(rec.id));
   }
 
   /** Stops a sandbox's VM and everything live about it, in one place. */
@@ -226,7 +229,10 @@ export class SandboxManager {
     this.db.update(id, { removing: true });
     this.logs.get(id)?.close();
     this.logs.delete(id);
-    this.provider.adopt({ id, runDir: this.dir(id), pid: rec.pid })?.stop({ timeoutMs: 0 });
+    // A VM can run only while one is recorded, or before its pid was (a create or start cut short).
+    if (rec.pid !== null || rec.state === 'creating' || rec.state === 'starting') {
+      this.provider.adopt({ id, runDir: this.dir(id), pid: rec.pid })?.stop({ timeoutMs: 0 });
+    }
     rmSync(this.dir(id), { recursive: true, force: true });
     this.db.delete(id);
   }
@@ -363,6 +369,11 @@ function refuseHostPaths(spec: SandboxSpec): void {
     `patches.${i}`,
     "op copy reads a host path, which only clients on the server's machine may name (its unix socket): over TCP, send the content in the request (op write with text or base64)",
   );
+}
+
+/** The caller went away (Ctrl-C mid-create): stop before the next costly step. */
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new VmboxError('aborted', 'the create was cancelled: the client went away');
 }
 
 /** A full disk says so, and where. */

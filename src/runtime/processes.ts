@@ -65,7 +65,6 @@ export class SandboxProcesses {
   ): GuestProcess {
     const { rec, live } = this.m.running(ref);
     const log = this.m.log(rec.id);
-    live.activeExecs++;
     const proc = start(rec, live, {
       onStdout: (d) => {
         log.append(pty ? 'output' : 'stdout', d);
@@ -76,6 +75,7 @@ export class SandboxProcesses {
         return streams.onStderr?.(d);
       },
     });
+    live.activeExecs++; // once started: a start that throws leaves no count behind
     const done = () => {
       live.activeExecs--;
       live.touch();

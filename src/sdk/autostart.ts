@@ -3,9 +3,9 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VmboxError } from '../errors.js';
 import { ensureHome, paths, projectRoot } from '../paths.js';
 import { tailLines } from '../util/tail.js';
+import { ServerUnavailableError } from './errors.js';
 
 /** The CLI entry that runs `serve`: the bundled CLI when it exists, else the sources through tsx. */
 function serverCommand(): string[] {
@@ -42,8 +42,7 @@ export async function ensureLocalServer(
   if (existsSync(socketPath) && (await ping())) return;
   const entry = serverCommand();
   if (!canRunServer(entry)) {
-    throw new VmboxError(
-      'serverUnavailable',
+    throw new ServerUnavailableError(
       `no vmbox server answers at ${socketPath}, and this installation cannot start one: the server needs better-sqlite3 (npm install better-sqlite3@12), or set VMBOX_URL and VMBOX_TOKEN to a running server`,
     );
   }
@@ -73,5 +72,5 @@ export async function ensureLocalServer(
     if (exitSeenAt && Date.now() - exitSeenAt > 3000) break;
     await sleep(i < 50 ? 10 : 50);
   }
-  throw new VmboxError('serverUnavailable', `the vmbox server did not start; its log (${log}) ends with:\n${tailLines(log, 5)}`);
+  throw new ServerUnavailableError(`the vmbox server did not start; its log (${log}) ends with:\n${tailLines(log, 5)}`);
 }

@@ -104,16 +104,22 @@ export class CommandTimeoutError extends TimeoutError {
     super(
       `command timed out${timeoutMs ? ` after ${timeoutMs} ms` : ''} and was killed: pass a larger timeoutMs (0 for none)${tailOf(result.stderr)}`,
     );
+    this.command = result.command;
+    this.exitCode = result.exitCode;
+    this.signal = result.signal;
+    this.stdout = result.stdout;
+    this.stderr = result.stderr;
+    this.durationMs = result.durationMs;
+    this.truncated = result.truncated;
   }
-  get exitCode(): number {
-    return this.result.exitCode;
-  }
-  get stdout(): string {
-    return this.result.stdout;
-  }
-  get stderr(): string {
-    return this.result.stderr;
-  }
+  /** The result so far, as CommandExitError carries it. */
+  readonly command: string;
+  readonly exitCode: number;
+  readonly signal?: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly durationMs: number;
+  readonly truncated: boolean;
 }
 
 /** The default of `maxOutputBytes`: what a result keeps of each stream. */

@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
 import { ensureLocalServer } from './autostart.js';
-import { ConnectionError, errorFromApi, ServerUnavailableError } from './errors.js';
+import { ConnectionError, errorFromApi, ServerUnavailableError, TimeoutError } from './errors.js';
 
 export interface ConnectionOptions {
   /**
@@ -171,7 +171,9 @@ export class Connection {
     const mod = o.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
       const req = mod.request(o, resolve);
-      req.on('timeout', () => req.destroy(new VmboxError('commandTimeout', `no answer from the vmbox server within ${call.timeoutMs} ms`)));
+      req.on('timeout', () =>
+        req.destroy(new TimeoutError(`no answer from the vmbox server within ${call.timeoutMs} ms: pass a larger timeoutMs`)),
+      );
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (err.name === 'AbortError') return reject(new VmboxError('aborted', 'the call was cancelled'));
         const typed = this.transportError(err);
@@ -217,7 +219,9 @@ export class Connection {
     return new Promise<http.IncomingMessage>((resolve, reject) => {
       const req = mod.request(o, resolve);
       let reading = false;
-      req.on('timeout', () => req.destroy(new VmboxError('commandTimeout', `no answer from the vmbox server within ${call.timeoutMs} ms`)));
+      req.on('timeout', () =>
+        req.destroy(new TimeoutError(`no answer from the vmbox server within ${call.timeoutMs} ms: pass a larger timeoutMs`)),
+      );
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (err.name === 'AbortError') return reject(new VmboxError('aborted', 'the call was cancelled'));
         const typed = this.transportError(err);

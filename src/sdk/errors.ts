@@ -95,26 +95,23 @@ export class NoSpaceError extends PinnedError {
 
 type ErrorClass = (new (message: string, options?: { code?: ErrorCode }) => VmboxError) & { codes: readonly ErrorCode[] };
 
-const byCode: Partial<Record<ErrorCode, ErrorClass>> = {
-  sandboxNotFound: SandboxNotFoundError,
-  imageNotFound: NotFoundError,
-  notFound: NotFoundError,
-  permissionDenied: PermissionDeniedError,
-  invalidArgument: InvalidArgumentError,
-  invalidSpec: InvalidArgumentError,
-  isDirectory: InvalidArgumentError,
-  notDirectory: InvalidArgumentError,
-  notEmpty: InvalidArgumentError,
-  crossDevice: InvalidArgumentError,
-  alreadyExists: AlreadyExistsError,
-  sandboxAlreadyExists: AlreadyExistsError,
-  invalidState: InvalidStateError,
-  commandTimeout: TimeoutError,
-  unauthorized: UnauthorizedError,
-  serverUnavailable: ServerUnavailableError,
-  sandboxStopped: SandboxStoppedError,
-  noSpace: NoSpaceError,
-};
+/** The one table from API codes to classes, made from each class's own codes. */
+const byCode: Partial<Record<ErrorCode, ErrorClass>> = {};
+for (const Cls of [
+  SandboxNotFoundError,
+  NotFoundError,
+  PermissionDeniedError,
+  InvalidArgumentError,
+  AlreadyExistsError,
+  InvalidStateError,
+  TimeoutError,
+  UnauthorizedError,
+  ServerUnavailableError,
+  SandboxStoppedError,
+  NoSpaceError,
+] as ErrorClass[]) {
+  for (const code of Cls.codes) byCode[code] ??= Cls;
+}
 
 /** The SDK error for an API error body `{code, message, path}`. */
 export function errorFromApi(code: string, message: string, path?: string): VmboxError {

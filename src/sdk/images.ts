@@ -11,7 +11,7 @@ import type {
   RemoveResult,
 } from '../spec/images.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
-import { errorFromApi } from './errors.js';
+import { ConnectionError, errorFromApi } from './errors.js';
 import { authFromEnv, insecureFromEnv } from './registry-env.js';
 
 export type { Credentials, ImageDetail, ImageSummary, PruneResult, PullPolicy, PullProgress, RemoveResult };
@@ -64,14 +64,21 @@ export class Images {
     };
     return withConnection(rest, async (conn, call) => {
       const res = await conn.stream('/v1/images/pull', call, { method: 'POST', body });
-      for await (const line of createInterface({ input: res })) {
-        if (!line) continue;
-        const m = JSON.parse(line) as PullMessage;
-        if (m.type === 'done') return m.image;
-        if (m.type === 'error') throw errorFromApi(m.code, m.message);
-        onProgress?.(m);
-      }
-      throw errorFromApi('serverUnavailable', `the vmbox server ended the pull of ${reference} without an answer`);
+      const lines = createInterface({ input: res });
+      // A server gone mid-pull ends the stream: the outcome is unknown, as for any call cut off.
+      const cut = new Promise<never>((_, reject) => res.once('error', (err) => reject(conn.transportError(err))));
+      cut.catch(() => {});
+      const read = async () => {
+        for await (const line of lines) {
+          if (!line) continue;
+          const m = JSON.parse(line) as PullMessage;
+          if (m.type === 'done') return m.image;
+          if (m.type === 'error') throw errorFromApi(m.code, m.message);
+          onProgress?.(m);
+        }
+        throw new ConnectionError(`the vmbox server ended the pull of ${reference} without an answer: try again`, 'closed');
+      };
+      return Promise.race([read(), cut]);
     });
   }
 

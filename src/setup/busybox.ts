@@ -11,13 +11,20 @@ const busyboxDir = () => join(projectRoot, 'busybox');
 const PACKAGE_BINARY = '/bin/busybox';
 
 /** Where the busybox for the current inputs lives, whether or not it is built yet. */
+/** By cache directory: reading and hashing the inputs each time cost every base-image lookup a little. */
+const cacheDirs = new Map<string, string>();
+
 export function busyboxCacheDir(): string {
+  const known = cacheDirs.get(paths.cache());
+  if (known) return known;
   const key = inputsKey([
     { file: join(busyboxDir(), 'build.sh') },
     { file: join(busyboxDir(), 'vmbox.config') },
     { fileStat: PACKAGE_BINARY },
   ]);
-  return join(paths.cache(), 'busybox', key);
+  const dir = join(paths.cache(), 'busybox', key);
+  cacheDirs.set(paths.cache(), dir);
+  return dir;
 }
 
 /**

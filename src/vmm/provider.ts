@@ -79,7 +79,7 @@ export interface StopOptions {
 export interface VmLocator {
   id: string;
   runDir: string;
-  /** The VMM's pid when it was recorded; without one the provider looks for the VM by id. */
+  /** The VMM's pid when it was recorded (then only it is checked); without one the provider looks for the VM by id. */
   pid?: number | null;
 }
 

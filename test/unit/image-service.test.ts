@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import type { VmboxError } from '../../src/errors.js';
 import { resolveImage } from '../../src/images/catalog.js';
@@ -68,6 +68,21 @@ describe('the image service', () => {
     db.delete('id-keeper');
     assert.ok(images.prune().deleted >= 4, 'the disk, manifest, config and layer go with the last sandbox');
     assert.equal(existsSync(resolved.rootfsPath), false);
+  });
+
+  it('leaves what an import under way has written, unrecorded yet, to a prune meanwhile', async () => {
+    const tar = await tarball([{ name: 'etc/motd', body: 'slow\n' }]);
+    const body = new PassThrough();
+    const importing = images.import(body, 'slow:1');
+    await new Promise((r) => setTimeout(r, 50));
+    const partial = join(home, 'images', 'blobs', 'sha256', 'f'.repeat(64));
+    writeFileSync(partial, 'a blob of the import, not recorded yet');
+    images.prune();
+    assert.ok(existsSync(partial), 'kept while the import runs');
+    body.end(tar);
+    await importing;
+    images.prune();
+    assert.equal(existsSync(partial), false, 'and goes once nothing under way can claim it');
   });
 
   it('refuses to remove a built-in image', () => {

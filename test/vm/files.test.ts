@@ -95,4 +95,13 @@ describe('files in a real microVM', () => {
     assert.notEqual(r.exitCode, 0);
     assert.match(r.stderr, /Permission denied/);
   });
+
+  it('writes in place what a rename would break: a kernel file, a file with other hard links', async () => {
+    const a = sbx().machine().agent;
+    await a.writeFile('/proc/sys/kernel/domainname', 'vmbox-test');
+    assert.equal((await sbx().run(['cat', '/proc/sys/kernel/domainname'])).stdout, 'vmbox-test\n');
+    await sbx().run(['sh', '-c', 'echo old > /tmp/linked && ln -f /tmp/linked /tmp/other-name']);
+    await a.writeFile('/tmp/linked', 'new\n');
+    assert.equal((await sbx().run(['cat', '/tmp/other-name'])).stdout, 'new\n', 'both names still share the file');
+  });
 });

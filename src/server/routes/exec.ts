@@ -118,7 +118,6 @@ function serveProcess(
     proc?: GuestProcess;
     start?: (data: Buffer, isBinary: boolean, streams: ExecStreams) => GuestProcess | Promise<GuestProcess>;
     ended?: () => void;
-    /** Why the process was cut off, in the caller's terms. */
   },
 ): void {
   let proc: GuestProcess | undefined;
@@ -160,12 +159,15 @@ function serveProcess(
         if (starting) early.push([data, isBinary]);
         if (starting || !o.start) return;
         starting = true;
+        // Nothing more is read until the process exists (a run boots a VM first): stdin waits in the socket, bounded.
+        socket.pause();
         const started = o.start(data, isBinary, streamsTo(socket));
         Promise.resolve(started).then(
           (p) => {
             if (finished) p.abort(new VmboxError('aborted', 'the client went away'));
             follow(p);
             for (const [d, b] of early.splice(0)) onMessage(d, b);
+            socket.resume();
           },
           (err: Error) => {
             fail(socket, err);

@@ -15,6 +15,7 @@ import {
   RemoveImageQuery,
   RemoveResult,
 } from '../../spec/images.js';
+import { errorResponse } from '../errors.js';
 
 type Ref = { Params: { reference: string } };
 
@@ -47,8 +48,9 @@ export const imageRoutes =
         try {
           send({ type: 'done', image: await images.pull(req.body, send) });
         } catch (err) {
-          const e = err instanceof VmboxError ? err : new VmboxError('ioError', (err as Error).message);
-          send({ type: 'error', code: e.code, message: e.message });
+          const { body } = errorResponse(err);
+          if (body.code === 'internal') app.log.error(err);
+          send({ type: 'error', code: body.code, message: body.message });
         }
         res.end();
       },

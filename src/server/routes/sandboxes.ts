@@ -17,6 +17,8 @@ export const sandboxRoutes =
       // comes); the schema here documents it, and its failures are left to that check.
       { schema: { body: SandboxSpecSchema, querystring: CreateQuery, tags: ['sandboxes'] }, attachValidation: true },
       async (req, reply) => {
+        // Only the body is the runtime's to check: a bad query (?pull=bogus, an unknown field) is refused here.
+        if (req.validationError && req.validationError.validationContext !== 'body') throw req.validationError;
         const abort = new AbortController();
         // The client went away mid-create (Ctrl-C): stop booting, remove what was made.
         reply.raw.once('close', () => {

@@ -53,7 +53,8 @@ export class QemuProvider implements VmmProvider {
   }
 
   adopt(where: VmLocator): QemuVm | undefined {
-    const pid = where.pid && isQemuOf(where.pid, where.id) ? where.pid : findQemuOf(where.id);
+    // A recorded pid is checked alone (pids are reused); without one, the VM is looked for by its id.
+    const pid = where.pid ? (isQemuOf(where.pid, where.id) ? where.pid : undefined) : findQemuOf(where.id);
     return pid ? new QemuVm(where.id, where.runDir, pid) : undefined;
   }
 }
@@ -77,7 +78,6 @@ function findQemuOf(id: string): number | undefined {
 }
 
 export class QemuVm implements VmHandle {
-  readonly agentSocketPath: string;
   readonly consoleLogPath: string;
   private readonly paths: QemuPaths;
   private readonly exit = deferred<VmExit>();
@@ -94,7 +94,6 @@ export class QemuVm implements VmHandle {
     private readonly child?: ChildProcess,
   ) {
     this.paths = qemuPaths(runDir);
-    this.agentSocketPath = this.paths.agentSocket;
     this.consoleLogPath = this.paths.consoleLog;
     const ended = (code: number | null, signal: NodeJS.Signals | null) => {
       if (!this.running) return;
