@@ -57,8 +57,14 @@ export const fileRoutes =
         if (!(body instanceof Readable)) throw new VmboxError('invalidArgument', 'send the content as application/octet-stream');
         const { path, mode, append, makeParents } = req.query;
         // The file appears whole or not at all: the agent writes it under a temporary name first.
-        // An early error (no space) leaves the body undestroyed, so Node drains it and the client reads the answer.
-        return f.write(req.params.ref, path, body.iterator({ destroyOnReturn: false }), { mode, append, makeParents });
+        try {
+          return await f.write(req.params.ref, path, body.iterator({ destroyOnReturn: false }), { mode, append, makeParents });
+        } catch (err) {
+          // An early error (no space): take the rest of the body before answering, so the client, still
+          // sending, reads the answer rather than a connection closed under its write (EPIPE).
+          await drain(body, DRAIN_MS);
+          throw err;
+        }
       },
     );
 
@@ -142,3 +148,22 @@ export const fileRoutes =
       },
     );
   };
+
+/** How long an upload that failed early may go on sending before it is answered anyway. */
+const DRAIN_MS = 30_000;
+
+/** Reads and drops what is left of a request body (at most `ms`). */
+function drain(body: Readable, ms: number): Promise<void> {
+  if (body.readableEnded || body.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    body.once('end', done);
+    body.once('close', done);
+    body.once('error', done);
+    body.resume();
+  });
+}
