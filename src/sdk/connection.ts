@@ -88,6 +88,8 @@ export class Connection {
   transportError(err: NodeJS.ErrnoException): VmboxError {
     if (err instanceof VmboxError) return err;
     this.down = true;
+    // Spares opened to a server that went away may not have heard so yet: none is handed out.
+    this.dropSpares();
     if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
       return new ServerUnavailableError(`no vmbox server at ${this.describe()}: start one with vmbox serve`);
     }
@@ -193,14 +195,24 @@ export class Connection {
    * connection is made, so when nobody listened (the local server went away)
    * the call is sent again, to a server started again.
    */
-  async upload<T>(method: string, path: string, body: AsyncIterable<Uint8Array>, call: CallOptions = {}): Promise<T> {
+  async upload<T>(
+    method: string,
+    path: string,
+    body: AsyncIterable<Uint8Array> | (() => AsyncIterable<Uint8Array>),
+    call: CallOptions = {},
+  ): Promise<T> {
     await this.ready();
+    // A body given as a function can be read again: its upload is sent again too when the server went
+    // away before answering (the caller says a repeat is harmless, e.g. a whole-file write).
+    const replayable = typeof body === 'function';
+    const open = () => (typeof body === 'function' ? body() : body);
     let res: http.IncomingMessage;
     try {
-      res = await this.uploadOnce(method, path, body, call);
+      res = await this.uploadOnce(method, path, open(), call);
     } catch (err) {
-      if (!unsent.has(err as object) || call.signal?.aborted || !(await this.revive())) throw err;
-      res = await this.uploadOnce(method, path, body, call);
+      const lost = replayable && (err as VmboxError).code === 'connectionLost';
+      if ((!unsent.has(err as object) && !lost) || call.signal?.aborted || !(await this.revive())) throw err;
+      res = await this.uploadOnce(method, path, open(), call);
     }
     const text = await readAll(res, this);
     const json = text ? JSON.parse(text) : undefined;
@@ -261,6 +273,11 @@ export class Connection {
     return ws;
   }
 
+  private dropSpares(): void {
+    for (const ws of this.spares.values()) ws.terminate();
+    this.spares.clear();
+  }
+
   private warm(path: string): void {
     const ws = this.websocket(path);
     ws.on('error', () => {}); // a spare that fails is just not used
@@ -291,8 +308,7 @@ export class Connection {
 
   close(): void {
     this.closed = true;
-    for (const ws of this.spares.values()) ws.terminate();
-    this.spares.clear();
+    this.dropSpares();
     this.agent.destroy();
   }
 }

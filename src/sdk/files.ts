@@ -112,10 +112,13 @@ export class Files {
   }
 
   private writeOne(path: string, data: WriteData, opts: WriteOptions): Promise<WriteInfo> {
+    // Content held in memory can be sent again if the server goes away mid-call: a whole-file write
+    // lands whole or not at all, so a repeat is harmless (an append's is not; a stream cannot be re-read).
+    const inMemory = typeof data === 'string' || data instanceof Uint8Array || data instanceof ArrayBuffer || data instanceof Blob;
     return this.conn.upload<WriteInfo>(
       'PUT',
       this.url('/content', { path, mode: opts.mode, append: opts.append || undefined, makeParents: opts.makeParents }),
-      toChunks(data),
+      inMemory && !opts.append ? () => toChunks(data) : toChunks(data),
       opts,
     );
   }
