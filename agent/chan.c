@@ -18,7 +18,7 @@ struct chan *chan_new(uint32_t id, enum chan_type type) {
   c->id = id;
   c->type = type;
   c->credit = WINDOW;
-  c->out_fd = c->err_fd = c->in_fd = c->file_fd = -1;
+  c->out_fd = c->err_fd = c->in_fd = c->file_fd = c->sock = -1;
   c->next = chan_list;
   chan_list = c;
   return c;

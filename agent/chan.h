@@ -10,7 +10,7 @@
 
 #include "buf.h"
 
-enum chan_type { CH_EXEC, CH_READ, CH_WRITE, CH_WATCH };
+enum chan_type { CH_EXEC, CH_READ, CH_WRITE, CH_WATCH, CH_NET };
 
 struct chan {
   uint32_t id;
@@ -34,6 +34,12 @@ struct chan {
   struct buf ring;     /* output kept for a later attach (ring.c) */
   char *argv_json;     /* the command, for listings */
   char *cwd;
+  /* net: a relayed TCP connection; `in` holds host bytes for the socket */
+  int sock;
+  bool connecting;     /* a published port's connect still in progress */
+  bool rd_closed;      /* the guest side sent FIN; EOF went to the host */
+  bool wr_eof;         /* the host sent EOF */
+  bool wr_shut;        /* ...and it reached the guest socket */
   /* watch */
   struct watch *watch;
   /* files */

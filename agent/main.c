@@ -20,6 +20,7 @@
 #include "init.h"
 #include "json.h"
 #include "log.h"
+#include "net.h"
 #include "oom.h"
 #include "processes.h"
 #include "proto.h"
@@ -33,6 +34,7 @@ static size_t skip_bytes; /* rest of an oversized frame being discarded */
 static void close_channel(struct chan *c) {
   if (c->type == CH_EXEC) exec_close(c);
   else if (c->type == CH_WATCH) watch_close(c);
+  else if (c->type == CH_NET) net_close(c);
   else files_close(c);
 }
 
@@ -72,6 +74,8 @@ static void on_open(uint32_t id, const uint8_t *p, size_t n) {
   else if (!strcmp(op, "ps")) processes_list(id);
   else if (!strcmp(op, "kill")) processes_kill(id, &req);
   else if (!strcmp(op, "watch")) watch_open(id, &req);
+  else if (!strcmp(op, "net.up")) net_up(id);
+  else if (!strcmp(op, "connect")) net_connect(id, &req);
   else if (!strcmp(op, "shutdown")) {
     proto_send_json(K_DONE, id, "{}");
     proto_out_flush();
@@ -83,6 +87,7 @@ static void on_open(uint32_t id, const uint8_t *p, size_t n) {
 static void on_frame(uint8_t kind, uint32_t id, const uint8_t *p, size_t n) {
   if (kind == K_HELLO) { on_hello(p, n); return; }
   if (kind == K_OPEN) { on_open(id, p, n); return; }
+  if (kind == K_DNS) { net_dns_answer(id, p, n); return; }
   struct chan *c = chan_find(id);
   if (!c) return; /* a late frame for a channel that already ended */
   switch (kind) {
@@ -90,6 +95,7 @@ static void on_frame(uint8_t kind, uint32_t id, const uint8_t *p, size_t n) {
     if (n != 4) goto malformed;
     c->credit += get_u32(p);
     if (c->type == CH_EXEC) exec_pump(c);
+    else if (c->type == CH_NET) net_pump(c);
     else files_pump(c);
     return;
   case K_STDIN:
@@ -97,12 +103,14 @@ static void on_frame(uint8_t kind, uint32_t id, const uint8_t *p, size_t n) {
     exec_stdin(c, p, n);
     return;
   case K_DATA:
-    if (c->type != CH_WRITE) goto malformed;
-    files_data(c, p, n);
+    if (c->type == CH_NET) net_data(c, p, n);
+    else if (c->type == CH_WRITE) files_data(c, p, n);
+    else goto malformed;
     return;
   case K_EOF:
     if (c->type == CH_EXEC) exec_stdin_eof(c);
     else if (c->type == CH_WRITE) files_eof(c);
+    else if (c->type == CH_NET) net_eof(c);
     else goto malformed;
     return;
   case K_SIGNAL: {
@@ -262,7 +270,9 @@ int main(void) {
       if (tag == &port_fd) on_port(evs[i].events);
       else if (tag == &sfd) on_signalfd(sfd);
       else if (tag == &kmsg) oom_drain();
+      else if (net_on_event(tag)) continue;
       else if (((struct chan *)tag)->type == CH_WATCH) watch_on_fd((struct chan *)tag);
+      else if (((struct chan *)tag)->type == CH_NET) net_on_fd((struct chan *)tag, evs[i].events);
       else exec_on_fd((struct chan *)tag, evs[i].events);
     }
     now = clock_now_ms();

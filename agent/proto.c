@@ -59,6 +59,7 @@ static const char *errno_code(int err) {
   case ENOTEMPTY: return "notEmpty";
   case EINVAL: case ENAMETOOLONG: case ELOOP: return "invalidArgument";
   case EXDEV: return "crossDevice";
+  case ECONNREFUSED: return "connectionRefused";
   default: return "ioError";
   }
 }

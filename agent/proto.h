@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define PROTO_GENERATION 1
-#define AGENT_VERSION "0.1.0"
+#define AGENT_VERSION "0.2.0"
 
 #define FRAME_HEADER 9
 #define MAX_PAYLOAD (1024 * 1024)
@@ -27,10 +27,13 @@ enum frame_kind {
   K_STDOUT = 7, /* agent -> host, bytes */
   K_STDERR = 8, /* agent -> host, bytes */
   K_DATA = 9,   /* either way, file bytes */
-  K_EOF = 10,   /* host -> agent, end of stdin or of a file being written */
+  K_EOF = 10,   /* host -> agent: end of stdin or of a file; agent -> host: a connection's end */
   K_CREDIT = 11,/* either way, u32 BE: more bytes the peer may send on this channel */
   K_SIGNAL = 12,/* host -> agent, JSON {signal} */
-  K_RESIZE = 13 /* host -> agent, JSON {cols, rows}: a PTY's window size */
+  K_RESIZE = 13,/* host -> agent, JSON {cols, rows}: a PTY's window size */
+  K_CONNECT = 14,/* agent -> host, JSON {address, port}: opens a channel (id with the top bit set)
+                   for a TCP connection the guest made; DATA, EOF and CREDIT both ways follow */
+  K_DNS = 15    /* both ways, a raw DNS message; the channel field is the query's tag */
 };
 
 /* The virtio-serial port the frames go out on. */

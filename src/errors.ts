@@ -26,6 +26,10 @@ export type ErrorCode =
   | 'sandboxStopped'
   /** The SDK's connection to the server broke (the server went away mid-call). */
   | 'connectionLost'
+  /** A published port's host address is taken. */
+  | 'portInUse'
+  /** Nothing listens on the guest port a published port leads to. */
+  | 'connectionRefused'
   // errors that come from inside the guest, by the agent's code
   | 'notFound'
   | 'permissionDenied'
@@ -118,12 +122,14 @@ export function httpStatus(code: ErrorCode): number {
     case 'alreadyExists':
     case 'invalidState':
     case 'sandboxStopped':
+    case 'portInUse':
       return 409;
     case 'commandTimeout':
       return 408;
     case 'noSpace':
       return 507;
     case 'serverUnavailable':
+    case 'connectionRefused':
     case 'connectionLost':
     case 'vmDied':
     case 'bootFailed':

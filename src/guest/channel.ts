@@ -22,6 +22,8 @@ export class Channel {
   readonly done = this.doneDeferred.promise;
   onReply?: (payload: unknown) => void;
   onData?: (kind: number, data: Buffer) => void | Promise<void>;
+  /** The agent's end of a connection's bytes (a relayed TCP connection's FIN). */
+  onEof?: () => void;
 
   constructor(
     readonly id: number,
@@ -49,6 +51,10 @@ export class Channel {
       case Kind.stderr:
       case Kind.data:
         this.deliver(frame.kind, frame.payload);
+        return;
+      case Kind.eof:
+        if (!this.onEof) throw new VmboxError('agentProtocol', 'unexpected end-of-data from the agent');
+        this.onEof();
         return;
       case Kind.credit:
         if (frame.payload.length !== 4) throw new VmboxError('agentProtocol', 'credit frame of wrong size');

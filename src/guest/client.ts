@@ -4,7 +4,8 @@ import type { FileStat, WatchEvent } from '../spec/files.js';
 import type { ExecExit, ProcessInfo } from '../spec/processes.js';
 import { deferred } from '../util/deferred.js';
 import { Channel, type ChannelHost } from './channel.js';
-import { encodeJson, type Frame, FrameDecoder, Kind, PROTOCOL_GENERATION } from './frame.js';
+import { GuestConnection } from './connection.js';
+import { AGENT_CHANNEL_BIT, encodeFrame, encodeJson, type Frame, FrameDecoder, Kind, PROTOCOL_GENERATION } from './frame.js';
 
 export interface ExecRequest {
   argv: string[];
@@ -64,6 +65,20 @@ export interface GuestStats {
   processes: number;
 }
 
+/** Where a guest program's TCP connection was going, as conntrack saw it. */
+export interface GuestDestination {
+  address: string;
+  port: number;
+}
+
+/** What the network side of the host does with the guest's traffic (src/network/). */
+export interface GuestNetworkHandler {
+  /** A connection the guest opened; the handler owns it (destroy() refuses it). */
+  connection(conn: GuestConnection, to: GuestDestination): void;
+  /** A DNS query; the answer goes back to the guest, none drops it. */
+  dns(query: Buffer): Promise<Buffer | undefined>;
+}
+
 export interface HelloInfo {
   generation: number;
   agentVersion: string;
@@ -77,6 +92,8 @@ export class AgentClient implements ChannelHost {
   private closedWith?: Error;
   private hello = deferred<HelloInfo>();
   agent?: HelloInfo;
+  /** Set while the sandbox has a network; without it guest connections are reset. */
+  network?: GuestNetworkHandler;
 
   private constructor(
     private readonly stream: Duplex,
@@ -137,7 +154,7 @@ export class AgentClient implements ChannelHost {
   private open(request: Record<string, unknown>): Channel {
     if (this.closedWith) throw this.closedWith;
     const id = this.nextId;
-    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    this.nextId = this.nextId >= AGENT_CHANNEL_BIT - 1 ? 1 : this.nextId + 1;
     const ch = new Channel(id, this);
     this.channels.set(id, ch);
     this.send(encodeJson(Kind.open, id, request));
@@ -152,7 +169,9 @@ export class AgentClient implements ChannelHost {
           ?.abort(new VmboxError('agentProtocol', `the agent sent a frame of ${f.length} bytes, over the protocol maximum`));
         continue;
       }
-      if (f.channel === 0) this.onControl(f);
+      if (f.kind === Kind.dns) this.onDns(f);
+      else if (f.kind === Kind.connect) this.onConnect(f);
+      else if (f.channel === 0) this.onControl(f);
       else this.dispatch(f);
     }
   }
@@ -164,6 +183,31 @@ export class AgentClient implements ChannelHost {
     } catch {
       this.hello.reject(new VmboxError('agentProtocol', 'the agent sent a malformed hello'));
     }
+  }
+
+  private onConnect(f: Frame): void {
+    if (f.channel < AGENT_CHANNEL_BIT || this.channels.has(f.channel)) return; // not a channel the agent may open
+    const ch = new Channel(f.channel, this);
+    this.channels.set(f.channel, ch);
+    const conn = new GuestConnection(ch);
+    let to: GuestDestination | undefined;
+    try {
+      const p = JSON.parse(f.payload.toString('utf8')) as GuestDestination;
+      if (typeof p.address === 'string' && Number.isInteger(p.port)) to = { address: p.address, port: p.port };
+    } catch {}
+    if (!to || !this.network) conn.destroy();
+    else this.network.connection(conn, to);
+  }
+
+  private onDns(f: Frame): void {
+    const network = this.network;
+    if (!network) return;
+    network.dns(f.payload).then(
+      (answer) => {
+        if (answer) this.send(encodeFrame(Kind.dns, f.channel, answer));
+      },
+      () => {},
+    );
   }
 
   private dispatch(f: Frame): void {
@@ -324,6 +368,25 @@ export class AgentClient implements ChannelHost {
   rename(from: string, to: string): Promise<void> {
     return this.request('rename', { from, to });
   }
+  /** Gives the guest its route to the host: every TCP connection and DNS query comes here from now on. */
+  netUp(): Promise<void> {
+    return this.request('net.up');
+  }
+
+  /** A connection to a port on the guest's loopback (a published port). */
+  async connectPort(port: number): Promise<GuestConnection> {
+    const ch = this.open({ op: 'connect', port });
+    const conn = new GuestConnection(ch);
+    const connected = deferred<void>();
+    ch.onReply = () => connected.resolve();
+    ch.done.then(
+      () => connected.reject(new VmboxError('connectionRefused', `guest port ${port} closed the connection`)),
+      (err) => connected.reject(err),
+    );
+    await connected.promise;
+    return conn;
+  }
+
   /** Asks the agent to sync and power off; resolves once it has acknowledged. */
   shutdown(): Promise<void> {
     return this.request('shutdown');

@@ -26,6 +26,10 @@ export const Kind = {
   signal: 12,
   /** host → agent, JSON {cols, rows}: a PTY's window size */
   resize: 13,
+  /** agent → host, JSON {address, port}: a TCP connection the guest made, on a channel the agent opens */
+  connect: 14,
+  /** both ways, a raw DNS message; the channel field is the query's tag */
+  dns: 15,
 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
 
@@ -47,6 +51,9 @@ export function encodeFrame(kind: Kind, channel: number, payload: Buffer | Uint8
 export function encodeJson(kind: Kind, channel: number, value: unknown): Buffer {
   return encodeFrame(kind, channel, Buffer.from(JSON.stringify(value)));
 }
+
+/** Channels the agent opens (guest connections) have the top bit set; ours never do. */
+export const AGENT_CHANNEL_BIT = 0x80000000;
 
 export function encodeCredit(channel: number, bytes: number): Buffer {
   const p = Buffer.allocUnsafe(4);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
 import { paths, projectRoot } from '../paths.js';
@@ -31,6 +31,28 @@ const skeleton: CpioEntry[] = [
   { name: 'newroot', mode: 0o40755 },
 ];
 
+/**
+ * musl's compiler sees only musl's headers; the agent's netfilter code needs the
+ * kernel's own (linux-libc-dev, which libc6-dev brings). They are libc-neutral, so
+ * a folder linking just those three trees is safe to put on the include path.
+ */
+function kernelHeaders(tmp: string): string {
+  const dir = join(tmp, 'kernel-headers');
+  mkdirSync(dir, { recursive: true });
+  const multiarch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+  const trees: Array<[string, string]> = [
+    ['linux', '/usr/include/linux'],
+    ['asm-generic', '/usr/include/asm-generic'],
+    ['asm', `/usr/include/${multiarch}/asm`],
+  ];
+  for (const [name, target] of trees) {
+    if (!existsSync(target))
+      throw new VmboxError('hostSetup', `${target} is missing: install linux-libc-dev (apt-get install linux-libc-dev)`);
+    symlinkSync(target, join(dir, name));
+  }
+  return dir;
+}
+
 /** Compiles the agent (static, musl) and packs the two initramfs archives. */
 export async function ensureAgent(): Promise<AgentAssets> {
   const dir = agentCacheDir();
@@ -42,7 +64,7 @@ export async function ensureAgent(): Promise<AgentAssets> {
     await buildOnce(dir, 'initramfs.cpio.gz', async (tmp) => {
       mkdirSync(tmp, { recursive: true });
       const cc = process.env.VMBOX_AGENT_CC || 'musl-gcc';
-      const flags = ['-O2', '-Wall', '-std=gnu11', '-D_GNU_SOURCE', '-static', '-s'];
+      const flags = ['-O2', '-Wall', '-std=gnu11', '-D_GNU_SOURCE', '-static', '-s', '-isystem', kernelHeaders(tmp)];
       const sources = readdirSync(agentDir())
         .filter((f) => f.endsWith('.c') && f !== 'bare-init.c')
         .map((f) => join(agentDir(), f));
