@@ -12,6 +12,7 @@ import { timeBareBoot } from '../src/vmm/accel.js';
 import { processMetrics } from '../src/vmm/qemu/provider.js';
 import { testRuntime } from '../test/fixtures/runtime.js';
 import { imageBench } from './images.js';
+import { networkBench } from './network.js';
 import { serverBench } from './server.js';
 import { median, percentile, printTable, type Row } from './stats.js';
 
@@ -131,7 +132,15 @@ const only = process.env.BENCH_ONLY; // e.g. BENCH_ONLY=server
 const rows =
   only === 'server'
     ? await serverBench(RUNS)
-    : [...(await coldStart(assets)), ...(await onRunningVm()), ...(await serverBench(RUNS)), ...(await imageBench())];
+    : only === 'network'
+      ? await networkBench(RUNS)
+      : [
+          ...(await coldStart(assets)),
+          ...(await onRunningVm()),
+          ...(await serverBench(RUNS)),
+          ...(await networkBench(RUNS)),
+          ...(await imageBench()),
+        ];
 printTable(rows);
 const dir = join(root, 'bench', 'results');
 mkdirSync(dir, { recursive: true });

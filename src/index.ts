@@ -21,6 +21,7 @@ export {
   NoSpaceError,
   NotFoundError,
   PermissionDeniedError,
+  PortError,
   SandboxNotFoundError,
   SandboxStoppedError,
   ServerUnavailableError,
@@ -50,6 +51,7 @@ export {
   type PullProgress,
   type RemoveResult,
 } from './sdk/images.js';
+export { type BoundPort, Network, type NetworkPolicy, type NetworkPolicyInput, type PortOptions, Ports } from './sdk/network.js';
 export { ProcessSocket, type ProcessStreams } from './sdk/process-socket.js';
 export { Pty, type PtyCreateOptions } from './sdk/pty.js';
 export {

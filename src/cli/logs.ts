@@ -9,7 +9,7 @@ export function logsCommand(): Command {
     .description('show a sandbox’s logs')
     .argument('<sandbox>', 'name or id')
     .option('-f, --follow', 'keep printing new entries')
-    .option('--source <list>', 'comma-separated: stdout, stderr, output, system (default: the first three)')
+    .option('--source <list>', 'comma-separated: stdout, stderr, output, system, network (default: the first three)')
     .option('--since <time>', 'only entries newer than this, e.g. 5m')
     .option('-n, --tail <n>', 'only the last n stored entries', Number)
     .option('-t, --timestamps', 'prefix each entry with its time')

@@ -6,11 +6,12 @@ import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
 import { composeArgv } from './argv.js';
 import { connectOptions } from './client.js';
+import { addNetworkFlags, type NetworkFlags, networkFromFlags } from './network.js';
 import { pullFor } from './pull.js';
 import { imageOptions, int, parsePairs, size } from './sandboxes.js';
 import { checkTimeout, streamProcess } from './stream.js';
 
-interface RunOptions {
+interface RunOptions extends NetworkFlags {
   image: string;
   cpus?: number;
   memory?: number;
@@ -28,7 +29,7 @@ interface RunOptions {
 
 /** `vmbox run`: a fresh ephemeral sandbox on the server, one command streamed, then removed. */
 export function runCommand(): Command {
-  return new Command('run')
+  const cmd = new Command('run')
     .description('run a command in a new, throw-away sandbox')
     .option('--image <name>', 'image to start from', 'base')
     .option('--cpus <n>', 'virtual CPUs', int('--cpus'))
@@ -44,14 +45,16 @@ export function runCommand(): Command {
     .option('--platform <os/arch>', 'platform to pull from a multi-platform image')
     .option('--insecure', 'talk to the image’s registry over plain HTTP (loopback registries)')
     .argument('[command...]', 'the command and its arguments, after --')
-    .passThroughOptions()
-    .action(async (command: string[], opts: RunOptions) => {
-      process.exitCode = await run(command, opts);
-    });
+    .passThroughOptions();
+  return addNetworkFlags(cmd, { ports: false }).action(async (command: string[], opts: RunOptions) => {
+    process.exitCode = await run(command, opts);
+  });
 }
 
 async function run(command: string[], opts: RunOptions): Promise<number> {
+  const network = networkFromFlags(opts);
   const spec = {
+    ...(network ? { network } : {}),
     image: opts.image,
     cpus: opts.cpus,
     memoryMib: opts.memory,

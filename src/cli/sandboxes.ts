@@ -7,6 +7,7 @@ import { validateSpec } from '../spec/sandbox.js';
 import { composeArgv } from './argv.js';
 import { connectOptions, openConnection, sandboxHandle } from './client.js';
 import { humanDuration, parseDuration, parseSizeMib, table } from './format.js';
+import { addNetworkFlags, type NetworkFlags, networkFromFlags, parsePublish } from './network.js';
 import { type PullFlags, pullFor } from './pull.js';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -47,7 +48,7 @@ export function imageOptions(f: PullFlags): { pull: 'if-missing' | 'never'; plat
   return { pull: f.pull === 'never' ? 'never' : 'if-missing', platform: f.platform, insecure: f.insecure };
 }
 
-interface CreateFlags {
+interface CreateFlags extends NetworkFlags {
   name?: string;
   image: string;
   cpus?: number;
@@ -69,7 +70,7 @@ interface CreateFlags {
 
 /** `vmbox create`: a named sandbox that keeps running. */
 export function createCommand(): Command {
-  return new Command('create')
+  const cmd = new Command('create')
     .description('create and start a sandbox that keeps running')
     .option('--name <name>', 'unique name (default: derived from the id)')
     .option('--image <name>', 'image to start from', 'base')
@@ -92,32 +93,35 @@ export function createCommand(): Command {
       'with a command after --: the sandbox’s default command, run by `vmbox exec NAME` (as docker composes it)',
     )
     .argument('[command...]', 'the default command and its arguments, after --')
-    .passThroughOptions()
-    .action(async (command: string[], f: CreateFlags) => {
-      const spec = {
-        name: f.name,
-        image: f.image,
-        cpus: f.cpus,
-        memoryMib: f.memory,
-        diskMib: f.disk,
-        env: parsePairs('-e', f.env),
-        labels: parsePairs('--label', f.label),
-        workdir: f.workdir,
-        user: f.user,
-        maxDurationMs: f.maxDuration,
-        idleTimeoutMs: f.idleTimeout,
-        ephemeral: f.ephemeral,
-        metricsIntervalMs: f.metricsInterval,
-      };
-      validateSpec(spec);
-      const image = await pullFor(f.image, f);
-      // A sandbox has no main process: what docker would run as one becomes its
-      // default command, which `vmbox exec NAME` runs when given none.
-      const argv = f.entrypoint !== undefined || command.length > 0 ? composeArgv(image, f.entrypoint, command) : [];
-      const sbx = await Sandbox.create({ ...spec, ...(argv.length ? { command: argv } : {}), ...imageOptions(f), ...connectOptions });
-      process.stdout.write(`${sbx.name}\n`);
-      sbx.close();
-    });
+    .passThroughOptions();
+  return addNetworkFlags(cmd, { ports: true }).action(async (command: string[], f: CreateFlags) => {
+    const network = networkFromFlags(f);
+    const spec = {
+      ...(network ? { network } : {}),
+      ...(f.publish?.length ? { ports: f.publish.map((p) => ({ hostPort: 0, ...parsePublish(p) })) } : {}),
+      name: f.name,
+      image: f.image,
+      cpus: f.cpus,
+      memoryMib: f.memory,
+      diskMib: f.disk,
+      env: parsePairs('-e', f.env),
+      labels: parsePairs('--label', f.label),
+      workdir: f.workdir,
+      user: f.user,
+      maxDurationMs: f.maxDuration,
+      idleTimeoutMs: f.idleTimeout,
+      ephemeral: f.ephemeral,
+      metricsIntervalMs: f.metricsInterval,
+    };
+    validateSpec(spec);
+    const image = await pullFor(f.image, f);
+    // A sandbox has no main process: what docker would run as one becomes its
+    // default command, which `vmbox exec NAME` runs when given none.
+    const argv = f.entrypoint !== undefined || command.length > 0 ? composeArgv(image, f.entrypoint, command) : [];
+    const sbx = await Sandbox.create({ ...spec, ...(argv.length ? { command: argv } : {}), ...imageOptions(f), ...connectOptions });
+    process.stdout.write(`${sbx.name}\n`);
+    sbx.close();
+  });
 }
 
 function row(s: SandboxInfo, now: number): string[] {

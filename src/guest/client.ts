@@ -377,13 +377,17 @@ export class AgentClient implements ChannelHost {
   async connectPort(port: number): Promise<GuestConnection> {
     const ch = this.open({ op: 'connect', port });
     const conn = new GuestConnection(ch);
+    // Until it is handed over, a refused connect is this call's error, not an unhandled stream error.
+    const quiet = () => {};
+    conn.on('error', quiet);
     const connected = deferred<void>();
     ch.onReply = () => connected.resolve();
     ch.done.then(
       () => connected.reject(new VmboxError('connectionRefused', `guest port ${port} closed the connection`)),
       (err) => connected.reject(err),
     );
-    await connected.promise;
+    await connected.promise; // on failure the listener stays: the stream's own error event comes later
+    conn.off('error', quiet);
     return conn;
   }
 

@@ -50,7 +50,9 @@ export class GuestConnection extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.ch.isClosed) this.ch.abort(err ?? new VmboxError('aborted', 'the connection was closed'));
+    // Both ends closed cleanly: the agent flushes what it holds and ends the channel itself (DONE).
+    const clean = !err && this.readableEnded && this.writableFinished;
+    if (!clean && !this.ch.isClosed) this.ch.abort(err ?? new VmboxError('aborted', 'the connection was closed'));
     this.resumeReader?.();
     cb(err);
   }

@@ -1,10 +1,11 @@
+import type { SandboxNetwork } from '../network/service.js';
 import type { Machine } from './machine.js';
 import { MetricsSampler } from './metrics.js';
 
 /**
  * Everything a running sandbox holds besides its database row: its VM and
- * agent, its metrics sampler, its activity (and, as they come, its network
- * service and published ports). Made in one place and torn down in one place.
+ * agent, its metrics sampler, its activity, its network service and published
+ * ports. Made in one place and torn down in one place.
  */
 export class LiveSandbox {
   readonly sampler: MetricsSampler;
@@ -15,9 +16,10 @@ export class LiveSandbox {
 
   constructor(
     readonly machine: Machine,
+    readonly network: SandboxNetwork,
     metricsIntervalMs: number,
   ) {
-    this.sampler = new MetricsSampler(machine, metricsIntervalMs);
+    this.sampler = new MetricsSampler(machine, network, metricsIntervalMs);
     this.sampler.start();
   }
 
@@ -28,6 +30,7 @@ export class LiveSandbox {
   /** Lets go of the VM without stopping it (the server is closing; the next one adopts it). */
   release(): void {
     this.sampler.stop();
+    this.network.close();
     this.machine.agent.close();
   }
 
@@ -35,6 +38,7 @@ export class LiveSandbox {
   async shutdown(opts: { graceful?: boolean; timeoutMs?: number; reason?: string }): Promise<void> {
     this.stopReason = opts.reason;
     this.sampler.stop();
+    this.network.close();
     await this.machine.stop(opts);
   }
 }

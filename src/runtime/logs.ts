@@ -15,6 +15,8 @@ export function effectiveSources(sources?: readonly LogSource[]): Set<LogSource>
  */
 const OUTPUT = { current: 'logs.ndjson', previous: 'logs.1.ndjson' };
 const SYSTEM = { current: 'system.ndjson', previous: 'system.1.ndjson' };
+/** One line per network decision: a busy guest must not push out the lifecycle lines. */
+const NETWORK = { current: 'network.ndjson', previous: 'network.1.ndjson' };
 const maxBytesDefault = () => Number(process.env.VMBOX_LOG_MAX_BYTES || 8 * 1024 * 1024);
 /** System lines are a few per lifecycle step: 1 MiB holds thousands. */
 const SYSTEM_MAX_BYTES = 1024 * 1024;
@@ -64,12 +66,14 @@ class RotatingFile {
 export class SandboxLog {
   private readonly output: RotatingFile;
   private readonly system: RotatingFile;
+  /** Opened at the first network line: most sandboxes have none. */
+  private network?: RotatingFile;
   private readonly listeners = new Set<{ entry: (e: LogEntry) => void; end?: () => void }>();
 
   constructor(
     private readonly dir: string,
     maxBytes = maxBytesDefault(),
-    systemMaxBytes = SYSTEM_MAX_BYTES,
+    private readonly systemMaxBytes = SYSTEM_MAX_BYTES,
   ) {
     this.output = new RotatingFile(dir, OUTPUT, maxBytes);
     this.system = new RotatingFile(dir, SYSTEM, systemMaxBytes);
@@ -77,8 +81,15 @@ export class SandboxLog {
 
   append(source: LogSource, data: Buffer | string): void {
     const entry: LogEntry = { t: Date.now(), source, text: typeof data === 'string' ? data : data.toString('utf8') };
-    (source === 'system' ? this.system : this.output).append(`${JSON.stringify(entry)}\n`);
+    this.file(source).append(`${JSON.stringify(entry)}\n`);
     for (const l of this.listeners) l.entry(entry);
+  }
+
+  private file(source: LogSource): RotatingFile {
+    if (source === 'system') return this.system;
+    if (source !== 'network') return this.output;
+    this.network ??= new RotatingFile(this.dir, NETWORK, this.systemMaxBytes);
+    return this.network;
   }
 
   /** Stored entries, oldest first, filtered by time and source. */
@@ -98,6 +109,7 @@ export class SandboxLog {
     this.listeners.clear();
     this.output.close();
     this.system.close();
+    this.network?.close();
   }
 }
 
@@ -106,7 +118,8 @@ export function readLog(dir: string, opts: { sinceMs?: number; sources?: readonl
   const want = effectiveSources(opts.sources);
   const keep = (e: LogEntry) => want.has(e.source) && (!opts.sinceMs || e.t >= opts.sinceMs);
   // Logs written before system lines had a file of their own keep them among the output: read both.
-  const out = mergeByTime(readFiles(dir, OUTPUT, keep), want.has('system') ? readFiles(dir, SYSTEM, keep) : []);
+  let out = mergeByTime(readFiles(dir, OUTPUT, keep), want.has('system') ? readFiles(dir, SYSTEM, keep) : []);
+  if (want.has('network')) out = mergeByTime(out, readFiles(dir, NETWORK, keep));
   return opts.tail !== undefined ? out.slice(-opts.tail) : out;
 }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
+import type { SandboxNetwork } from '../network/service.js';
 import { paths } from '../paths.js';
 import type { CreateQuery } from '../spec/images.js';
 import { type Patch, type SandboxSpec, validateSpec } from '../spec/sandbox.js';
@@ -14,6 +15,7 @@ import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
 import { readLog, SandboxLog } from './logs.js';
 import { Machine, OVERLAY } from './machine.js';
+import { SandboxNetworking } from './networking.js';
 import { createOverlay } from './overlay.js';
 import { PolicyClock } from './policies.js';
 import { SandboxProcesses } from './processes.js';
@@ -49,6 +51,8 @@ export class SandboxManager {
   readonly processes: SandboxProcesses;
   /** The guest file systems of running sandboxes. */
   readonly files: SandboxFiles;
+  /** Network policies and published ports of running sandboxes. */
+  readonly networking: SandboxNetworking;
   readonly images: ImageService;
   private readonly live = new Map<string, LiveSandbox>();
   private readonly logs = new Map<string, SandboxLog>();
@@ -60,6 +64,7 @@ export class SandboxManager {
     this.images = opts.images ?? new ImageService(opts.db);
     this.processes = new SandboxProcesses(this);
     this.files = new SandboxFiles(this);
+    this.networking = new SandboxNetworking(this);
   }
 
   /** Adopts VMs that outlived the previous server, settles what it left half-done, starts the policy clock. */
@@ -88,6 +93,7 @@ export class SandboxManager {
   ): Promise<SandboxInfo> {
     const spec = validateSpec(input);
     if (!opts.hostPaths) refuseHostPaths(spec);
+    this.networking.check(spec);
     const image = await this.images.resolve(spec.image, opts.pull);
     throwIfAborted(opts.signal);
     const id = randomBytes(8).toString('hex');
@@ -131,15 +137,22 @@ export class SandboxManager {
       signal: opts.signal,
       onSpawn: (pid) => this.db.update(rec.id, { pid }),
     });
+    let network: SandboxNetwork;
+    try {
+      network = await this.networking.attach(rec, machine);
+    } catch (err) {
+      await machine.stop({ timeoutMs: 1000 });
+      throw err;
+    }
     const startedAt = Date.now();
     this.db.update(rec.id, { state: 'running', reason: null, pid: machine.vm.pid, startedAt });
-    this.adopt({ ...rec, startedAt }, machine);
+    this.adopt({ ...rec, startedAt }, machine, network);
     this.system(rec.id, `started (VM pid ${machine.vm.pid})`);
   }
 
-  /** Starts tracking a VM: metrics, activity, and its unexpected death. */
-  adopt(rec: SandboxRecord, machine: Machine): void {
-    const live = new LiveSandbox(machine, rec.spec.metricsIntervalMs ?? 1000);
+  /** Starts tracking a VM: metrics, activity, network, and its unexpected death. */
+  adopt(rec: SandboxRecord, machine: Machine, network: SandboxNetwork): void {
+    const live = new LiveSandbox(machine, network, rec.spec.metricsIntervalMs ?? 1000);
     this.live.set(rec.id, live);
     machine.vm.exited.then((exit) => {
       if (this.live.get(rec.id) !== live) return; // stopped on purpose

@@ -1,3 +1,4 @@
+import type { SandboxNetwork } from '../network/service.js';
 import type { MetricsSample } from '../spec/sandboxes.js';
 import type { Machine } from './machine.js';
 
@@ -12,6 +13,7 @@ export class MetricsSampler {
 
   constructor(
     private readonly machine: Machine,
+    private readonly network: SandboxNetwork,
     private readonly intervalMs: number,
   ) {}
 
@@ -43,7 +45,7 @@ export class MetricsSampler {
     const t = Date.now();
     const cpuPercent = this.last && t > this.last.t ? Math.max(0, ((host.cpuMs - this.last.cpuMs) / (t - this.last.t)) * 100) : 0;
     this.last = { t, cpuMs: host.cpuMs };
-    const s: MetricsSample = { t, cpuPercent, hostRssBytes: host.rssBytes, ...guest };
+    const s: MetricsSample = { t, cpuPercent, hostRssBytes: host.rssBytes, ...guest, network: this.network.stats() };
     this.samples.push(s);
     if (this.samples.length > HISTORY) this.samples.shift();
     return s;

@@ -36,8 +36,9 @@ async function recoverOne(m: SandboxManager, rec: SandboxRecord): Promise<void> 
   }
   try {
     const machine = await Machine.adopt(vm);
+    const network = await m.networking.attach(rec, machine, { lenient: true });
     m.db.update(rec.id, { state: 'running', pid: vm.pid });
-    m.adopt(rec, machine);
+    m.adopt(rec, machine, network);
     m.system(rec.id, `reattached to the running VM (pid ${vm.pid}) after a server restart`);
     if (rec.state === 'stopping') await m.stop(rec.id, { reason: 'stopped by request' });
   } catch (err) {

@@ -93,6 +93,12 @@ export class NoSpaceError extends PinnedError {
   static override readonly codes: readonly ErrorCode[] = ['noSpace'];
 }
 
+/** A published port's host address is taken, or nothing listens on its guest port. */
+export class PortError extends PinnedError {
+  override name = 'PortError';
+  static override readonly codes: readonly ErrorCode[] = ['portInUse', 'connectionRefused'];
+}
+
 type ErrorClass = (new (message: string, options?: { code?: ErrorCode }) => VmboxError) & { codes: readonly ErrorCode[] };
 
 /** The one table from API codes to classes, made from each class's own codes. */
@@ -109,6 +115,7 @@ for (const Cls of [
   ServerUnavailableError,
   SandboxStoppedError,
   NoSpaceError,
+  PortError,
 ] as ErrorClass[]) {
   for (const code of Cls.codes) byCode[code] ??= Cls;
 }

@@ -1,11 +1,13 @@
 import { createInterface } from 'node:readline';
 import type { ExecStart, RunStart } from '../spec/api.js';
 import type { CreateQuery, PullPolicy } from '../spec/images.js';
+import type { BoundPort, NetworkPolicyInput } from '../spec/network.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
 import type { LogEntry, LogSource, Metrics, MetricsSample, SandboxDetails, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
 import { Commands } from './commands.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
 import { Files } from './files.js';
+import { Network, type PortOptions, Ports } from './network.js';
 import { runPath, sandboxesPath, sandboxPath } from './paths.js';
 import { ProcessSocket, type ProcessStreams } from './process-socket.js';
 import { Pty } from './pty.js';
@@ -13,7 +15,14 @@ import { insecureFromEnv } from './registry-env.js';
 
 export type { SandboxInfo, SandboxDetails, SandboxState, LogEntry, LogSource, Metrics, MetricsSample };
 
-export interface SandboxOpts extends ConnectionOptions, Partial<Omit<SandboxSpec, 'env' | 'labels'>> {
+export interface SandboxOpts extends ConnectionOptions, Partial<Omit<SandboxSpec, 'env' | 'labels' | 'network' | 'ports'>> {
+  /**
+   * The sandbox's network (default: none). `{ allow: ['pypi.org'] }` opens just
+   * that; `{ defaultAction: 'allow' }` opens the public internet. README "Networking".
+   */
+  network?: NetworkPolicyInput;
+  /** Guest ports to publish on the host (default host address 127.0.0.1, any free port). */
+  ports?: PortOptions[];
   /** Environment of every command (default none beyond the image's). */
   envs?: Record<string, string>;
   /** Labels, for filtering (`Sandbox.list`). */
@@ -59,6 +68,10 @@ export class Sandbox {
   readonly pty: Pty;
   /** The guest's file system. */
   readonly files: Files;
+  /** The network policy, changeable while it runs. */
+  readonly network: Network;
+  /** Published ports: host addresses carried to guest ports. */
+  readonly ports: Ports;
 
   private constructor(
     private readonly conn: Connection,
@@ -67,6 +80,20 @@ export class Sandbox {
     this.commands = new Commands(conn, info.id);
     this.pty = new Pty(conn, info.id, (pid) => this.commands.kill(pid));
     this.files = new Files(conn, info.id);
+    this.network = new Network(conn, info.id);
+    this.ports = new Ports(conn, info.id, (ports) => {
+      this.info = { ...this.info, spec: { ...this.info.spec, ports: ports.map((p) => ({ ...p })) } };
+    });
+  }
+
+  /**
+   * The host address (`127.0.0.1:8080`) where a published guest port is reached;
+   * throws when the port is not published (publish it with `ports.add`).
+   */
+  getHost(guestPort: number): string {
+    const p = (this.info.spec.ports as BoundPort[] | undefined)?.find((x) => x.guestPort === guestPort);
+    if (!p) throw new Error(`guest port ${guestPort} is not published: publish it with sbx.ports.add({ guestPort: ${guestPort} })`);
+    return `${p.hostIp}:${p.hostPort}`;
   }
 
   get sandboxId(): string {
@@ -102,11 +129,12 @@ export class Sandbox {
   }
 
   /** The connection, the spec as the API takes it, and how its image is found. */
-  private static async prepare(opts: SandboxOpts): Promise<{ conn: Connection; body: Partial<SandboxSpec>; image: CreateQuery }> {
+  private static async prepare(opts: SandboxOpts): Promise<{ conn: Connection; body: Record<string, unknown>; image: CreateQuery }> {
     const { url, token, socketPath, autoStart, onServerStart, envs, metadata, timeoutMs, pull, platform, insecure, ...spec } = opts;
     const conn = await Connection.open({ url, token, socketPath, autoStart, onServerStart });
-    const body: Partial<SandboxSpec> = {
+    const body = {
       ...spec,
+      ...(spec.ports ? { ports: spec.ports.map((p) => ({ hostPort: 0, ...p })) } : {}),
       ...(envs ? { env: envs } : {}),
       ...(metadata || spec.labels ? { labels: { ...metadata, ...spec.labels } } : {}),
       ...(timeoutMs !== undefined ? { maxDurationMs: timeoutMs } : {}),

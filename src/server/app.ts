@@ -11,6 +11,7 @@ import { execRoutes } from './routes/exec.js';
 import { fileRoutes } from './routes/files.js';
 import { imageRoutes } from './routes/images.js';
 import { logRoutes } from './routes/logs.js';
+import { networkRoutes } from './routes/network.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 
 declare module 'fastify' {
@@ -86,6 +87,7 @@ export async function buildApp(
   await app.register(execRoutes(manager));
   await app.register(logRoutes(manager));
   await app.register(fileRoutes(manager));
+  await app.register(networkRoutes(manager));
   await app.register(imageRoutes(images));
   await app.ready();
   return { app, tcp };

@@ -36,8 +36,9 @@ const skeleton: CpioEntry[] = [
  * kernel's own (linux-libc-dev, which libc6-dev brings). They are libc-neutral, so
  * a folder linking just those three trees is safe to put on the include path.
  */
-function kernelHeaders(tmp: string): string {
+export function kernelHeaders(tmp: string): string {
   const dir = join(tmp, 'kernel-headers');
+  if (existsSync(join(dir, 'linux'))) return dir;
   mkdirSync(dir, { recursive: true });
   const multiarch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
   const trees: Array<[string, string]> = [

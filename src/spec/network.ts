@@ -18,7 +18,11 @@ export const HOST_ALIAS = 'host.vmbox.internal';
 
 export const NetworkPolicySchema = Type.Object(
   {
-    enabled: Type.Boolean({ default: false, description: 'Give the sandbox a network at all (default false)' }),
+    enabled: Type.Boolean({
+      default: true,
+      description:
+        'Whether the rules apply (default true once a network is given; false turns it off and keeps the rules). No `network` at all: no network.',
+    }),
     defaultAction: Type.Union([Type.Literal('allow'), Type.Literal('deny')], {
       default: 'deny',
       description: 'What happens to a destination no rule matches (default deny). Host-private ranges need a rule either way.',
@@ -55,6 +59,8 @@ export const PublishedPortSchema = Type.Object(
   { additionalProperties: false },
 );
 export type PublishedPort = Static<typeof PublishedPortSchema>;
+/** A published port as a caller writes it: the host address and protocol have defaults. */
+export type PublishedPortInput = Omit<PublishedPort, 'hostIp' | 'protocol'> & Partial<Pick<PublishedPort, 'hostIp' | 'protocol'>>;
 
 /** A published port as it is bound: hostPort is the real one when 0 was asked. */
 export const BoundPortSchema = Type.Object({

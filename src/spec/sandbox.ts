@@ -2,6 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SpecError } from '../errors.js';
+import { type NetworkPolicyInput, NetworkPolicySchema, type PublishedPortInput, PublishedPortSchema } from './network.js';
 
 export const MIN_MEMORY_MIB = 64;
 /** Disk bounds: the space is sparse, so only what the guest writes costs host disk. */
@@ -78,6 +79,10 @@ export const SandboxSpecSchema = Type.Object(
     idleTimeoutMs: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Stop the sandbox after this long without an exec, file operation or API call' }),
     ),
+    network: Type.Optional(NetworkPolicySchema),
+    ports: Type.Optional(
+      Type.Array(PublishedPortSchema, { maxItems: 256, description: 'Host ports whose connections are carried to guest ports' }),
+    ),
     metricsIntervalMs: Type.Optional(
       Type.Integer({ minimum: 0, description: 'How often metrics are sampled; 0 turns sampling off (default 1000)' }),
     ),
@@ -86,7 +91,11 @@ export const SandboxSpecSchema = Type.Object(
 );
 
 export type SandboxSpec = Static<typeof SandboxSpecSchema>;
-export type SandboxSpecInput = Partial<SandboxSpec>;
+/** A spec as a caller writes it: everything with a default may be left out, the network's fields too. */
+export type SandboxSpecInput = Partial<Omit<SandboxSpec, 'network' | 'ports'>> & {
+  network?: NetworkPolicyInput;
+  ports?: PublishedPortInput[];
+};
 
 /** This host's limits, which bound cpus and memory beyond the schema. */
 export function hostLimits(): { cpus: number; memoryMib: number } {

@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
+import { NetworkStatsSchema } from './network.js';
 import { SandboxSpecSchema } from './sandbox.js';
 
 /**
@@ -50,14 +51,15 @@ export const MetricsSampleSchema = Type.Object({
   diskTotalBytes: Type.Integer(),
   diskUsedBytes: Type.Integer(),
   processes: Type.Integer(),
+  network: Type.Optional(NetworkStatsSchema),
 });
 export type MetricsSample = Static<typeof MetricsSampleSchema>;
 
 export const MetricsSchema = Type.Object({ latest: MetricsSampleSchema, history: Type.Array(MetricsSampleSchema) });
 export type Metrics = Static<typeof MetricsSchema>;
 
-/** Where a log line came from: a command's streams, a terminal's output, or vmbox itself. */
-export const LOG_SOURCES = ['stdout', 'stderr', 'output', 'system'] as const;
+/** Where a log line came from: a command's streams, a terminal's output, vmbox itself, or its network decisions. */
+export const LOG_SOURCES = ['stdout', 'stderr', 'output', 'system', 'network'] as const;
 export type LogSource = (typeof LOG_SOURCES)[number];
 
 export const LogEntrySchema = Type.Object({

@@ -112,4 +112,58 @@ describe('AgentClient against a scripted peer', () => {
     await assert.rejects(p.exit, { code: 'vmDied' });
     assert.throws(() => c.exec({ argv: ['true'] }), { code: 'vmDied' });
   });
+
+  it('carries a connection the agent opens: bytes both ways with half-close, a reset, a DNS query', async () => {
+    const a = fakeAgent();
+    const c = await AgentClient.connect(a.stream, { timeoutMs: 1000 });
+    const got: Array<{ to: unknown; data: string; ended: boolean }> = [];
+    c.network = {
+      connection(conn, to) {
+        const rec = { to, data: '', ended: false };
+        got.push(rec);
+        conn.on('data', (b: Buffer) => {
+          rec.data += b.toString();
+        });
+        conn.on('end', () => {
+          rec.ended = true;
+          conn.end('bye');
+        });
+      },
+      dns: async (q) => Buffer.concat([q, Buffer.from('!')]),
+    };
+    const id = 0x80000001;
+    a.send(encodeJson(Kind.connect, id, { address: '1.2.3.4', port: 443 }));
+    a.send(encodeFrame(Kind.data, id, Buffer.from('hello')));
+    a.send(encodeFrame(Kind.eof, id));
+    await tick();
+    await tick();
+    assert.deepEqual(got[0], { to: { address: '1.2.3.4', port: 443 }, data: 'hello', ended: true });
+    const back = a.received.filter((f) => f.channel === id);
+    assert.deepEqual(
+      back.map((f) => [f.kind, f.payload.toString()]),
+      [
+        [Kind.data, 'bye'],
+        [Kind.eof, ''],
+      ],
+    );
+
+    // A channel id in the host's own range is not one the agent may open: ignored, nothing answered.
+    a.send(encodeJson(Kind.connect, 7, { address: '1.2.3.4', port: 80 }));
+    await tick();
+    assert.equal(got.length, 1);
+
+    // Without a network handler a connection is reset at once.
+    c.network = undefined;
+    a.send(encodeJson(Kind.connect, id + 1, { address: '1.2.3.4', port: 80 }));
+    await tick();
+    assert.ok(a.received.some((f) => f.channel === id + 1 && f.kind === Kind.error));
+
+    c.network = { connection: () => {}, dns: async (q) => Buffer.concat([q, Buffer.from('!')]) };
+    a.send(encodeFrame(Kind.dns, 42, Buffer.from('query')));
+    await tick();
+    await tick();
+    const answer = a.received.find((f) => f.kind === Kind.dns);
+    assert.equal(answer?.channel, 42);
+    assert.equal(answer?.payload.toString(), 'query!');
+  });
 });

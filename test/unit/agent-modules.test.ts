@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { kernelHeaders } from '../../src/setup/agent.js';
 
 const dir = fileURLToPath(new URL('../../agent/', import.meta.url));
 const files = readdirSync(dir);
@@ -20,7 +21,7 @@ function symbolGraph(out: string): Map<string, Set<string>> {
   const undefinedIn = new Map<string, string[]>();
   for (const c of sources) {
     const obj = join(out, `${moduleOf(c)}.o`);
-    execFileSync('musl-gcc', ['-std=gnu11', '-D_GNU_SOURCE', '-c', '-o', obj, join(dir, c)]);
+    execFileSync('musl-gcc', ['-std=gnu11', '-D_GNU_SOURCE', '-isystem', kernelHeaders(out), '-c', '-o', obj, join(dir, c)]);
     const undef: string[] = [];
     for (const line of execFileSync('nm', [obj], { encoding: 'utf8' }).split('\n')) {
       const m = /^\s*(?:[0-9a-f]+)?\s+([A-Za-z])\s+(\S+)$/.exec(line);

@@ -47,6 +47,8 @@ describe('agent frame format (golden)', () => {
       credit: 11,
       signal: 12,
       resize: 13,
+      connect: 14,
+      dns: 15,
     });
     assert.equal(PROTOCOL_GENERATION, 1);
     assert.equal(MAX_PAYLOAD, 1024 * 1024);

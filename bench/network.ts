@@ -1,0 +1,116 @@
+/**
+ * Networking numbers, side by side in one run: a download from a host server
+ * against the same bytes through the agent's file channel, small requests to the
+ * host against the guest's own loopback, DNS lookups, and cold start with the
+ * network on against off. Every server is on this machine's loopback.
+ */
+
+import type { NetworkPolicyInput } from '../src/spec/network.js';
+import type { SandboxSpecInput } from '../src/spec/sandbox.js';
+import { startDnsServer } from '../test/fixtures/dns-server.js';
+import { httpServer } from '../test/fixtures/net-servers.js';
+import { testRuntime } from '../test/fixtures/runtime.js';
+import { median, percentile, type Row } from './stats.js';
+
+const MIB = 1024 * 1024;
+
+export async function networkBench(runs: number): Promise<Row[]> {
+  const server = await httpServer('127.0.0.2');
+  const dns = await startDnsServer({ a: { 'bench.test': ['127.0.0.2'] } });
+  const rt = await testRuntime();
+  const network: NetworkPolicyInput = { allow: ['bench.test'], dnsServers: [dns.address] };
+  try {
+    const rows: Row[] = [];
+    const sbx = await rt.create({ network, memoryMib: 512 });
+    const url = `http://bench.test:${server.port}`;
+
+    // 100 MiB: HTTP from the host into the guest against sbx.files' read of a guest file (both to /dev/null's cost).
+    await sbx.run(['sh', '-c', `wget -q -O /tmp/f '${url}/big?n=${100 * MIB}'`]);
+    const httpMs: number[] = [];
+    const filesMs: number[] = [];
+    for (let i = 0; i < Math.min(runs, 5); i++) {
+      let t = performance.now();
+      const r = await sbx.run(['sh', '-c', `wget -q -O /dev/null '${url}/big?n=${100 * MIB}'`], { timeoutMs: 120_000 });
+      if (r.exitCode !== 0) throw new Error(`download failed: ${r.stderr}`);
+      httpMs.push(performance.now() - t);
+      t = performance.now();
+      for await (const _ of sbx.machine().agent.readFile('/tmp/f')) {
+      }
+      filesMs.push(performance.now() - t);
+    }
+    const mbps = (ms: number[]) => (100 * MIB) / 1e6 / (median(ms) / 1000);
+    rows.push(
+      {
+        metric: 'network: 100 MiB HTTP download into the guest',
+        value: mbps(httpMs),
+        unit: 'MB/s',
+        target: '>= 100',
+        note: `${httpMs.length} runs`,
+      },
+      { metric: 'network: the same 100 MiB through sbx.files.read', value: mbps(filesMs), unit: 'MB/s' },
+    );
+
+    // Small GETs: host through the policy against the guest's own loopback (same wget, same fork+exec).
+    await sbx.run(['sh', '-c', 'mkdir -p /www && echo hi > /www/i && (httpd -p 127.0.0.1:8001 -h /www &)']);
+    const loop = (target: string, n: number) =>
+      `i=0; while [ $i -lt ${n} ]; do a=$(date +%s%N); wget -q -O /dev/null ${target}; b=$(date +%s%N); echo $(( (b - a) / 1000 )); i=$((i+1)); done`;
+    const micros = async (cmd: string) =>
+      (await sbx.run(['sh', '-c', cmd], { timeoutMs: 300_000 })).stdout
+        .trim()
+        .split('\n')
+        .map((l) => Number(l) / 1000)
+        .filter((v) => Number.isFinite(v));
+    const host = await micros(loop(`${url}/`, 200));
+    const local = await micros(loop('http://127.0.0.1:8001/i', 200));
+    rows.push(
+      {
+        metric: 'network: small GET to the host, new connection',
+        value: median(host),
+        unit: 'ms',
+        note: `p50 of ${host.length}, p90 ${percentile(host, 90).toFixed(1)} ms`,
+      },
+      { metric: 'network: small GET to the guest’s own loopback', value: median(local), unit: 'ms', note: `p50 of ${local.length}` },
+      { metric: 'network: GET overhead over the guest loopback', value: median(host) - median(local), unit: 'ms', target: '<= 3' },
+    );
+
+    // DNS: lookups of an allowed name (each answered through the host) against a name in /etc/hosts.
+    await sbx.run(['sh', '-c', 'echo "127.0.0.7 local.test" >> /etc/hosts']);
+    const dnsLoop = (name: string) =>
+      `i=0; while [ $i -lt 100 ]; do a=$(date +%s%N); nslookup ${name} >/dev/null; b=$(date +%s%N); echo $(( (b - a) / 1000 )); i=$((i+1)); done`;
+    const lookups = await micros(dnsLoop('bench.test'));
+    rows.push({
+      metric: 'network: DNS lookup of an allowed name (nslookup)',
+      value: median(lookups),
+      unit: 'ms',
+      target: '<= 2',
+      note: `p50 of ${lookups.length}, includes nslookup's own fork+exec`,
+    });
+    await sbx.remove();
+
+    // Cold start: network on against off, alternating.
+    const on: number[] = [];
+    const off: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const sides: Array<[SandboxSpecInput, number[]]> = [
+        [{ network }, on],
+        [{}, off],
+      ];
+      for (const [spec, into] of sides) {
+        const t = performance.now();
+        const s = await rt.create(spec);
+        into.push(performance.now() - t);
+        await s.remove();
+      }
+    }
+    rows.push(
+      { metric: 'network: cold create, network on', value: median(on), unit: 'ms', note: `${runs} runs` },
+      { metric: 'network: cold create, network off', value: median(off), unit: 'ms' },
+      { metric: 'network: cold create on / off', value: median(on) / median(off), unit: 'x', target: '<= 1.05' },
+    );
+    return rows;
+  } finally {
+    await rt.close();
+    await server.close();
+    await dns.close();
+  }
+}
