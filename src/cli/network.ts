@@ -1,5 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { VmboxError } from '../errors.js';
 import type { NetworkPolicyInput, PortOptions } from '../sdk/network.js';
+import type { Secret } from '../spec/network.js';
 import { sandboxHandle } from './client.js';
 import { table } from './format.js';
 
@@ -12,14 +14,22 @@ export interface NetworkFlags {
   deny: string[];
   dns: string[];
   publish?: string[];
+  secret?: string[];
 }
 
-export function addNetworkFlags(cmd: Command, opts: { ports: boolean }): Command {
+export function addNetworkFlags(cmd: Command, opts: { ports: boolean; secrets: boolean }): Command {
   cmd
     .option('--net', 'open the public internet (host-private ranges still need --allow)')
     .option('--allow <rule>', 'allow a destination: domain, *.domain, CIDR or host.vmbox.internal, with :port (repeatable)', collect, [])
     .option('--deny <rule>', 'refuse a destination; wins over --allow and --net (repeatable)', collect, [])
     .option('--dns <server>', 'upstream DNS server for the sandbox, IP[:port] (repeatable; default the host’s)', collect, []);
+  if (opts.secrets)
+    cmd.option(
+      '--secret <NAME=host,...>',
+      'give commands NAME as a placeholder; the host puts the value of $NAME (from this environment) into requests to those hosts only (repeatable)',
+      collect,
+      [],
+    );
   if (opts.ports) cmd.option('-p, --publish <[hostIP:]hostPort:guestPort>', 'publish a guest port on the host (repeatable)', collect, []);
   return cmd;
 }
@@ -33,6 +43,20 @@ export function networkFromFlags(f: NetworkFlags): NetworkPolicyInput | undefine
     deny: f.deny,
     ...(f.dns.length ? { dnsServers: f.dns } : {}),
   };
+}
+
+/** `--secret NAME=host1,host2`: the value is $NAME of the caller's environment, so it is never on a command line. */
+export function secretsFromFlags(f: NetworkFlags): Secret[] | undefined {
+  if (!f.secret?.length) return undefined;
+  return f.secret.map((s) => {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(s);
+    if (!m)
+      throw new VmboxError('invalidArgument', `--secret ${s}: expected NAME=host[,host...], e.g. --secret OPENAI_API_KEY=api.openai.com`);
+    const [, name, hosts] = m as unknown as [string, string, string];
+    const value = process.env[name];
+    if (!value) throw new VmboxError('invalidArgument', `--secret ${name}: set ${name} in the environment to the secret's value`);
+    return { name, value, hosts: hosts.split(',').filter(Boolean) };
+  });
 }
 
 /** `-p [hostIP:]hostPort:guestPort[/tcp]`, as docker writes it. */
@@ -60,7 +84,7 @@ export function networkCommand(): Command {
       .description('replace the policy; open connections it now refuses are closed')
       .argument('<sandbox>')
       .option('--off', 'turn the network off (keeps nothing open)'),
-    { ports: false },
+    { ports: false, secrets: false },
   ).action(async (ref: string, f: NetworkFlags & { off?: boolean }) => {
     const sbx = await sandboxHandle(ref);
     const policy = networkFromFlags(f) ?? { defaultAction: 'deny' as const, allow: [], deny: [] };

@@ -6,7 +6,7 @@ import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
 import { composeArgv } from './argv.js';
 import { connectOptions } from './client.js';
-import { addNetworkFlags, type NetworkFlags, networkFromFlags } from './network.js';
+import { addNetworkFlags, type NetworkFlags, networkFromFlags, secretsFromFlags } from './network.js';
 import { pullFor } from './pull.js';
 import { imageOptions, int, parsePairs, size } from './sandboxes.js';
 import { checkTimeout, streamProcess } from './stream.js';
@@ -46,14 +46,16 @@ export function runCommand(): Command {
     .option('--insecure', 'talk to the image’s registry over plain HTTP (loopback registries)')
     .argument('[command...]', 'the command and its arguments, after --')
     .passThroughOptions();
-  return addNetworkFlags(cmd, { ports: false }).action(async (command: string[], opts: RunOptions) => {
+  return addNetworkFlags(cmd, { ports: false, secrets: true }).action(async (command: string[], opts: RunOptions) => {
     process.exitCode = await run(command, opts);
   });
 }
 
 async function run(command: string[], opts: RunOptions): Promise<number> {
   const network = networkFromFlags(opts);
+  const secrets = secretsFromFlags(opts);
   const spec = {
+    ...(secrets ? { secrets } : {}),
     ...(network ? { network } : {}),
     image: opts.image,
     cpus: opts.cpus,

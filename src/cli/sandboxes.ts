@@ -7,7 +7,7 @@ import { validateSpec } from '../spec/sandbox.js';
 import { composeArgv } from './argv.js';
 import { connectOptions, openConnection, sandboxHandle } from './client.js';
 import { humanDuration, parseDuration, parseSizeMib, table } from './format.js';
-import { addNetworkFlags, type NetworkFlags, networkFromFlags, parsePublish } from './network.js';
+import { addNetworkFlags, type NetworkFlags, networkFromFlags, parsePublish, secretsFromFlags } from './network.js';
 import { type PullFlags, pullFor } from './pull.js';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -94,9 +94,11 @@ export function createCommand(): Command {
     )
     .argument('[command...]', 'the default command and its arguments, after --')
     .passThroughOptions();
-  return addNetworkFlags(cmd, { ports: true }).action(async (command: string[], f: CreateFlags) => {
+  return addNetworkFlags(cmd, { ports: true, secrets: true }).action(async (command: string[], f: CreateFlags) => {
     const network = networkFromFlags(f);
+    const secrets = secretsFromFlags(f);
     const spec = {
+      ...(secrets ? { secrets } : {}),
       ...(network ? { network } : {}),
       ...(f.publish?.length ? { ports: f.publish.map((p) => ({ hostPort: 0, ...parsePublish(p) })) } : {}),
       name: f.name,

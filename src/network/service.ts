@@ -1,13 +1,16 @@
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import type { AgentClient, GuestDestination, GuestNetworkHandler } from '../guest/client.js';
 import type { GuestConnection } from '../guest/connection.js';
 import type { BoundPort, NetworkPolicy, NetworkStats, PublishedPort } from '../spec/network.js';
 import { DnsResolver } from './dns.js';
-import { carry, type OpenConnection } from './egress.js';
+import { carry, type EgressContext, type OpenConnection } from './egress.js';
 import { LoopbackMap } from './loopback-map.js';
 import { NameRecord } from './names.js';
 import { type CompiledPolicy, compilePolicy } from './policy.js';
 import { PublishedPorts } from './ports.js';
 import { Bandwidth, type ByteCounts } from './relay.js';
+import type { SandboxSecrets } from './secret-state.js';
 
 /** A closed network: what a sandbox without a `network` spec has. */
 export const CLOSED: NetworkPolicy = { enabled: false, defaultAction: 'deny', allow: [], deny: [] };
@@ -29,10 +32,17 @@ export class SandboxNetwork implements GuestNetworkHandler {
   private readonly published: PublishedPorts;
   private agent?: AgentClient;
 
+  private readonly secrets?: EgressContext['secrets'];
+
   constructor(
     policy: NetworkPolicy | undefined,
     private readonly log: (line: string) => void,
+    secrets?: SandboxSecrets,
   ) {
+    // Upstreams of intercepted connections are checked against the system's CAs, plus these (a corporate CA).
+    const extra = process.env.VMBOX_EXTRA_CA_CERTS;
+    if (secrets)
+      this.secrets = { ...secrets, upstreamCa: extra ? [...rootCertificates, readFileSync(extra, 'utf8')].join('\n') : undefined };
     this.policy = policy ?? CLOSED;
     this.compiled = compilePolicy(this.policy);
     this.bandwidth.setCaps(this.policy);
@@ -94,6 +104,7 @@ export class SandboxNetwork implements GuestNetworkHandler {
       {
         policy: () => this.compiled,
         bandwidth: this.bandwidth,
+        secrets: this.secrets,
         report: (r) => {
           if (!r.allowed) this.counts.refused++;
           this.log(`${r.allowed ? 'allowed' : 'refused'} ${describeDest(r, r.name)}: ${r.reason}${describeBytes(r.bytes)}`);

@@ -5,6 +5,7 @@ import { SpecError, VmboxError } from '../errors.js';
 import type { SandboxNetwork } from '../network/service.js';
 import { paths } from '../paths.js';
 import type { CreateQuery } from '../spec/images.js';
+import { HIDDEN_VALUE } from '../spec/network.js';
 import { type Patch, type SandboxSpec, validateSpec } from '../spec/sandbox.js';
 import type { LogEntry, LogSource, Metrics, SandboxEvent, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
 import { formatMs } from '../util/duration.js';
@@ -115,7 +116,9 @@ export class SandboxManager {
     this.db.insert(rec); // claims the name, before anything exists on disk
     const dir = this.dir(id);
     try {
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      rec.spec = await this.networking.prepare(rec.spec, dir);
+      this.db.update(id, { spec: rec.spec });
       this.system(id, `created from image ${image.name} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
       await createOverlay(image.rootfsPath, join(dir, OVERLAY), spec.diskMib);
       throwIfAborted(opts.signal);
@@ -370,7 +373,7 @@ function toInfo(r: SandboxRecord, dir: string): SandboxInfo {
     stoppedAt: r.stoppedAt,
     pid: r.pid,
     dir,
-    spec: r.spec as SandboxSpec,
+    spec: (r.spec.secrets ? { ...r.spec, secrets: r.spec.secrets.map((s) => ({ ...s, value: HIDDEN_VALUE })) } : r.spec) as SandboxSpec,
   };
 }
 

@@ -1,4 +1,7 @@
+import { SpecError } from '../errors.js';
 import { compilePolicy } from '../network/policy.js';
+import { GUEST_BUNDLE_PATH, GUEST_CA_PATH, loadSecrets, prepareSecrets, type SandboxSecrets } from '../network/secret-state.js';
+import { SecretSet } from '../network/secrets.js';
 import { SandboxNetwork } from '../network/service.js';
 import type { BoundPort, NetworkPolicy, NetworkStats, PublishedPort } from '../spec/network.js';
 import { type SandboxSpec, validateSpec } from '../spec/sandbox.js';
@@ -17,6 +20,18 @@ export class SandboxNetworking {
   /** Refuses a spec whose rules do not parse, naming the rule. */
   check(spec: SandboxSpec): void {
     if (spec.network) compilePolicy(spec.network);
+    if (spec.secrets?.length) {
+      SecretSet.create(spec.secrets);
+      if (!spec.network?.enabled) {
+        throw new SpecError('secrets', 'need a network: allow the secrets’ hosts, e.g. --allow api.example.com');
+      }
+    }
+  }
+
+  /** A new sandbox's secrets: placeholders and CA made and saved; the spec gets their environment. */
+  async prepare(spec: SandboxSpec, dir: string): Promise<SandboxSpec> {
+    if (!spec.secrets?.length) return spec;
+    return { ...spec, env: { ...spec.env, ...(await prepareSecrets(dir, spec.secrets)) } };
   }
 
   /**
@@ -26,7 +41,9 @@ export class SandboxNetworking {
    */
   async attach(rec: SandboxRecord, machine: Machine, opts: { lenient?: boolean } = {}): Promise<SandboxNetwork> {
     const log = this.m.log(rec.id);
-    const network = new SandboxNetwork(rec.spec.network, (line) => log.append('network', line));
+    const secrets = rec.spec.secrets?.length ? await loadSecrets(this.m.dir(rec.id), rec.spec.secrets) : undefined;
+    if (secrets) await installCa(machine, secrets);
+    const network = new SandboxNetwork(rec.spec.network, (line) => log.append('network', line), secrets);
     const ports = rec.spec.ports ?? [];
     const bound = await network.attach(machine.agent, opts.lenient ? [] : ports);
     // Ports asked as 0 are recorded as bound, so clients (getHost) and a restart see the real one.
@@ -97,6 +114,27 @@ export class SandboxNetworking {
   private live(id: string): SandboxNetwork | undefined {
     for (const [liveId, live] of this.m.liveSandboxes()) if (liveId === id) return live.network;
     return undefined;
+  }
+}
+
+/**
+ * Puts the sandbox's CA where TLS clients look: its own file, and appended to the
+ * image's bundle (made when the image has none). Done at every boot, once.
+ */
+async function installCa(machine: Machine, secrets: SandboxSecrets): Promise<void> {
+  const pem = secrets.ca.certificatePem;
+  const agent = machine.agent;
+  await agent.writeFile(GUEST_CA_PATH, pem, { mode: 0o644, mkdirs: true });
+  let bundle = '';
+  try {
+    for await (const chunk of agent.readFile(GUEST_BUNDLE_PATH)) bundle += chunk.toString('utf8');
+  } catch {}
+  if (!bundle.includes(pem.trim())) {
+    await agent.writeFile(GUEST_BUNDLE_PATH, `${bundle && !bundle.endsWith('\n') ? '\n' : ''}${pem}`, {
+      append: true,
+      mkdirs: true,
+      mode: 0o644,
+    });
   }
 }
 

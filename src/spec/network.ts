@@ -62,6 +62,27 @@ export type PublishedPort = Static<typeof PublishedPortSchema>;
 /** A published port as a caller writes it: the host address and protocol have defaults. */
 export type PublishedPortInput = Omit<PublishedPort, 'hostIp' | 'protocol'> & Partial<Pick<PublishedPort, 'hostIp' | 'protocol'>>;
 
+/**
+ * A secret the guest never sees: its commands get NAME set to a placeholder, and
+ * the host puts the value in place of the placeholder only in requests to `hosts`.
+ */
+export const SecretSchema = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'The environment variable the guest sees' }),
+    value: Type.String({ minLength: 8, maxLength: 8192, description: 'The real value (never written to the guest; hidden in responses)' }),
+    hosts: Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
+      minItems: 1,
+      maxItems: 64,
+      description: 'Hosts (or *.domain) whose requests get the value',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type Secret = Static<typeof SecretSchema>;
+
+/** What a response shows instead of a secret's value. */
+export const HIDDEN_VALUE = '(hidden)';
+
 /** A published port as it is bound: hostPort is the real one when 0 was asked. */
 export const BoundPortSchema = Type.Object({
   hostIp: Type.String(),

@@ -2,7 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SpecError } from '../errors.js';
-import { type NetworkPolicyInput, NetworkPolicySchema, type PublishedPortInput, PublishedPortSchema } from './network.js';
+import { type NetworkPolicyInput, NetworkPolicySchema, type PublishedPortInput, PublishedPortSchema, SecretSchema } from './network.js';
 
 export const MIN_MEMORY_MIB = 64;
 /** Disk bounds: the space is sparse, so only what the guest writes costs host disk. */
@@ -82,6 +82,12 @@ export const SandboxSpecSchema = Type.Object(
     network: Type.Optional(NetworkPolicySchema),
     ports: Type.Optional(
       Type.Array(PublishedPortSchema, { maxItems: 256, description: 'Host ports whose connections are carried to guest ports' }),
+    ),
+    secrets: Type.Optional(
+      Type.Array(SecretSchema, {
+        maxItems: 64,
+        description: 'Values the host puts into requests to their hosts; the guest sees placeholders (needs a network)',
+      }),
     ),
     metricsIntervalMs: Type.Optional(
       Type.Integer({ minimum: 0, description: 'How often metrics are sampled; 0 turns sampling off (default 1000)' }),

@@ -308,3 +308,53 @@ function buildGuestTool(source: string): string {
   execFileSync('musl-gcc', ['-static', '-O2', '-isystem', headers, '-o', out, join(import.meta.dirname, '..', 'fixtures', source)]);
   return out;
 }
+
+describe('secrets', () => {
+  test('the host puts the value into requests to its host only; the guest sees a placeholder, never the value', async () => {
+    const value = 'sk-real-value-0123456789';
+    const api = await httpServer('127.0.0.2');
+    const elsewhere = await httpServer('127.0.0.3');
+    const sbx = await rt.create({
+      network: net({ allow: ['good.test', 'bad.test'] }),
+      secrets: [{ name: 'API_KEY', value, hosts: ['good.test'] }],
+    });
+    try {
+      const env = await sbx.run(['sh', '-c', 'echo "$API_KEY"; echo "$SSL_CERT_FILE"; grep -c "BEGIN CERTIFICATE" "$SSL_CERT_FILE"']);
+      const [placeholder, bundle, certs] = env.stdout.trim().split('\n');
+      assert.match(placeholder ?? '', /^vmbox-secret-API_KEY-[0-9a-f]{32}$/);
+      assert.equal(bundle, '/etc/ssl/certs/ca-certificates.crt');
+      assert.ok(Number(certs) >= 1, 'the sandbox CA is in the bundle');
+
+      const ok = await wget(sbx, `http://good.test:${api.port}/`, `--header "Authorization: Bearer $API_KEY"`);
+      assert.equal(ok.code, 0, ok.out);
+      assert.equal(api.requests.at(-1)?.headers.authorization, `Bearer ${value}`, 'the upstream got the real value');
+      assert.ok(!ok.out.includes(value));
+
+      const blocked = await wget(sbx, `http://bad.test:${elsewhere.port}/`, `--header "Authorization: Bearer $API_KEY"`);
+      assert.notEqual(blocked.code, 0);
+      assert.equal(elsewhere.requests.length, 0, 'the placeholder never reached another host');
+      const lines = sbx.logs(['network']).join('\n');
+      assert.match(lines, /secret API_KEY replaced/);
+      assert.match(lines, /secret API_KEY blocked/);
+
+      // Nowhere in the guest: every process's environment and command line, the files of its
+      // memory file systems (searched here, on the host, so the search itself does not put it there).
+      const scan = await sbx.run([
+        'sh',
+        '-c',
+        'cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline; find /tmp /run /dev/shm -type f -exec cat {} + 2>/dev/null; true',
+      ]);
+      assert.ok(scan.stdout.includes(placeholder ?? '-'), 'the scan sees the environment');
+      assert.ok(!scan.stdout.includes(value), 'no process or memory file holds the value');
+      assert.ok(!lines.includes(value) && !sbx.logs(['system', 'stdout', 'stderr']).join('\n').includes(value), 'not in the logs');
+      const info = rt.manager.get(sbx.id);
+      assert.ok(!JSON.stringify(info).includes(value), 'not in what the API shows');
+      await sbx.run(['sync']);
+      assert.ok(!readFileSync(join(sbx.dir, 'rootfs.qcow2')).includes(value), 'not on the guest’s disk');
+    } finally {
+      await sbx.remove();
+      await api.close();
+      await elsewhere.close();
+    }
+  });
+});
