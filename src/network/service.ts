@@ -60,7 +60,7 @@ export class SandboxNetwork implements GuestNetworkHandler {
   /** Connects the service to a (new) agent: a booted, restored or re-adopted guest. */
   async attach(agent: AgentClient, ports: PublishedPort[] = []): Promise<BoundPort[]> {
     this.agent = agent;
-    if (this.policy.enabled) await this.enable(agent);
+    if (this.policy.enabled) this.enable(agent);
     const bound: BoundPort[] = [];
     try {
       for (const p of ports) bound.push(await this.published.add(p));
@@ -71,9 +71,16 @@ export class SandboxNetwork implements GuestNetworkHandler {
     return bound;
   }
 
-  private async enable(agent: AgentClient): Promise<void> {
+  /**
+   * Not awaited: the agent handles requests in order, so whatever is asked after
+   * this (the first command) finds the network up, and a create does not wait a
+   * round trip for it. A failure is logged (a guest kernel without netfilter).
+   */
+  private enable(agent: AgentClient): void {
     agent.network = this;
-    await agent.netUp();
+    agent.netUp().catch((err: Error) => {
+      if (!agent.isClosed) this.log(`the guest's network did not come up: ${err.message}`);
+    });
   }
 
   private requireAgent(): AgentClient {
@@ -142,7 +149,7 @@ export class SandboxNetwork implements GuestNetworkHandler {
     this.policy = policy;
     this.compiled = compiled;
     this.bandwidth.setCaps(policy);
-    if (policy.enabled && !wasEnabled && this.agent) await this.enable(this.agent);
+    if (policy.enabled && !wasEnabled && this.agent) this.enable(this.agent);
     for (const c of [...this.open]) {
       const d = compiled.decideConnect({ ip: c.address, port: c.port, names: c.names });
       const byName =

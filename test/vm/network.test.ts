@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { kernelHeaders } from '../../src/setup/agent.js';
 import type { NetworkPolicyInput } from '../../src/spec/network.js';
 import { type DnsServerFixture, startDnsServer } from '../fixtures/dns-server.js';
+import { buildGuestTool } from '../fixtures/guest-tool.js';
 import { clientHello, httpServer, httpsServer, silentServer, type TestHttp } from '../fixtures/net-servers.js';
 import { startNetns, type TestNetns } from '../fixtures/netns.js';
 import { type TestRuntime, type TestSandbox, testRuntime } from '../fixtures/runtime.js';
@@ -175,10 +173,10 @@ describe('networking', () => {
   });
 
   test('a guest root that flushes the NAT rule, changes routes and sends raw packets reaches nothing', async () => {
-    const flush = buildGuestTool('flush-nat.c');
-    try {
+    const flush = buildGuestTool(join(import.meta.dirname, '..', 'fixtures', 'flush-nat.c'));
+    {
       const sbx = await rt.create({ network: net({ allow: ['good.test'] }) });
-      await sbx.machine().agent.writeFile('/flush-nat', readFileSync(flush), { mode: 0o755 });
+      await sbx.machine().agent.writeFile('/flush-nat', flush, { mode: 0o755 });
       const r = await sbx.run([
         'sh',
         '-c',
@@ -194,8 +192,6 @@ describe('networking', () => {
       assert.match(r.stdout, /done/);
       assert.doesNotMatch(r.stdout, /hello from/);
       await sbx.remove();
-    } finally {
-      rmSync(join(flush, '..'), { recursive: true, force: true });
     }
   });
 
@@ -298,15 +294,6 @@ async function waitForHttp(url: string): Promise<string> {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-}
-
-/** Compiles a test program for the guest (static, musl), as a hostile guest root would bring one. */
-function buildGuestTool(source: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vmbox-guest-tool-'));
-  const out = join(dir, source.replace(/\.c$/, ''));
-  const headers = kernelHeaders(dir);
-  execFileSync('musl-gcc', ['-static', '-O2', '-isystem', headers, '-o', out, join(import.meta.dirname, '..', 'fixtures', source)]);
-  return out;
 }
 
 describe('secrets', () => {
