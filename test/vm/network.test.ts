@@ -252,6 +252,20 @@ describe('networking', () => {
     }
   });
 
+  test('bandwidth caps pace a download; the metrics count bytes and connections', async () => {
+    const sbx = await rt.create({ network: net({ allow: ['good.test'], ingressBytesPerSec: 1024 * 1024 }) });
+    const t = Date.now();
+    const r = await sbx.run(['sh', '-c', `wget -q -O - 'http://good.test:${good.port}/big?n=${4 * 1024 * 1024}' | wc -c`]);
+    const took = Date.now() - t;
+    assert.equal(r.stdout.trim(), String(4 * 1024 * 1024));
+    // One second's worth may pass at once (the bucket's burst); the other three are paced.
+    assert.ok(took >= 2500, `4 MiB at 1 MiB/s took ${took} ms`);
+    const m = await rt.manager.metrics(sbx.id);
+    assert.ok((m.latest.network?.bytesIn ?? 0) >= 4 * 1024 * 1024);
+    assert.equal(m.latest.network?.connections, 1);
+    await sbx.remove();
+  });
+
   test('a 1 GiB download through the host keeps the host’s memory bounded', async () => {
     const sbx = await rt.create({ network: net({ allow: ['good.test'] }) });
     const rss0 = process.memoryUsage().rss;
