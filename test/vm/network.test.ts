@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -350,6 +350,15 @@ describe('secrets', () => {
       assert.ok(!lines.includes(value) && !sbx.logs(['system', 'stdout', 'stderr']).join('\n').includes(value), 'not in the logs');
       const info = rt.manager.get(sbx.id);
       assert.ok(!JSON.stringify(info).includes(value), 'not in what the API shows');
+      // The whole of its memory: the VM's saved state holds every page of guest RAM.
+      const vm = sbx.machine().vm;
+      const dump = join(sbx.dir, 'memory.state');
+      await vm.save(dump);
+      await vm.resume();
+      const memory = readFileSync(dump);
+      assert.ok(memory.length > 16 * 1024 * 1024 && memory.includes(placeholder ?? '-'), 'the dump holds guest memory');
+      assert.ok(!memory.includes(value), 'not in the guest’s memory');
+      rmSync(dump);
       await sbx.run(['sync']);
       assert.ok(!readFileSync(join(sbx.dir, 'rootfs.qcow2')).includes(value), 'not on the guest’s disk');
     } finally {
