@@ -3,6 +3,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { SandboxManager } from '../../src/runtime/manager.js';
 import type { NetworkPolicyInput } from '../../src/spec/network.js';
 import { type DnsServerFixture, startDnsServer } from '../fixtures/dns-server.js';
 import { buildGuestTool } from '../fixtures/guest-tool.js';
@@ -365,6 +366,43 @@ describe('secrets', () => {
       await sbx.remove();
       await api.close();
       await elsewhere.close();
+    }
+  });
+});
+
+describe('network across a server restart', () => {
+  test('a re-adopted sandbox keeps its policy and its published ports', async () => {
+    const sbx = await rt.create({ network: net({ allow: ['good.test'] }), ports: [{ hostPort: 0, guestPort: 8000 }] });
+    // httpd without -f goes to the background on its own: it outlives the server's commands.
+    await sbx.run(['sh', '-c', 'mkdir -p /www && echo kept > /www/index.html && httpd -p 8000 -h /www']);
+    const [bound] = rt.manager.networking.ports(sbx.id);
+    assert.equal(await waitForHttp(`http://127.0.0.1:${bound?.hostPort}/index.html`), 'kept\n');
+
+    // The server goes (its listeners with it); the VM stays; the next one adopts it.
+    rt.manager.close();
+    await assert.rejects(fetchHost(`http://127.0.0.1:${bound?.hostPort}/index.html`));
+    const next = new SandboxManager({ db: rt.manager.db, provider: rt.manager.provider });
+    await next.recover();
+    try {
+      assert.deepEqual(next.networking.ports(sbx.id), [bound]);
+      assert.equal(await waitForHttp(`http://127.0.0.1:${bound?.hostPort}/index.html`), 'kept\n');
+      let out = '';
+      const p = next.processes.exec(
+        sbx.id,
+        ['sh', '-c', `wget -q -T 5 -O - http://good.test:${good.port}/ && wget -q -T 5 -O - http://bad.test:${bad.port}/`],
+        {},
+        {
+          onStdout: (b) => {
+            out += b.toString();
+          },
+        },
+      );
+      const exit = await p.exit;
+      assert.match(out, /hello from 127\.0\.0\.2/);
+      assert.notEqual(exit.exitCode, 0, 'the policy still refuses bad.test');
+      await next.remove(sbx.id, { force: true });
+    } finally {
+      next.close();
     }
   });
 });
