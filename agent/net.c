@@ -257,6 +257,19 @@ void net_on_fd(struct chan *c, uint32_t events) {
 
 void net_data(struct chan *c, const uint8_t *p, size_t n) {
   if (c->wr_eof) return;
+  /* Straight from the frame when nothing is queued: one copy less on a download. */
+  if (!c->connecting && !buf_pending(&c->in)) {
+    ssize_t w = write(c->sock, p, n);
+    if (w > 0) {
+      chan_consumed(c, w, false);
+      p += w;
+      n -= w;
+    }
+    if (n == 0) {
+      arm(c);
+      return;
+    }
+  }
   buf_append(&c->in, p, n);
   if (!c->connecting) relay_write(c);
   if (!c->dead) arm(c);
@@ -313,7 +326,8 @@ static void on_proxy(void) {
     inet_ntop(AF_INET, &dst.sin_addr, addr, sizeof addr);
     snprintf(json, sizeof json, "{\"address\":\"%s\",\"port\":%u}", addr, ntohs(dst.sin_port));
     proto_send_json(K_CONNECT, id, json);
-    relay_new(id, s, false);
+    /* The program usually has written its request by now: it goes out with the CONNECT. */
+    relay_read(relay_new(id, s, false));
   }
 }
 

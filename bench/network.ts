@@ -72,22 +72,25 @@ export async function networkBench(runs: number): Promise<Row[]> {
     rows.push(
       {
         metric: 'network: new connection + small GET to the host',
-        value: median(host),
+        ...central(host),
         unit: 'ms',
-        note: `p50 of ${host.length}, p90 ${percentile(host, 90).toFixed(2)} ms`,
       },
-      { metric: 'network: the same to the guest’s own loopback', value: median(local), unit: 'ms', note: `p50 of ${local.length}` },
-      { metric: 'network: GET overhead over the guest loopback', value: median(host) - median(local), unit: 'ms', target: '<= 3' },
+      { metric: 'network: the same to the guest’s own loopback', ...central(local), unit: 'ms' },
+      {
+        metric: 'network: GET overhead over the guest loopback',
+        value: central(host).value - central(local).value,
+        unit: 'ms',
+        target: '<= 3',
+      },
     );
 
     // DNS: getaddrinfo of an allowed name, answered by the host through the agent.
     const lookups = await micros(['dns', 'bench.test', '200']);
     rows.push({
       metric: 'network: DNS lookup of an allowed name',
-      value: median(lookups),
+      ...central(lookups),
       unit: 'ms',
       target: '<= 2',
-      note: `p50 of ${lookups.length}, p90 ${percentile(lookups, 90).toFixed(2)} ms`,
     });
     await sbx.remove();
 
@@ -117,4 +120,15 @@ export async function networkBench(runs: number): Promise<Row[]> {
     await server.close();
     await dns.close();
   }
+}
+
+/**
+ * The p50 of a guest's timings, or their mean when its clock ticks coarsely (a
+ * guest that fell back to the jiffies clocksource reads time in 4 ms steps).
+ */
+function central(samples: number[]): { value: number; note: string } {
+  const mean = samples.reduce((a, b) => a + b, 0) / samples.length;
+  const coarse = new Set(samples).size <= 10;
+  const spread = `p50 ${median(samples).toFixed(2)}, p90 ${percentile(samples, 90).toFixed(2)}, mean ${mean.toFixed(2)} ms of ${samples.length}`;
+  return coarse ? { value: mean, note: `mean (the guest clock is coarse this boot); ${spread}` } : { value: median(samples), note: spread };
 }

@@ -42,7 +42,7 @@ describe('buildQemuArgs', () => {
     assert.deepEqual(after(args, '-kernel'), ['/k/vmlinux']);
     assert.deepEqual(after(args, '-initrd'), ['/k/initrd']);
     const cmdline = after(args, '-append')[0] ?? '';
-    for (const word of ['console=ttyS0', 'reboot=t', 'panic=-1', 'no_timer_check', 'vmbox.hostname=h1'])
+    for (const word of ['console=ttyS0', 'reboot=t', 'panic=-1', 'no_timer_check', 'tsc=reliable', 'vmbox.hostname=h1'])
       assert.ok(cmdline.split(' ').includes(word), word);
   });
 
