@@ -27,8 +27,10 @@ export function logsCommand(): Command {
     });
 }
 
+/** System and network entries are lines the host wrote (no newline of their own), always stamped; output is as printed. */
 function print(e: LogEntry, timestamps?: boolean): void {
-  const stamp = timestamps || e.source === 'system' ? `${new Date(e.t).toISOString()} ` : '';
-  if (e.source === 'system') process.stdout.write(`${stamp}[vmbox] ${e.text}\n`);
+  const line = e.source === 'system' || e.source === 'network';
+  const stamp = timestamps || line ? `${new Date(e.t).toISOString()} ` : '';
+  if (line) process.stdout.write(`${stamp}[${e.source === 'system' ? 'vmbox' : 'network'}] ${e.text}\n`);
   else (e.source === 'stderr' ? process.stderr : process.stdout).write(stamp ? `${stamp}${e.text}` : e.text);
 }

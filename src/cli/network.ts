@@ -106,10 +106,10 @@ export function portCommand(): Command {
       const sbx = await sandboxHandle(ref);
       const ports = await sbx.ports.list();
       process.stdout.write(
-        table(
+        `${table(
           ['HOST', 'GUEST PORT'],
           ports.map((p) => [`${p.hostIp}:${p.hostPort}`, String(p.guestPort)]),
-        ),
+        )}\n`,
       );
       sbx.close();
     });

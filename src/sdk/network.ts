@@ -42,7 +42,7 @@ export class Ports {
     return ports;
   }
 
-  /** Publishes a guest port; a host port already taken is a PortInUseError. */
+  /** Publishes a guest port; a host port already taken is a PortError with code portInUse. */
   async add(opts: PortOptions, call: CallOptions = {}): Promise<BoundPort> {
     const bound = await this.conn.request<BoundPort>('POST', sandboxPath(this.id, '/ports'), { hostPort: 0, ...opts }, call);
     await this.list().catch(() => {});

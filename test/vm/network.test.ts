@@ -7,7 +7,7 @@ import { SandboxManager } from '../../src/runtime/manager.js';
 import type { NetworkPolicyInput } from '../../src/spec/network.js';
 import { type DnsServerFixture, startDnsServer } from '../fixtures/dns-server.js';
 import { buildGuestTool } from '../fixtures/guest-tool.js';
-import { clientHello, httpServer, httpsServer, silentServer, type TestHttp } from '../fixtures/net-servers.js';
+import { clientHello, fetchHost, httpServer, httpsServer, silentServer, type TestHttp, waitForHttp } from '../fixtures/net-servers.js';
 import { startNetns, type TestNetns } from '../fixtures/netns.js';
 import { type TestRuntime, type TestSandbox, testRuntime } from '../fixtures/runtime.js';
 
@@ -291,23 +291,6 @@ async function waitFor(cond: () => boolean, what: string, ms = 20_000): Promise<
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function fetchHost(url: string): Promise<string> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  return res.text();
-}
-
-async function waitForHttp(url: string): Promise<string> {
-  const end = Date.now() + 20_000;
-  for (;;) {
-    try {
-      return await fetchHost(url);
-    } catch (err) {
-      if (Date.now() > end) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
   }
 }
 
