@@ -122,6 +122,8 @@ export function createCommand(): Command {
     const argv = f.entrypoint !== undefined || command.length > 0 ? composeArgv(image, f.entrypoint, command) : [];
     const sbx = await Sandbox.create({ ...spec, ...(argv.length ? { command: argv } : {}), ...imageOptions(f), ...connectOptions });
     process.stdout.write(`${sbx.name}\n`);
+    // Ports asked as 0 were picked by the server: say which (stderr, so stdout stays the name).
+    for (const p of spec.ports ?? []) process.stderr.write(`published ${sbx.getHost(p.guestPort)} -> guest port ${p.guestPort}\n`);
     sbx.close();
   });
 }
