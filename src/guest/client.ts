@@ -135,9 +135,23 @@ export class AgentClient implements ChannelHost {
     }
   }
 
+  /**
+   * Frames sent in one tick leave in one write (a relayed response and its end,
+   * say): each write the guest sees costs it an interrupt and the agent a wake-up.
+   */
   send(frame: Buffer): void {
-    if (!this.closedWith) this.stream.write(frame);
+    if (this.closedWith) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.stream.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.stream.uncork();
+      });
+    }
+    this.stream.write(frame);
   }
+  private corked = false;
 
   release(id: number): void {
     this.channels.delete(id);
