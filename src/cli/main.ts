@@ -35,6 +35,8 @@ program.addCommand(portCommand());
 program.addCommand(lifecycleCommand('stop'));
 program.addCommand(lifecycleCommand('start'));
 program.addCommand(lifecycleCommand('restart'));
+program.addCommand(lifecycleCommand('pause'));
+program.addCommand(lifecycleCommand('resume'));
 program.addCommand(inspectCommand());
 program.addCommand(rmCommand());
 program.addCommand(serveCommand());

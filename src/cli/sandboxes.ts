@@ -177,8 +177,14 @@ export function inspectCommand(): Command {
 }
 
 /** stop / start / restart: one verb each, same shape. */
-export function lifecycleCommand(verb: 'stop' | 'start' | 'restart'): Command {
-  const what = { stop: 'stop sandboxes (their disks are kept)', start: 'start stopped sandboxes', restart: 'stop, then start' };
+export function lifecycleCommand(verb: 'stop' | 'start' | 'restart' | 'pause' | 'resume'): Command {
+  const what = {
+    stop: 'stop sandboxes (their disks are kept)',
+    start: 'start stopped sandboxes',
+    restart: 'stop, then start',
+    pause: 'save running sandboxes (memory, processes, disk) and end their VMs',
+    resume: 'bring paused sandboxes back where they were',
+  };
   const cmd = new Command(verb).description(what[verb]).argument('<sandbox...>', 'names or ids');
   if (verb === 'stop') cmd.option('-t, --time <seconds>', 'time the guest gets to power off', int('--time'));
   return cmd.action(async (refs: string[], f: { time?: number }) => {

@@ -3,21 +3,25 @@ import type { SandboxState } from '../spec/sandboxes.js';
 
 /** The operations on a sandbox and the states (spec/sandboxes.ts) each is allowed from. */
 
-export type LifecycleOp = 'exec' | 'stop' | 'start' | 'restart' | 'remove' | 'stats';
+export type LifecycleOp = 'exec' | 'stop' | 'start' | 'restart' | 'remove' | 'stats' | 'pause' | 'resume';
 
 /** The states each operation is allowed from (`remove` of a running one needs force). */
 const allowed: Record<LifecycleOp, readonly SandboxState[]> = {
   exec: ['running'],
   stats: ['running'],
-  stop: ['running'],
+  stop: ['running', 'paused'],
   start: ['stopped', 'failed'],
   restart: ['running', 'stopped', 'failed'],
-  remove: ['stopped', 'failed'],
+  remove: ['stopped', 'failed', 'paused'],
+  pause: ['running'],
+  resume: ['paused'],
 };
 
 const hint: Partial<Record<LifecycleOp, string>> = {
   exec: 'start it first',
   stats: 'start it first',
+  pause: 'only a running sandbox pauses',
+  resume: 'only a paused sandbox resumes',
   start: 'it is already up',
   remove: 'stop it first, or remove it with force',
 };

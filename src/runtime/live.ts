@@ -34,6 +34,14 @@ export class LiveSandbox {
     this.machine.agent.close();
   }
 
+  /** Saves the VM to `statePath` and ends it, with everything attached to it (a pause). */
+  async save(statePath: string, reason: string): Promise<void> {
+    this.stopReason = reason;
+    this.sampler.stop();
+    this.network.close();
+    await this.machine.save(statePath);
+  }
+
   /** Stops the VM and everything attached to it. */
   async shutdown(opts: { graceful?: boolean; timeoutMs?: number; reason?: string }): Promise<void> {
     this.stopReason = opts.reason;

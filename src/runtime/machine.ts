@@ -28,7 +28,16 @@ export class Machine {
    */
   static async boot(
     provider: VmmProvider,
-    o: { id: string; dir: string; spec: SandboxSpec; patches?: Patch[]; signal?: AbortSignal; onSpawn?: (pid: number) => void },
+    o: {
+      id: string;
+      dir: string;
+      spec: SandboxSpec;
+      patches?: Patch[];
+      /** Resume the VM saved in this state file instead of booting one. */
+      restoreFrom?: string;
+      signal?: AbortSignal;
+      onSpawn?: (pid: number) => void;
+    },
   ): Promise<Machine> {
     const assets = await ensureAssets();
     mark('assets');
@@ -44,6 +53,7 @@ export class Machine {
         kernelArgs: [`vmbox.hostname=vmbox-${o.id.slice(0, 8)}`],
         rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' },
         runDir: o.dir,
+        ...(o.restoreFrom ? { restoreFrom: o.restoreFrom } : {}),
       });
       o.onSpawn?.(vm.pid);
       mark('vm started');
@@ -67,6 +77,16 @@ export class Machine {
   /** Reconnects to a VM an earlier process started (after a server restart). */
   static async adopt(vm: VmHandle): Promise<Machine> {
     return new Machine(vm, await connectAgent(vm, undefined, 10_000));
+  }
+
+  /**
+   * Saves the whole VM — memory, devices, at one instant, the disk flushed with
+   * them — to `statePath`, then ends its QEMU.
+   */
+  async save(statePath: string): Promise<void> {
+    await this.vm.save(statePath);
+    await this.vm.stop({ timeoutMs: 2000 });
+    this.agent.close();
   }
 
   /** Powers the guest off (the agent first, then signals); the disk stays. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import type { SandboxNetwork } from '../network/service.js';
@@ -130,13 +130,17 @@ export class SandboxManager {
     return this.info(id);
   }
 
-  /** Boots the VM on the sandbox's overlay and records it running; `patches` go in at the first boot only. */
-  private async bootInto(rec: SandboxRecord, opts: { signal?: AbortSignal; patches?: Patch[] }): Promise<void> {
+  /**
+   * Boots the VM on the sandbox's overlay (or resumes the one saved in
+   * `restoreFrom`) and records it running; `patches` go in at the first boot only.
+   */
+  private async bootInto(rec: SandboxRecord, opts: { signal?: AbortSignal; patches?: Patch[]; restoreFrom?: string }): Promise<void> {
     const machine = await Machine.boot(this.provider, {
       id: rec.id,
       dir: this.dir(rec.id),
       spec: rec.spec,
       patches: opts.patches,
+      restoreFrom: opts.restoreFrom,
       signal: opts.signal,
       onSpawn: (pid) => this.db.update(rec.id, { pid }),
     });
@@ -150,7 +154,7 @@ export class SandboxManager {
     const startedAt = Date.now();
     this.db.update(rec.id, { state: 'running', reason: null, pid: machine.vm.pid, startedAt });
     this.adopt({ ...rec, startedAt }, machine, network);
-    this.system(rec.id, `started (VM pid ${machine.vm.pid})`);
+    this.system(rec.id, `${opts.restoreFrom ? 'resumed' : 'started'} (VM pid ${machine.vm.pid})`);
   }
 
   /** Starts tracking a VM: metrics, activity, network, and its unexpected death. */
@@ -191,10 +195,62 @@ export class SandboxManager {
     // The reason is there while it stops, so a command cut off by the stop can say why.
     this.db.update(rec.id, { state: 'stopping', reason });
     await this.takeDown(rec.id, { graceful: true, timeoutMs: opts.timeoutMs ?? 10_000, reason });
+    // A paused sandbox that stops forgets its memory; its disk stays, as any stopped one's.
+    rmSync(this.pausedState(rec.id), { force: true });
     this.ended(rec.id, 'stopped', reason);
     const after = this.db.get(rec.id);
     // An ephemeral sandbox is gone by now: say how it ended all the same.
     return toInfo(after ?? { ...rec, state: 'stopped', reason, pid: null, stoppedAt: Date.now() }, this.dir(rec.id));
+  }
+
+  /**
+   * Saves a running sandbox's whole VM — memory, devices and disk at one instant —
+   * and ends its QEMU: no process and no memory held until `resume`.
+   */
+  async pause(ref: string): Promise<SandboxInfo> {
+    const rec = this.find(ref);
+    checkTransition(rec.name, rec.state, 'pause');
+    const live = this.live.get(rec.id);
+    if (!live) throw new VmboxError('invalidState', `sandbox ${rec.name} has no VM attached: restart it`);
+    const reason = 'paused by request';
+    this.db.update(rec.id, { state: 'stopping', reason: 'pausing' });
+    this.live.delete(rec.id); // its VM's exit is on purpose now
+    const state = this.pausedState(rec.id);
+    try {
+      // Written aside and renamed once whole: a state file that exists is a complete one (recovery relies on it).
+      await live.save(`${state}.tmp`, reason);
+      renameSync(`${state}.tmp`, state);
+    } catch (err) {
+      await live.shutdown({ timeoutMs: 1000, reason: 'pausing failed' });
+      rmSync(`${state}.tmp`, { force: true });
+      this.ended(rec.id, 'failed', `pausing failed: ${(err as Error).message}`);
+      throw err;
+    }
+    this.db.update(rec.id, { state: 'paused', reason, pid: null, stoppedAt: Date.now() });
+    this.system(rec.id, `paused: memory and devices saved (${Math.round(statSync(state).size / 1048576)} MiB), the VM ended`);
+    return this.info(rec.id);
+  }
+
+  /** Brings a paused sandbox back where it was: its processes, memory and open files. */
+  async resume(ref: string, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
+    const rec = this.find(ref);
+    checkTransition(rec.name, rec.state, 'resume');
+    const state = this.pausedState(rec.id);
+    this.db.update(rec.id, { state: 'starting', reason: null });
+    try {
+      await this.bootInto({ ...rec, state: 'starting' }, { signal: opts.signal, restoreFrom: state });
+    } catch (err) {
+      // The saved state is untouched: the sandbox stays paused and can be resumed again.
+      this.db.update(rec.id, { state: 'paused', reason: `resume failed: ${(err as Error).message}`, pid: null });
+      throw err;
+    }
+    rmSync(state, { force: true });
+    return this.info(rec.id);
+  }
+
+  /** Where a paused sandbox's memory and device state wait. */
+  pausedState(id: string): string {
+    return join(this.dir(id), 'paused.state');
   }
 
   /** Stops a sandbox's VM and everything live about it, in one place. */

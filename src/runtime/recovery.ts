@@ -1,4 +1,4 @@
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { paths } from '../paths.js';
 import { Machine } from './machine.js';
 import type { SandboxManager } from './manager.js';
@@ -28,6 +28,11 @@ async function recoverOne(m: SandboxManager, rec: SandboxRecord): Promise<void> 
   }
   if (!UP.includes(rec.state)) {
     if (rec.spec.ephemeral) m.forget(rec.id);
+    return;
+  }
+  if (!vm && existsSync(m.pausedState(rec.id))) {
+    // A pause finished its save, or a resume never got its VM going: the saved state is whole.
+    m.db.update(rec.id, { state: 'paused', reason: 'paused (settled after a server restart)', pid: null });
     return;
   }
   if (!vm) {

@@ -146,7 +146,10 @@ export class Sandbox {
   /** A handle on an existing sandbox, by id, id prefix or name. */
   static async connect(ref: string, opts: ConnectionOptions = {}): Promise<Sandbox> {
     const conn = await Connection.open(opts);
-    return new Sandbox(conn, await conn.request<SandboxInfo>('GET', path(ref)));
+    let info = await conn.request<SandboxInfo>('GET', path(ref));
+    // As E2B's connect does: a paused sandbox is resumed.
+    if (info.state === 'paused') info = await conn.request<SandboxInfo>('POST', path(info.id, '/resume'), {});
+    return new Sandbox(conn, info);
   }
 
   static async list(opts: ListOpts = {}): Promise<SandboxInfo[]> {
@@ -190,6 +193,16 @@ export class Sandbox {
   }
   async restart(): Promise<SandboxInfo> {
     return this.conn.request('POST', path(this.sandboxId, '/restart'), {});
+  }
+  /** Saves memory, processes and devices to disk and ends the VM: nothing runs, no memory is held. */
+  async pause(): Promise<SandboxInfo> {
+    this.info = await this.conn.request('POST', path(this.sandboxId, '/pause'), {});
+    return this.info;
+  }
+  /** Brings a paused sandbox back where it was (`Sandbox.connect` does it too). */
+  async resume(): Promise<SandboxInfo> {
+    this.info = await this.conn.request('POST', path(this.sandboxId, '/resume'), {});
+    return this.info;
   }
 
   /** Removes the sandbox, stopping it first if it runs. */

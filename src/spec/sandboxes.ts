@@ -9,9 +9,10 @@ import { SandboxSpecSchema } from './sandbox.js';
 
 /**
  * A sandbox's lifecycle. `creating` and `starting` boot a VM, `stopping` ends
- * one; `failed` is a VM that died or did not boot (the reason says which).
+ * one; `failed` is a VM that died or did not boot (the reason says which);
+ * `paused` has no VM: its memory and devices wait on disk to be resumed.
  */
-export const SANDBOX_STATES = ['creating', 'starting', 'running', 'stopping', 'stopped', 'failed'] as const;
+export const SANDBOX_STATES = ['creating', 'starting', 'running', 'stopping', 'stopped', 'failed', 'paused'] as const;
 export const SandboxStateSchema = Type.Union(SANDBOX_STATES.map((s) => Type.Literal(s)));
 export type SandboxState = (typeof SANDBOX_STATES)[number];
 

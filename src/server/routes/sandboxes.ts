@@ -7,7 +7,7 @@ import type { SandboxState } from '../../spec/sandboxes.js';
 
 type Ref = { Params: { ref: string } };
 
-/** Create, list, inspect, stop, start, restart, remove, metrics. */
+/** Create, list, inspect, stop, start, restart, pause, resume, remove, metrics. */
 export const sandboxRoutes =
   (m: SandboxManager): FastifyPluginAsync =>
   async (app) => {
@@ -54,6 +54,8 @@ export const sandboxRoutes =
     );
     app.post<Ref>('/v1/sandboxes/:ref/start', { schema: ref }, async (req) => m.start(req.params.ref));
     app.post<Ref>('/v1/sandboxes/:ref/restart', { schema: ref }, async (req) => m.restart(req.params.ref));
+    app.post<Ref>('/v1/sandboxes/:ref/pause', { schema: ref }, async (req) => m.pause(req.params.ref));
+    app.post<Ref>('/v1/sandboxes/:ref/resume', { schema: ref }, async (req) => m.resume(req.params.ref));
     app.delete<Ref & { Querystring: { force?: boolean } }>(
       '/v1/sandboxes/:ref',
       { schema: { ...ref, querystring: RemoveQuery } },
