@@ -248,3 +248,29 @@ describe('the SDK', () => {
     );
   });
 });
+
+describe('pause and resume through the CLI and the SDK', () => {
+  it('vmbox pause ends the VM; Sandbox.connect resumes it with its memory and its network', { timeout: 120_000 }, async () => {
+    await ok('create', '--name', 'nap', '--allow', 'good.test', '--dns', dns.address);
+    await ok('exec', 'nap', '--', 'sh', '-c', 'echo kept > /dev/shm/mark');
+    assert.equal(await ok('pause', 'nap'), 'nap\n');
+    const listed = JSON.parse(await ok('ls', '--json')) as { name: string; state: string; pid: number | null }[];
+    assert.deepEqual(
+      listed.filter((s) => s.name === 'nap').map((s) => [s.state, s.pid]),
+      [['paused', null]],
+    );
+    const sbx = await Sandbox.connect('nap');
+    try {
+      assert.equal((await sbx.getInfo()).state, 'running');
+      assert.equal((await sbx.commands.run('cat /dev/shm/mark')).stdout, 'kept\n');
+      // The guest's network, set up before the pause, works with the new host side.
+      assert.equal((await sbx.commands.run(wget(`http://good.test:${good.port}/`).join(' '))).stdout, 'hello from 127.0.0.2\n');
+      await sbx.pause();
+      assert.equal(await ok('resume', 'nap'), 'nap\n');
+      assert.equal((await sbx.commands.run('cat /dev/shm/mark')).stdout, 'kept\n');
+    } finally {
+      sbx.close();
+      await vmbox('rm', '-f', 'nap');
+    }
+  });
+});

@@ -72,6 +72,18 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
 
   /** Connects, waits for the greeting and negotiates capabilities. */
   static async connect(path: string, timeoutMs = 5000): Promise<QmpClient> {
+    // QEMU binds its socket a moment before it listens: a connect in between is refused. Retry briefly.
+    for (let i = 0; ; i++) {
+      try {
+        return await QmpClient.connectOnce(path, timeoutMs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || i >= 100) throw err;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
+  private static async connectOnce(path: string, timeoutMs: number): Promise<QmpClient> {
     const sock = net.createConnection(path);
     const client = new QmpClient(sock);
     const greeting = new Promise<void>((resolve, reject) => {
