@@ -256,7 +256,8 @@ describe('OCI images from a real registry', () => {
       assert.equal(skopeo(`oci:${work}/layout:v${run}`).status, 0);
       const layout = await cli(['image', 'import', join(work, 'layout'), '--name', `from-layout:${run}`]);
       assert.equal(layout.status, 0, layout.stderr);
-      assert.equal((await cli(['run', '--image', `from-layout:${run}`, '--', 'cat', '/etc/motd'])).stdout, 'exported\n');
+      const fromLayout = await cli(['run', '--image', `from-layout:${run}`, '--', 'cat', '/etc/motd']);
+      assert.equal(fromLayout.stdout, 'exported\n', `status ${fromLayout.status}: ${fromLayout.stderr}`);
 
       const saved = skopeo(`docker-archive:${work}/save.tar:saved/app:${run}`);
       assert.equal(saved.status, 0, saved.stderr);
