@@ -12,6 +12,9 @@ import { PublishedPorts } from './ports.js';
 import { Bandwidth, type ByteCounts } from './relay.js';
 import type { SandboxSecrets } from './secret-state.js';
 
+/** Open connections a sandbox may hold when its policy names no maximum: a guest is not trusted to be modest. */
+const DEFAULT_MAX_CONNECTIONS = 4096;
+
 /** A closed network: what a sandbox without a `network` spec has. */
 export const CLOSED: NetworkPolicy = { enabled: false, defaultAction: 'deny', allow: [], deny: [] };
 
@@ -93,7 +96,7 @@ export class SandboxNetwork implements GuestNetworkHandler {
     const to = { address: this.loopback.hostFor(guestTo.address), port: guestTo.port };
     const names = this.names.namesFor(to.address);
     const decision = this.compiled.decideConnect({ ip: to.address, port: to.port, names });
-    const full = this.policy.maxConnections !== undefined && this.open.size >= this.policy.maxConnections;
+    const full = this.open.size >= (this.policy.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     const refusal = !this.policy.enabled
       ? 'the sandbox has no network'
       : full

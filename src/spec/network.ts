@@ -40,7 +40,9 @@ export const NetworkPolicySchema = Type.Object(
         description: "Upstream DNS servers the host asks for this sandbox, IPv4[:port] (default: the host's)",
       }),
     ),
-    maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: 'Open TCP connections at once' })),
+    maxConnections: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100000, description: 'Open TCP connections at once (default 4096)' }),
+    ),
     egressBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024, description: 'Cap on bytes per second the guest sends out' })),
     ingressBytesPerSec: Type.Optional(Type.Integer({ minimum: 1024, description: 'Cap on bytes per second the guest receives' })),
   },
