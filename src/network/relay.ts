@@ -90,7 +90,7 @@ export function relay(
     s.once('error', finish);
     s.once('close', () => finish());
   }
-  if ('resume' in outside) outside.resume();
+  outside.resume(); // a published port's socket is accepted paused, until its guest side exists
   return { close: () => finish(new Error('closed by the network policy')) };
 }
 

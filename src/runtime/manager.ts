@@ -368,6 +368,11 @@ export class SandboxManager {
     return this.live.entries();
   }
 
+  /** A sandbox's live resources, when it has a VM here (no lifecycle check, no activity). */
+  liveOf(id: string): LiveSandbox | undefined {
+    return this.live.get(id);
+  }
+
   /** A sandbox `op` needs running, with its live resources; the call counts as activity. */
   running(ref: string, op: 'exec' | 'stats' = 'exec'): { rec: SandboxRecord; live: LiveSandbox } {
     const rec = this.find(ref);

@@ -71,7 +71,7 @@ export class SandboxNetworking {
     const spec = validateSpec({ ...rec.spec, network: input });
     this.check(spec);
     const policy = spec.network as NetworkPolicy;
-    await this.live(rec.id)?.update(policy);
+    await this.m.liveOf(rec.id)?.network.update(policy);
     this.m.db.update(rec.id, { spec: { ...rec.spec, network: policy } });
     this.m.system(rec.id, `network policy changed: ${describePolicy(policy)}`);
     return policy;
@@ -109,11 +109,6 @@ export class SandboxNetworking {
 
   private runningOf(rec: SandboxRecord): { running: SandboxNetwork } {
     return { running: this.m.running(rec.id).live.network };
-  }
-
-  private live(id: string): SandboxNetwork | undefined {
-    for (const [liveId, live] of this.m.liveSandboxes()) if (liveId === id) return live.network;
-    return undefined;
   }
 }
 
