@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "exec.h"
 #include "files.h"
+#include "identity.h"
 #include "init.h"
 #include "json.h"
 #include "log.h"
@@ -49,6 +50,9 @@ static void on_hello(const uint8_t *p, size_t n) {
   if (json_parse((const char *)p, n, &o) == 0) {
     double t = json_num(&o, "timeMs", 0);
     if (t > 0) clock_set_realtime_ms(t);
+    /* Before any user process of this session runs: a restored copy is made itself again. */
+    identity_add_entropy(json_str(&o, "entropy", ""));
+    identity_set_hostname(json_str(&o, "hostname", ""));
     json_free(&o);
   }
   char hello[128];

@@ -30,6 +30,12 @@ export type ErrorCode =
   | 'portInUse'
   /** Nothing listens on the guest port a published port leads to. */
   | 'connectionRefused'
+  // snapshots
+  | 'snapshotNotFound'
+  | 'snapshotAlreadyExists'
+  /** A snapshot that cannot be restored here (another kernel or agent), or whose files changed. */
+  | 'snapshotIncompatible'
+  | 'snapshotCorrupt'
   // errors that come from inside the guest, by the agent's code
   | 'notFound'
   | 'permissionDenied'
@@ -116,9 +122,12 @@ export function httpStatus(code: ErrorCode): number {
       return 403;
     case 'sandboxNotFound':
     case 'imageNotFound':
+    case 'snapshotNotFound':
     case 'notFound':
       return 404;
     case 'sandboxAlreadyExists':
+    case 'snapshotAlreadyExists':
+    case 'snapshotIncompatible':
     case 'alreadyExists':
     case 'invalidState':
     case 'sandboxStopped':
@@ -128,6 +137,8 @@ export function httpStatus(code: ErrorCode): number {
       return 408;
     case 'noSpace':
       return 507;
+    case 'snapshotCorrupt':
+      return 422;
     case 'serverUnavailable':
     case 'connectionRefused':
     case 'connectionLost':

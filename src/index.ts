@@ -25,6 +25,7 @@ export {
   SandboxNotFoundError,
   SandboxStoppedError,
   ServerUnavailableError,
+  SnapshotError,
   TimeoutError,
   UnauthorizedError,
 } from './sdk/errors.js';
@@ -55,6 +56,7 @@ export { type BoundPort, Network, type NetworkPolicy, type NetworkPolicyInput, t
 export { ProcessSocket, type ProcessStreams } from './sdk/process-socket.js';
 export { Pty, type PtyCreateOptions } from './sdk/pty.js';
 export {
+  type ForkOpts,
   type ListOpts,
   type LogEntry,
   type LogOpts,
@@ -64,8 +66,10 @@ export {
   type SandboxInfo,
   type SandboxOpts,
   type SandboxState,
+  type SnapshotOpts,
 } from './sdk/sandbox.js';
+export { type SnapshotInfo, Snapshots, type SnapshotsOpts, type TemplateInfo, Templates } from './sdk/snapshots.js';
 export type { EntryInfo as FileEntry, WatchEvent } from './spec/files.js';
 export type { ExecExit, ProcessInfo } from './spec/processes.js';
 export type { SandboxSpec } from './spec/sandbox.js';
-export type { Metrics, SandboxDetails, SandboxEvent } from './spec/sandboxes.js';
+export type { Metrics, SandboxDetails, SandboxEvent, SandboxOrigin } from './spec/sandboxes.js';

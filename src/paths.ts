@@ -14,6 +14,10 @@ export const paths = {
   images: () => join(vmboxHome(), 'images'),
   sandboxes: () => join(vmboxHome(), 'sandboxes'),
   sandbox: (id: string) => join(vmboxHome(), 'sandboxes', id),
+  snapshots: () => join(vmboxHome(), 'snapshots'),
+  snapshot: (id: string) => join(vmboxHome(), 'snapshots', id),
+  /** Images booted to "agent ready" and saved, which warm creates restore. */
+  templates: () => join(vmboxHome(), 'templates'),
   /** The server's API socket (mode 0600). */
   socket: () => process.env.VMBOX_SOCKET || join(vmboxHome(), 'vmbox.sock'),
   /** The running server's pid, also its lock. */

@@ -14,6 +14,7 @@ import { pullCommand } from './pull.js';
 import { runCommand } from './run.js';
 import { createCommand, inspectCommand, lifecycleCommand, lsCommand, rmCommand } from './sandboxes.js';
 import { serveCommand } from './serve.js';
+import { forkCommand, snapshotCommand, templateCommand } from './snapshots.js';
 import { statsCommand } from './stats.js';
 
 const program = new Command('vmbox')
@@ -37,6 +38,9 @@ program.addCommand(lifecycleCommand('start'));
 program.addCommand(lifecycleCommand('restart'));
 program.addCommand(lifecycleCommand('pause'));
 program.addCommand(lifecycleCommand('resume'));
+program.addCommand(snapshotCommand());
+program.addCommand(forkCommand());
+program.addCommand(templateCommand());
 program.addCommand(inspectCommand());
 program.addCommand(rmCommand());
 program.addCommand(serveCommand());

@@ -66,6 +66,9 @@ interface CreateFlags extends NetworkFlags {
   platform?: string;
   insecure?: boolean;
   entrypoint?: string;
+  fromSnapshot?: string;
+  onIdle?: 'stop' | 'pause';
+  cold?: boolean;
 }
 
 /** `vmbox create`: a named sandbox that keeps running. */
@@ -83,6 +86,14 @@ export function createCommand(): Command {
     .option('-u, --user <user>', 'user of commands')
     .option('--max-duration <time>', 'stop after this long, e.g. 1h', duration)
     .option('--idle-timeout <time>', 'stop after this long without activity, e.g. 10m', duration)
+    .addOption(
+      new Option('--on-idle <action>', 'what the idle timeout does (pause: resumed by the next connect)').choices(['stop', 'pause']),
+    )
+    .option(
+      '--from-snapshot <snapshot>',
+      'restore a snapshot: its processes, memory and files (name, labels, policies, env and network may change)',
+    )
+    .option('--cold', 'boot, even when the image has a warm-start template')
     .option('--ephemeral', 'remove the sandbox entirely when it stops')
     .option('--metrics-interval <time>', 'metrics sampling interval (0 turns it off)', (v) => (v === '0' ? 0 : duration(v)))
     .addOption(new Option('--pull <policy>', 'when to pull the image').choices(['if-missing', 'always', 'never']).default('if-missing'))
@@ -95,6 +106,7 @@ export function createCommand(): Command {
     .argument('[command...]', 'the default command and its arguments, after --')
     .passThroughOptions();
   return addNetworkFlags(cmd, { ports: true, secrets: true }).action(async (command: string[], f: CreateFlags) => {
+    if (f.fromSnapshot) return createFromSnapshot(cmd, f);
     const network = networkFromFlags(f);
     const secrets = secretsFromFlags(f);
     const spec = {
@@ -112,6 +124,7 @@ export function createCommand(): Command {
       user: f.user,
       maxDurationMs: f.maxDuration,
       idleTimeoutMs: f.idleTimeout,
+      onIdle: f.onIdle,
       ephemeral: f.ephemeral,
       metricsIntervalMs: f.metricsInterval,
     };
@@ -120,12 +133,50 @@ export function createCommand(): Command {
     // A sandbox has no main process: what docker would run as one becomes its
     // default command, which `vmbox exec NAME` runs when given none.
     const argv = f.entrypoint !== undefined || command.length > 0 ? composeArgv(image, f.entrypoint, command) : [];
-    const sbx = await Sandbox.create({ ...spec, ...(argv.length ? { command: argv } : {}), ...imageOptions(f), ...connectOptions });
+    const sbx = await Sandbox.create({
+      ...spec,
+      ...(argv.length ? { command: argv } : {}),
+      ...imageOptions(f),
+      ...(f.cold ? { warm: false } : {}),
+      ...connectOptions,
+    });
     process.stdout.write(`${sbx.name}\n`);
     // Ports asked as 0 were picked by the server: say which (stderr, so stdout stays the name).
     for (const p of spec.ports ?? []) process.stderr.write(`published ${sbx.getHost(p.guestPort)} -> guest port ${p.guestPort}\n`);
     sbx.close();
   });
+}
+
+/**
+ * `vmbox create --from-snapshot`: only what the user gave goes with the restore
+ * (the rest is the snapshot's; the server refuses what a restore cannot change).
+ */
+async function createFromSnapshot(cmd: Command, f: CreateFlags): Promise<void> {
+  const given = (flag: string) => cmd.getOptionValueSource(flag) === 'cli';
+  const network = networkFromFlags(f);
+  const spec = {
+    snapshot: f.fromSnapshot,
+    name: f.name,
+    ...(given('image') ? { image: f.image } : {}),
+    cpus: f.cpus,
+    memoryMib: f.memory,
+    diskMib: f.disk,
+    ...(f.env.length ? { env: parsePairs('-e', f.env) } : {}),
+    ...(f.label.length ? { labels: parsePairs('--label', f.label) } : {}),
+    workdir: f.workdir,
+    user: f.user,
+    maxDurationMs: f.maxDuration,
+    idleTimeoutMs: f.idleTimeout,
+    onIdle: f.onIdle,
+    ephemeral: f.ephemeral,
+    metricsIntervalMs: f.metricsInterval,
+    ...(network ? { network } : {}),
+    ...(f.publish?.length ? { ports: f.publish.map((p) => ({ hostPort: 0, ...parsePublish(p) })) } : {}),
+  };
+  const sbx = await Sandbox.create({ ...spec, ...connectOptions });
+  process.stdout.write(`${sbx.name}\n`);
+  for (const p of spec.ports ?? []) process.stderr.write(`published ${sbx.getHost(p.guestPort)} -> guest port ${p.guestPort}\n`);
+  sbx.close();
 }
 
 function row(s: SandboxInfo, now: number): string[] {

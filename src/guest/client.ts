@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { VmboxError } from '../errors.js';
 import type { FileStat, WatchEvent } from '../spec/files.js';
@@ -105,10 +106,25 @@ export class AgentClient implements ChannelHost {
     stream.on('close', () => this.onClose());
   }
 
-  /** Performs the handshake: our generation and the wall clock out, the agent's identity back. */
-  static async connect(stream: Duplex, opts: { timeoutMs: number; closedError?: () => Error; signal?: AbortSignal }): Promise<AgentClient> {
+  /**
+   * Performs the handshake: our generation, the wall clock, fresh entropy and the
+   * guest's hostname out, the agent's identity back. Every session gets them, so a
+   * VM restored from a template or a fork stops sharing its siblings' random state
+   * and name before anything of the user's runs.
+   */
+  static async connect(
+    stream: Duplex,
+    opts: { timeoutMs: number; closedError?: () => Error; signal?: AbortSignal; hostname?: string },
+  ): Promise<AgentClient> {
     const client = new AgentClient(stream, opts.closedError ?? (() => new VmboxError('vmDied', 'the agent connection closed')));
-    client.send(encodeJson(Kind.hello, 0, { generation: PROTOCOL_GENERATION, timeMs: Date.now() }));
+    client.send(
+      encodeJson(Kind.hello, 0, {
+        generation: PROTOCOL_GENERATION,
+        timeMs: Date.now(),
+        entropy: randomBytes(64).toString('hex'),
+        ...(opts.hostname ? { hostname: opts.hostname } : {}),
+      }),
+    );
     const timer = setTimeout(
       () => client.hello.reject(new VmboxError('bootFailed', `the guest agent did not answer within ${opts.timeoutMs} ms`)),
       opts.timeoutMs,

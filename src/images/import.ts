@@ -16,6 +16,7 @@ import {
 import { dirname, join } from 'node:path';
 import { extract } from 'tar-stream';
 import { VmboxError } from '../errors.js';
+import { sha256File } from '../util/sha256.js';
 import { type Descriptor, type ImageIndex, type ImageManifest, isIndex, MediaType, sniffCompression } from './media.js';
 import { hostPlatform } from './pull.js';
 import { formatReference, parseReference } from './reference.js';
@@ -47,15 +48,9 @@ async function isImageArchive(path: string): Promise<boolean> {
   return false;
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
-  return `sha256:${h.digest('hex')}`;
-}
-
 /** Copies a file into the store under its digest (verified), returning its descriptor. */
 async function addFile(store: ContentStore, path: string, mediaType: string, expected?: string): Promise<Descriptor> {
-  const digest = await sha256File(path);
+  const digest = `sha256:${await sha256File(path)}`;
   if (expected && expected !== digest)
     throw new VmboxError('ioError', `${path} hashes to ${digest}, not ${expected}: the image is corrupt`);
   if (!store.hasBlob(digest)) {

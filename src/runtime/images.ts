@@ -127,15 +127,20 @@ export class ImageService {
     return { reference: image.reference, keptFor: holders.map((r) => r.name) };
   }
 
-  /** Deletes blobs and disks that neither an image nor a sandbox's record refers to. */
+  /** Set by the runtime: removes templates over disks not in the set; returns the disks the remaining ones are over. */
+  templatesPrune?: (keepDisks: Set<string>) => string[];
+
+  /** Deletes blobs and disks that neither an image nor a sandbox's or snapshot's record refers to. */
   prune(): PruneResult {
     const images = this.store.list();
     const keep = new Set(images.flatMap((i) => [i.manifestDigest, i.configDigest, ...i.layers.map((l) => l.digest)]));
     const keepDisks = new Set(images.map((i) => rootfsPath(i)));
-    for (const rec of this.db.list()) {
+    for (const rec of [...this.db.list(), ...this.db.snapshots()]) {
       keepDisks.add(rec.image.rootfsPath);
       if (rec.image.digest) for (const d of this.manifestBlobs(rec.image.digest)) keep.add(d);
     }
+    // Templates of images no longer kept go first (unless something is layered on them, which keeps their disk).
+    for (const disk of this.templatesPrune?.(keepDisks) ?? []) keepDisks.add(disk);
     // Indexes of multi-platform images are not recorded, so they go.
     let freedBytes = 0;
     let deleted = 0;

@@ -3,7 +3,7 @@ import type { SandboxState } from '../spec/sandboxes.js';
 
 /** The operations on a sandbox and the states (spec/sandboxes.ts) each is allowed from. */
 
-export type LifecycleOp = 'exec' | 'stop' | 'start' | 'restart' | 'remove' | 'stats' | 'pause' | 'resume';
+export type LifecycleOp = 'exec' | 'stop' | 'start' | 'restart' | 'remove' | 'stats' | 'pause' | 'resume' | 'fork';
 
 /** The states each operation is allowed from (`remove` of a running one needs force). */
 const allowed: Record<LifecycleOp, readonly SandboxState[]> = {
@@ -15,6 +15,7 @@ const allowed: Record<LifecycleOp, readonly SandboxState[]> = {
   remove: ['stopped', 'failed', 'paused'],
   pause: ['running'],
   resume: ['paused'],
+  fork: ['running'],
 };
 
 const hint: Partial<Record<LifecycleOp, string>> = {
@@ -22,6 +23,7 @@ const hint: Partial<Record<LifecycleOp, string>> = {
   stats: 'start it first',
   pause: 'only a running sandbox pauses',
   resume: 'only a paused sandbox resumes',
+  fork: 'only a running sandbox forks: snapshot a stopped one and create from it',
   start: 'it is already up',
   remove: 'stop it first, or remove it with force',
 };

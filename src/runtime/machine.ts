@@ -1,10 +1,10 @@
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { VmboxError, VmDiedError } from '../errors.js';
 import { AgentClient } from '../guest/client.js';
 import { ensureAssets } from '../setup/assets.js';
 import type { Patch, SandboxSpec } from '../spec/sandbox.js';
 import { mark } from '../util/trace.js';
-import type { VmHandle, VmmProvider } from '../vmm/provider.js';
+import type { MemoryFile, VmHandle, VmmProvider } from '../vmm/provider.js';
 import { applyPatches } from './patches.js';
 
 /** The copy-on-write disk of a sandbox, in its directory. */
@@ -35,6 +35,8 @@ export class Machine {
       patches?: Patch[];
       /** Resume the VM saved in this state file instead of booting one. */
       restoreFrom?: string;
+      /** Guest RAM in a file: shared (a template being made) or private over a template's (a warm clone). */
+      memoryFile?: MemoryFile;
       signal?: AbortSignal;
       onSpawn?: (pid: number) => void;
     },
@@ -50,14 +52,15 @@ export class Machine {
         accel: assets.accel.accel,
         kernelPath: assets.kernelPath,
         initrdPath: assets.initrd,
-        kernelArgs: [`vmbox.hostname=vmbox-${o.id.slice(0, 8)}`],
+        kernelArgs: [`vmbox.hostname=${hostnameOf(o.id)}`],
         rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' },
         runDir: o.dir,
         ...(o.restoreFrom ? { restoreFrom: o.restoreFrom } : {}),
+        ...(o.memoryFile ? { memoryFile: o.memoryFile } : {}),
       });
       o.onSpawn?.(vm.pid);
       mark('vm started');
-      const agent = await connectAgent(vm, o.signal);
+      const agent = await connectAgent(vm, hostnameOf(o.id), o.signal);
       mark('agent ready');
       if (o.patches?.length) await applyPatches(agent, o.patches);
       return new Machine(vm, agent);
@@ -76,7 +79,7 @@ export class Machine {
 
   /** Reconnects to a VM an earlier process started (after a server restart). */
   static async adopt(vm: VmHandle): Promise<Machine> {
-    return new Machine(vm, await connectAgent(vm, undefined, 10_000));
+    return new Machine(vm, await connectAgent(vm, hostnameOf(vm.id), undefined, 10_000));
   }
 
   /**
@@ -99,8 +102,18 @@ export class Machine {
   }
 }
 
-function connectAgent(vm: VmHandle, signal?: AbortSignal, timeoutMs = bootTimeoutMs()): Promise<AgentClient> {
-  return vm.connectAgent().then((conn) => AgentClient.connect(conn, { timeoutMs, signal, closedError: () => diedError(vm) }));
+/** A sandbox's hostname: its own, also when its VM is a restored copy of another's (the hello sets it). */
+export function hostnameOf(id: string): string {
+  return `vmbox-${id.slice(0, 8)}`;
+}
+
+/** What a saved VM's memory was running: a restore needs the same kernel and agent (their cache keys). */
+export function guestIdentity(assets: { kernelPath: string; initrd: string }): { kernel: string; agent: string } {
+  return { kernel: basename(dirname(assets.kernelPath)), agent: basename(dirname(assets.initrd)) };
+}
+
+function connectAgent(vm: VmHandle, hostname: string, signal?: AbortSignal, timeoutMs = bootTimeoutMs()): Promise<AgentClient> {
+  return vm.connectAgent().then((conn) => AgentClient.connect(conn, { timeoutMs, signal, hostname, closedError: () => diedError(vm) }));
 }
 
 function diedError(vm: VmHandle): VmDiedError {

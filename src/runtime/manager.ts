@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import type { SandboxNetwork } from '../network/service.js';
@@ -8,8 +8,9 @@ import type { CreateQuery } from '../spec/images.js';
 import { HIDDEN_VALUE } from '../spec/network.js';
 import { type Patch, type SandboxSpec, validateSpec } from '../spec/sandbox.js';
 import type { LogEntry, LogSource, Metrics, SandboxEvent, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
+import type { ForkRequest, TemplateInfo } from '../spec/snapshots.js';
 import { formatMs } from '../util/duration.js';
-import type { VmmProvider } from '../vmm/provider.js';
+import type { MemoryFile, VmmProvider } from '../vmm/provider.js';
 import { SandboxFiles } from './files.js';
 import { ImageService } from './images.js';
 import { checkTransition } from './lifecycle.js';
@@ -18,10 +19,14 @@ import { readLog, SandboxLog } from './logs.js';
 import { Machine, OVERLAY } from './machine.js';
 import { SandboxNetworking } from './networking.js';
 import { createOverlay } from './overlay.js';
+import { pauseSandbox, resumeSandbox } from './pausing.js';
 import { PolicyClock } from './policies.js';
 import { SandboxProcesses } from './processes.js';
 import { recoverSandboxes } from './recovery.js';
+import { SandboxSnapshots } from './snapshots.js';
+import { planNew, planRestore, restoreSpec } from './starts.js';
 import type { SandboxRecord, StateDb } from './state.js';
+import { Templates } from './templates.js';
 
 export interface ListFilter {
   labels?: Record<string, string>;
@@ -55,6 +60,8 @@ export class SandboxManager {
   /** Network policies and published ports of running sandboxes. */
   readonly networking: SandboxNetworking;
   readonly images: ImageService;
+  readonly snapshots: SandboxSnapshots;
+  readonly templates: Templates;
   private readonly live = new Map<string, LiveSandbox>();
   private readonly logs = new Map<string, SandboxLog>();
   private readonly policies = new PolicyClock(this);
@@ -66,17 +73,23 @@ export class SandboxManager {
     this.processes = new SandboxProcesses(this);
     this.files = new SandboxFiles(this);
     this.networking = new SandboxNetworking(this);
+    this.snapshots = new SandboxSnapshots(this);
+    this.templates = new Templates(opts.db, opts.provider);
+    this.images.templatesPrune = (keep) => this.templates.prune(keep);
   }
 
   /** Adopts VMs that outlived the previous server, settles what it left half-done, starts the policy clock. */
   async recover(): Promise<void> {
+    this.templates.recover();
     await recoverSandboxes(this);
+    this.snapshots.recover();
     this.policies.start();
   }
 
   /** Closes agent connections and timers; the VMs keep running for the next server. */
   close(): void {
     this.policies.stop();
+    this.templates.close().catch(() => {});
     for (const l of this.live.values()) l.release();
     this.live.clear();
     for (const log of this.logs.values()) log.close();
@@ -84,19 +97,27 @@ export class SandboxManager {
   }
 
   /**
-   * Makes and boots a sandbox. `hostPaths`: the caller is on this machine (the
-   * unix socket), so patches may name host files; a remote caller sends content.
-   * `pull` says how the image is found: pulled per its policy, for a platform, from a plain-HTTP registry.
+   * Makes a sandbox and starts its VM: restored from the snapshot the input
+   * names, warm from its image's template when there is one, or booted.
+   * `hostPaths`: the caller is on this machine (the unix socket), so patches may
+   * name host files; a remote caller sends content. `pull` says how the image is
+   * found: pulled per its policy, for a platform, from a plain-HTTP registry.
    */
   async create(
     input: unknown,
-    opts: { signal?: AbortSignal; hostPaths?: boolean; pull?: CreateQuery; owner?: 'connection' } = {},
+    opts: { signal?: AbortSignal; hostPaths?: boolean; pull?: CreateQuery; owner?: 'connection'; fork?: { parent: string } } = {},
   ): Promise<SandboxInfo> {
-    const spec = validateSpec(input);
+    const snapRef = snapshotRef(input);
+    const snapshot = snapRef ? this.snapshots.find(snapRef) : undefined;
+    const spec = snapshot ? restoreSpec(input as Record<string, unknown>, snapshot) : validateSpec(input);
     if (!opts.hostPaths) refuseHostPaths(spec);
     this.networking.check(spec);
-    const image = await this.images.resolve(spec.image, opts.pull);
+    if (snapshot) await this.snapshots.check(snapshot);
+    const image = snapshot ? snapshot.image : await this.images.resolve(spec.image, opts.pull);
     throwIfAborted(opts.signal);
+    const plan = snapshot
+      ? planRestore(snapshot, this.snapshots.dir(snapshot.id), opts.fork)
+      : await planNew(image, spec, this.templates, opts.pull?.warm !== false);
     const id = randomBytes(8).toString('hex');
     const name = spec.name ?? `sbx-${id.slice(0, 8)}`;
     const rec: SandboxRecord = {
@@ -112,35 +133,88 @@ export class SandboxManager {
       stoppedAt: null,
       removing: false,
       owner: opts.owner ?? null,
+      origin: plan.origin,
     };
     this.db.insert(rec); // claims the name, before anything exists on disk
     const dir = this.dir(id);
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      rec.spec = await this.networking.prepare(rec.spec, dir);
+      for (const c of plan.copies) copyFileSync(c.from, join(dir, c.to));
+      if (!snapshot) rec.spec = await this.networking.prepare(rec.spec, dir);
       this.db.update(id, { spec: rec.spec });
-      this.system(id, `created from image ${image.name} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
-      await createOverlay(image.rootfsPath, join(dir, OVERLAY), spec.diskMib);
+      this.system(id, `created ${describeOrigin(rec, snapshot?.name)} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
+      await createOverlay(plan.base.path, join(dir, OVERLAY), plan.origin.start === 'cold' ? spec.diskMib : undefined, plan.base.format);
       throwIfAborted(opts.signal);
-      await this.bootInto(rec, { signal: opts.signal, patches: spec.patches });
+      await this.bootInto(rec, {
+        signal: opts.signal,
+        patches: plan.patches ? spec.patches : undefined,
+        restoreFrom: plan.restoreFrom,
+        memoryFile: plan.memoryFile,
+      });
     } catch (err) {
       this.forget(id);
       throw diskError(err);
     }
+    // The next create of this image and shape can start warm.
+    if (plan.origin.start === 'cold' && !snapshot) this.templates.soon(image, spec);
     return this.info(id);
+  }
+
+  /**
+   * Running copies of a running sandbox, which carries on as it was: its memory,
+   * devices and disk are copied at one instant (the guest paused only for the
+   * last pass) into a hidden snapshot the copies are restored from and layered
+   * on; it goes with the last of them.
+   */
+  async fork(ref: string, req: ForkRequest = {}): Promise<SandboxInfo[]> {
+    const parent = this.find(ref);
+    checkTransition(parent.name, parent.state, 'fork');
+    const count = req.names?.length ?? req.count ?? 1;
+    const { snapshot } = await this.snapshots.create(parent.id, { hidden: true, name: `fork-${randomBytes(6).toString('hex')}` });
+    const made = await Promise.allSettled(
+      Array.from({ length: count }, (_, i) =>
+        this.create(
+          { snapshot: snapshot.id, ...(req.names?.[i] ? { name: req.names[i] } : {}), ...(req.labels ? { labels: req.labels } : {}) },
+          { hostPaths: true, fork: { parent: parent.id } },
+        ),
+      ),
+    );
+    const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const infos = made.filter((r): r is PromiseFulfilledResult<SandboxInfo> => r.status === 'fulfilled').map((r) => r.value);
+    if (failed) {
+      // All or nothing: the copies made go, and the hidden snapshot with them.
+      for (const info of infos) await this.remove(info.id, { force: true }).catch(() => {});
+      this.snapshots.dropIfUnused(snapshot.id);
+      throw failed.reason;
+    }
+    this.system(parent.id, `forked: ${infos.map((i) => i.name).join(', ')}`);
+    return infos;
+  }
+
+  /** Makes the template warm creates of this image and shape restore (now, not in the background). */
+  async warmTemplate(reference: string, shape: { cpus?: number; memoryMib?: number } = {}): Promise<TemplateInfo> {
+    const spec = validateSpec({ image: reference, ...shape });
+    const image = await this.images.resolve(spec.image);
+    const t = await this.templates.build(image, spec);
+    return { ...t.info, usedBy: this.templates.usedBy(t.key) };
   }
 
   /**
    * Boots the VM on the sandbox's overlay (or resumes the one saved in
    * `restoreFrom`) and records it running; `patches` go in at the first boot only.
+   * For the runtime's modules (pausing).
    */
-  private async bootInto(rec: SandboxRecord, opts: { signal?: AbortSignal; patches?: Patch[]; restoreFrom?: string }): Promise<void> {
+  async bootInto(
+    rec: SandboxRecord,
+    opts: { signal?: AbortSignal; patches?: Patch[]; restoreFrom?: string; memoryFile?: MemoryFile },
+  ): Promise<void> {
     const machine = await Machine.boot(this.provider, {
       id: rec.id,
       dir: this.dir(rec.id),
       spec: rec.spec,
       patches: opts.patches,
       restoreFrom: opts.restoreFrom,
+      memoryFile: opts.memoryFile,
       signal: opts.signal,
       onSpawn: (pid) => this.db.update(rec.id, { pid }),
     });
@@ -203,49 +277,14 @@ export class SandboxManager {
     return toInfo(after ?? { ...rec, state: 'stopped', reason, pid: null, stoppedAt: Date.now() }, this.dir(rec.id));
   }
 
-  /**
-   * Saves a running sandbox's whole VM — memory, devices and disk at one instant —
-   * and ends its QEMU: no process and no memory held until `resume`.
-   */
-  async pause(ref: string): Promise<SandboxInfo> {
-    const rec = this.find(ref);
-    checkTransition(rec.name, rec.state, 'pause');
-    const live = this.live.get(rec.id);
-    if (!live) throw new VmboxError('invalidState', `sandbox ${rec.name} has no VM attached: restart it`);
-    const reason = 'paused by request';
-    this.db.update(rec.id, { state: 'stopping', reason: 'pausing' });
-    this.live.delete(rec.id); // its VM's exit is on purpose now
-    const state = this.pausedState(rec.id);
-    try {
-      // Written aside and renamed once whole: a state file that exists is a complete one (recovery relies on it).
-      await live.save(`${state}.tmp`, reason);
-      renameSync(`${state}.tmp`, state);
-    } catch (err) {
-      await live.shutdown({ timeoutMs: 1000, reason: 'pausing failed' });
-      rmSync(`${state}.tmp`, { force: true });
-      this.ended(rec.id, 'failed', `pausing failed: ${(err as Error).message}`);
-      throw err;
-    }
-    this.db.update(rec.id, { state: 'paused', reason, pid: null, stoppedAt: Date.now() });
-    this.system(rec.id, `paused: memory and devices saved (${Math.round(statSync(state).size / 1048576)} MiB), the VM ended`);
-    return this.info(rec.id);
+  /** Saves a running sandbox's whole VM and ends its QEMU: no process and no memory held until `resume`. */
+  pause(ref: string, opts: { reason?: string } = {}): Promise<SandboxInfo> {
+    return pauseSandbox(this, ref, opts.reason);
   }
 
   /** Brings a paused sandbox back where it was: its processes, memory and open files. */
-  async resume(ref: string, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
-    const rec = this.find(ref);
-    checkTransition(rec.name, rec.state, 'resume');
-    const state = this.pausedState(rec.id);
-    this.db.update(rec.id, { state: 'starting', reason: null });
-    try {
-      await this.bootInto({ ...rec, state: 'starting' }, { signal: opts.signal, restoreFrom: state });
-    } catch (err) {
-      // The saved state is untouched: the sandbox stays paused and can be resumed again.
-      this.db.update(rec.id, { state: 'paused', reason: `resume failed: ${(err as Error).message}`, pid: null });
-      throw err;
-    }
-    rmSync(state, { force: true });
-    return this.info(rec.id);
+  resume(ref: string, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
+    return resumeSandbox(this, ref, opts);
   }
 
   /** Where a paused sandbox's memory and device state wait. */
@@ -253,11 +292,16 @@ export class SandboxManager {
     return join(this.dir(id), 'paused.state');
   }
 
-  /** Stops a sandbox's VM and everything live about it, in one place. */
-  private async takeDown(id: string, opts: { graceful?: boolean; timeoutMs: number; reason: string }): Promise<void> {
+  /** Takes a running sandbox's live resources out of the runtime's hands (its VM's exit is on purpose from now). */
+  detach(id: string): LiveSandbox | undefined {
     const live = this.live.get(id);
     this.live.delete(id);
-    await live?.shutdown(opts);
+    return live;
+  }
+
+  /** Stops a sandbox's VM and everything live about it, in one place. */
+  private async takeDown(id: string, opts: { graceful?: boolean; timeoutMs: number; reason: string }): Promise<void> {
+    await this.detach(id)?.shutdown(opts);
   }
 
   async start(ref: string, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
@@ -307,6 +351,8 @@ export class SandboxManager {
     }
     rmSync(this.dir(id), { recursive: true, force: true });
     this.db.delete(id);
+    // A fork's copy goes with the last sandbox layered on it.
+    if (rec.origin.snapshot) this.snapshots.dropIfUnused(rec.origin.snapshot);
   }
 
   /** Stops the sandbox `ms` from now (E2B's setTimeout): its maximum duration, counted from its start, moves. */
@@ -434,8 +480,28 @@ function toInfo(r: SandboxRecord, dir: string): SandboxInfo {
     stoppedAt: r.stoppedAt,
     pid: r.pid,
     dir,
+    origin: r.origin,
     spec: (r.spec.secrets ? { ...r.spec, secrets: r.spec.secrets.map((s) => ({ ...s, value: HIDDEN_VALUE })) } : r.spec) as SandboxSpec,
   };
+}
+
+/** The snapshot a create's input names, if it names one. */
+function snapshotRef(input: unknown): string | undefined {
+  const ref = (input as { snapshot?: unknown } | null)?.snapshot;
+  return typeof ref === 'string' && ref ? ref : undefined;
+}
+
+function describeOrigin(rec: SandboxRecord, snapshot?: string): string {
+  switch (rec.origin.start) {
+    case 'warm':
+      return `from image ${rec.image.name}, warm from template ${rec.origin.template}`;
+    case 'snapshot':
+      return `from snapshot ${snapshot}`;
+    case 'fork':
+      return `as a fork of ${rec.origin.parent}`;
+    default:
+      return `from image ${rec.image.name}${rec.origin.coldReason ? ` (cold: ${rec.origin.coldReason})` : ''}`;
+  }
 }
 
 /** Host paths (patches that copy from the host) are for clients on the server's machine only. */

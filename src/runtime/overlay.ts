@@ -7,11 +7,16 @@ const run = promisify(execFile);
 const MIB = 1024 * 1024;
 
 /**
- * A qcow2 overlay over a read-only base disk: the sandbox's writable root,
- * copying nothing. `sizeMib` makes its virtual size larger than the base's
+ * A qcow2 overlay over a read-only base disk (an image's raw disk, or a
+ * template's or snapshot's qcow2 layer): the sandbox's writable root, copying nothing. `sizeMib` makes its virtual size larger than the base's
  * (the guest agent grows the file system into it at boot); never smaller.
  */
-export async function createOverlay(basePath: string, overlayPath: string, sizeMib?: number): Promise<void> {
+export async function createOverlay(
+  basePath: string,
+  overlayPath: string,
+  sizeMib?: number,
+  baseFormat: 'raw' | 'qcow2' = 'raw',
+): Promise<void> {
   if (sizeMib !== undefined) {
     const baseMib = Math.ceil(statSync(basePath).size / MIB);
     if (sizeMib < baseMib) {
@@ -23,7 +28,7 @@ export async function createOverlay(basePath: string, overlayPath: string, sizeM
   }
   const size = sizeMib === undefined ? [] : [`${sizeMib}M`];
   try {
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', basePath, '-F', 'raw', overlayPath, ...size]);
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', basePath, '-F', baseFormat, overlayPath, ...size]);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT')

@@ -29,6 +29,12 @@ export class PolicyClock {
         reason = `policy: reached its maximum duration of ${formatMs(maxDurationMs)}`;
       } else if (idleTimeoutMs && live.activeExecs === 0 && now - live.lastActivity >= idleTimeoutMs) {
         reason = `policy: idle for ${formatMs(idleTimeoutMs)}`;
+        if (rec.spec.onIdle === 'pause') {
+          // Paused, it holds no memory and no CPU; the next connect resumes it where it was.
+          this.m.system(id, `${reason}: pausing`);
+          this.m.pause(id, { reason }).catch((err) => this.m.system(id, `policy pause failed: ${(err as Error).message}`));
+          continue;
+        }
       }
       if (reason) {
         this.m.system(id, reason);

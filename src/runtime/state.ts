@@ -2,7 +2,8 @@ import Database from 'better-sqlite3';
 import { VmboxError } from '../errors.js';
 import type { ResolvedImage } from '../images/catalog.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
-import type { SandboxState } from '../spec/sandboxes.js';
+import type { SandboxOrigin, SandboxState } from '../spec/sandboxes.js';
+import type { SnapshotRecord } from './snapshot-record.js';
 
 /** One sandbox as the state database keeps it. */
 export interface SandboxRecord {
@@ -22,6 +23,8 @@ export interface SandboxRecord {
   removing: boolean;
   /** `connection`: made for one command and owned by the client's connection (`vmbox run`), which a restart ends. */
   owner: 'connection' | null;
+  /** How its VM first started, and the template or snapshot its disk (and memory) is layered on. */
+  origin: SandboxOrigin;
 }
 
 export interface EventRecord {
@@ -55,6 +58,14 @@ const migrations = [
    );
    CREATE INDEX events_by_sandbox ON events (sandbox_id, seq);`,
   'ALTER TABLE sandboxes ADD COLUMN owner TEXT;',
+  `ALTER TABLE sandboxes ADD COLUMN origin TEXT;
+   CREATE TABLE snapshots (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     state TEXT NOT NULL,
+     record TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   );`,
 ];
 
 interface Row {
@@ -70,6 +81,7 @@ interface Row {
   stopped_at: number | null;
   removing: number;
   owner: string | null;
+  origin: string | null;
 }
 
 const fromRow = (r: Row): SandboxRecord => ({
@@ -85,6 +97,7 @@ const fromRow = (r: Row): SandboxRecord => ({
   stoppedAt: r.stopped_at,
   removing: r.removing !== 0,
   owner: r.owner === 'connection' ? 'connection' : null,
+  origin: r.origin ? JSON.parse(r.origin) : { start: 'cold' },
 });
 
 /** The server's state: sandboxes and their events, in SQLite (WAL), written by the server alone. */
@@ -121,8 +134,8 @@ export class StateDb {
     try {
       this.db
         .prepare(
-          `INSERT INTO sandboxes (id, name, spec, image, state, reason, pid, created_at, started_at, stopped_at, removing, owner)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO sandboxes (id, name, spec, image, state, reason, pid, created_at, started_at, stopped_at, removing, owner, origin)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           rec.id,
@@ -137,6 +150,7 @@ export class StateDb {
           rec.stoppedAt,
           rec.removing ? 1 : 0,
           rec.owner,
+          JSON.stringify(rec.origin),
         );
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
@@ -148,7 +162,7 @@ export class StateDb {
 
   update(
     id: string,
-    fields: Partial<Pick<SandboxRecord, 'state' | 'reason' | 'pid' | 'startedAt' | 'stoppedAt' | 'removing' | 'spec'>>,
+    fields: Partial<Pick<SandboxRecord, 'state' | 'reason' | 'pid' | 'startedAt' | 'stoppedAt' | 'removing' | 'spec' | 'origin'>>,
   ): void {
     const cols: Record<string, unknown> = {
       spec: fields.spec === undefined ? undefined : JSON.stringify(fields.spec),
@@ -158,6 +172,7 @@ export class StateDb {
       started_at: fields.startedAt,
       stopped_at: fields.stoppedAt,
       removing: fields.removing === undefined ? undefined : fields.removing ? 1 : 0,
+      origin: fields.origin === undefined ? undefined : JSON.stringify(fields.origin),
     };
     const set = Object.entries(cols).filter(([, v]) => v !== undefined);
     if (set.length === 0) return;
@@ -200,6 +215,47 @@ export class StateDb {
     )
       .reverse()
       .map((e) => ({ sandboxId: e.sandbox_id, at: e.at, kind: e.kind, message: e.message }));
+  }
+
+  /** Inserts a snapshot being made (state `creating`); the unique name makes a second one of that name fail. */
+  insertSnapshot(rec: SnapshotRecord): void {
+    try {
+      this.db
+        .prepare('INSERT INTO snapshots (id, name, state, record, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(rec.id, rec.name, rec.state, JSON.stringify(rec), rec.createdAt);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new VmboxError(
+          'snapshotAlreadyExists',
+          `a snapshot named ${rec.name} already exists: pick another name, or --force to replace it`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  updateSnapshot(rec: SnapshotRecord): void {
+    this.db.prepare('UPDATE snapshots SET state = ?, record = ? WHERE id = ?').run(rec.state, JSON.stringify(rec), rec.id);
+  }
+
+  snapshot(ref: string): SnapshotRecord | undefined {
+    const r = (this.db.prepare('SELECT record FROM snapshots WHERE id = ? OR name = ?').get(ref, ref) ??
+      (ref.length >= 4 ? this.db.prepare("SELECT record FROM snapshots WHERE id LIKE ? || '%'").all(ref) : [])) as
+      | { record: string }
+      | { record: string }[]
+      | undefined;
+    if (Array.isArray(r)) return r.length === 1 ? JSON.parse((r[0] as { record: string }).record) : undefined;
+    return r && JSON.parse(r.record);
+  }
+
+  snapshots(): SnapshotRecord[] {
+    return (this.db.prepare('SELECT record FROM snapshots ORDER BY created_at').all() as { record: string }[]).map((r) =>
+      JSON.parse(r.record),
+    );
+  }
+
+  deleteSnapshot(id: string): void {
+    this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
   }
 
   close(): void {

@@ -50,6 +50,11 @@ export class Connection {
         : new http.Agent({ keepAlive: true, maxSockets: 64 });
   }
 
+  /** Another connection to the same server (a handle of its own, closed on its own). */
+  sibling(): Connection {
+    return new Connection(this.target, this.autostart);
+  }
+
   /** Resolves where the server is; a local one is started when absent (unless `autoStart: false`). */
   static async open(opts: ConnectionOptions = {}): Promise<Connection> {
     const url = opts.url ?? process.env.VMBOX_URL;

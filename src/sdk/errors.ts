@@ -99,6 +99,17 @@ export class PortError extends PinnedError {
   static override readonly codes: readonly ErrorCode[] = ['portInUse', 'connectionRefused'];
 }
 
+/** A snapshot that is not there, cannot be restored here, or whose files changed since it was made. */
+export class SnapshotError extends PinnedError {
+  override name = 'SnapshotError';
+  static override readonly codes: readonly ErrorCode[] = [
+    'snapshotNotFound',
+    'snapshotIncompatible',
+    'snapshotCorrupt',
+    'snapshotAlreadyExists',
+  ];
+}
+
 type ErrorClass = (new (message: string, options?: { code?: ErrorCode }) => VmboxError) & { codes: readonly ErrorCode[] };
 
 /** The one table from API codes to classes, made from each class's own codes. */
@@ -116,6 +127,7 @@ for (const Cls of [
   SandboxStoppedError,
   NoSpaceError,
   PortError,
+  SnapshotError,
 ] as ErrorClass[]) {
   for (const code of Cls.codes) byCode[code] ??= Cls;
 }

@@ -4,6 +4,7 @@ import type { CreateQuery, PullPolicy } from '../spec/images.js';
 import type { BoundPort, NetworkPolicyInput } from '../spec/network.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
 import type { LogEntry, LogSource, Metrics, MetricsSample, SandboxDetails, SandboxInfo, SandboxState } from '../spec/sandboxes.js';
+import type { SnapshotInfo } from '../spec/snapshots.js';
 import { Commands } from './commands.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
 import { Files } from './files.js';
@@ -36,6 +37,25 @@ export interface SandboxOpts extends ConnectionOptions, Partial<Omit<SandboxSpec
   platform?: string;
   /** Plain HTTP to the image's registry (default: whether `VMBOX_INSECURE_REGISTRIES` lists it). */
   insecure?: boolean;
+  /** Restore from the image's template when there is one (default true); false always boots. */
+  warm?: boolean;
+}
+
+export interface SnapshotOpts {
+  /** Default: the sandbox's name and a suffix. */
+  name?: string;
+  labels?: Record<string, string>;
+  /** Replace a snapshot of that name (refused while something is layered on it). */
+  force?: boolean;
+  /** Record sha256 of each file; every restore checks them. */
+  integrity?: boolean;
+}
+
+export interface ForkOpts {
+  /** How many copies (default 1, or one per name). */
+  count?: number;
+  names?: string[];
+  labels?: Record<string, string>;
 }
 
 /** How `Sandbox.runOnce` runs its command and streams it. */
@@ -106,7 +126,7 @@ export class Sandbox {
   /** Creates and boots a sandbox; resolves when its agent answers. */
   static async create(opts: SandboxOpts = {}, call: CallOptions = {}): Promise<Sandbox> {
     const { conn, body, image } = await Sandbox.prepare(opts);
-    const q = new URLSearchParams(Object.entries(image).flatMap(([k, v]) => (v ? [[k, String(v)] as [string, string]] : [])));
+    const q = new URLSearchParams(Object.entries(image).flatMap(([k, v]) => (v !== undefined ? [[k, String(v)] as [string, string]] : [])));
     const info = await conn.request<SandboxInfo>('POST', `${sandboxesPath}${q.size ? `?${q}` : ''}`, body, call);
     return new Sandbox(conn, info);
   }
@@ -130,7 +150,7 @@ export class Sandbox {
 
   /** The connection, the spec as the API takes it, and how its image is found. */
   private static async prepare(opts: SandboxOpts): Promise<{ conn: Connection; body: Record<string, unknown>; image: CreateQuery }> {
-    const { url, token, socketPath, autoStart, onServerStart, envs, metadata, timeoutMs, pull, platform, insecure, ...spec } = opts;
+    const { url, token, socketPath, autoStart, onServerStart, envs, metadata, timeoutMs, pull, platform, insecure, warm, ...spec } = opts;
     const conn = await Connection.open({ url, token, socketPath, autoStart, onServerStart });
     const body = {
       ...spec,
@@ -139,7 +159,12 @@ export class Sandbox {
       ...(metadata || spec.labels ? { labels: { ...metadata, ...spec.labels } } : {}),
       ...(timeoutMs !== undefined ? { maxDurationMs: timeoutMs } : {}),
     };
-    const image: CreateQuery = { pull, platform, insecure: insecure ?? (spec.image ? insecureFromEnv(spec.image) : undefined) };
+    const image: CreateQuery = {
+      pull,
+      platform,
+      insecure: insecure ?? (spec.image ? insecureFromEnv(spec.image) : undefined),
+      ...(warm === false ? { warm } : {}),
+    };
     return { conn, body, image };
   }
 
@@ -203,6 +228,21 @@ export class Sandbox {
   async resume(): Promise<SandboxInfo> {
     this.info = await this.conn.request('POST', path(this.sandboxId, '/resume'), {});
     return this.info;
+  }
+
+  /**
+   * Takes a snapshot: a running sandbox's memory, processes and disk at one
+   * instant (it keeps running), a stopped one's disk. `Sandbox.create({ snapshot })`
+   * restores it.
+   */
+  async snapshot(opts: SnapshotOpts = {}): Promise<SnapshotInfo & { timing: { pausedMs: number; totalMs: number } }> {
+    return this.conn.request('POST', path(this.sandboxId, '/snapshots'), opts);
+  }
+
+  /** Running copies of this running sandbox, which carries on as it was (its commands, terminals, connections). */
+  async fork(opts: ForkOpts = {}): Promise<Sandbox[]> {
+    const infos = await this.conn.request<SandboxInfo[]>('POST', path(this.sandboxId, '/fork'), opts);
+    return infos.map((info) => new Sandbox(this.conn.sibling(), info));
   }
 
   /** Removes the sandbox, stopping it first if it runs. */

@@ -13,6 +13,7 @@ import { imageRoutes } from './routes/images.js';
 import { logRoutes } from './routes/logs.js';
 import { networkRoutes } from './routes/network.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
+import { snapshotRoutes } from './routes/snapshots.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -88,6 +89,7 @@ export async function buildApp(
   await app.register(logRoutes(manager));
   await app.register(fileRoutes(manager));
   await app.register(networkRoutes(manager));
+  await app.register(snapshotRoutes(manager));
   await app.register(imageRoutes(images));
   await app.ready();
   return { app, tcp };

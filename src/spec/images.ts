@@ -18,9 +18,14 @@ const insecure = Type.Boolean({
   description: 'Talk plain HTTP to the registry the reference names (loopback or trusted networks only)',
 });
 
-/** How a sandbox's image is found on the server: the query of `POST /v1/sandboxes`. */
+/** How a sandbox's image is found on the server, and whether it may start warm: the query of `POST /v1/sandboxes`. */
 export const CreateQuery = Type.Object(
-  { pull: Type.Optional(PullPolicy), platform: Type.Optional(platform), insecure: Type.Optional(insecure) },
+  {
+    pull: Type.Optional(PullPolicy),
+    platform: Type.Optional(platform),
+    insecure: Type.Optional(insecure),
+    warm: Type.Optional(Type.Boolean({ description: "Restore from the image's template when it has one (default true); false boots" })),
+  },
   { additionalProperties: false },
 );
 export type CreateQuery = Static<typeof CreateQuery>;

@@ -79,6 +79,18 @@ export const SandboxSpecSchema = Type.Object(
     idleTimeoutMs: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Stop the sandbox after this long without an exec, file operation or API call' }),
     ),
+    onIdle: Type.Optional(
+      Type.Union([Type.Literal('stop'), Type.Literal('pause')], {
+        description: 'What the idle timeout does: stop the sandbox (default), or pause it (resumed by the next connect)',
+      }),
+    ),
+    snapshot: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'Restore from this snapshot (name or id): its processes, memory and files; the other fields may override its name, labels, policies, environment and network',
+      }),
+    ),
     network: Type.Optional(NetworkPolicySchema),
     ports: Type.Optional(
       Type.Array(PublishedPortSchema, { maxItems: 256, description: 'Host ports whose connections are carried to guest ports' }),

@@ -16,6 +16,21 @@ export const SANDBOX_STATES = ['creating', 'starting', 'running', 'stopping', 's
 export const SandboxStateSchema = Type.Union(SANDBOX_STATES.map((s) => Type.Literal(s)));
 export type SandboxState = (typeof SANDBOX_STATES)[number];
 
+/**
+ * How a sandbox's VM first started. `cold`: booted; `warm`: restored from the
+ * image's template (booted once to "agent ready" and kept); `snapshot`: restored
+ * from a snapshot; `fork`: restored from a running sandbox's copy. Its disk (and
+ * for `warm`, its memory) is layered on the template or snapshot named here.
+ */
+export const SandboxOriginSchema = Type.Object({
+  start: Type.Union([Type.Literal('cold'), Type.Literal('warm'), Type.Literal('snapshot'), Type.Literal('fork')]),
+  template: Type.Optional(Type.String({ description: 'The template a warm sandbox was restored from' })),
+  snapshot: Type.Optional(Type.String({ description: 'The snapshot id a restored or forked sandbox is layered on' })),
+  parent: Type.Optional(Type.String({ description: 'The sandbox a fork was copied from' })),
+  coldReason: Type.Optional(Type.String({ description: 'Why a sandbox that could have started warm booted cold' })),
+});
+export type SandboxOrigin = Static<typeof SandboxOriginSchema>;
+
 export const SandboxInfoSchema = Type.Object({
   id: Type.String(),
   name: Type.String(),
@@ -32,6 +47,7 @@ export const SandboxInfoSchema = Type.Object({
   stoppedAt: Type.Union([Type.Integer(), Type.Null()]),
   pid: Type.Union([Type.Integer(), Type.Null()], { description: "The VMM's pid while the VM runs" }),
   dir: Type.String({ description: "The sandbox's directory on the server's host" }),
+  origin: SandboxOriginSchema,
   spec: SandboxSpecSchema,
 });
 export type SandboxInfo = Static<typeof SandboxInfoSchema>;

@@ -97,6 +97,11 @@ export interface VmHandle {
   metrics(): Promise<VmMetrics>;
   /** Pauses the guest and writes its device state to `statePath` (RAM stays in the spec's memory file); the VM stays paused. */
   save(statePath: string): Promise<void>;
+  /**
+   * Writes memory and devices to `statePath` while the guest runs, pausing it only
+   * for the last pass; the VM is left paused (disks flushed) until `resume`.
+   */
+  saveLive(statePath: string): Promise<{ downtimeMs: number }>;
   pause(): Promise<void>;
   resume(): Promise<void>;
   /** The console log's last lines, for error messages. */

@@ -29,6 +29,7 @@ const record = (name: string, image: SandboxRecord['image'], state: SandboxRecor
   stoppedAt: null,
   removing: false,
   owner: null,
+  origin: { start: 'cold' },
 });
 
 describe('the image service', () => {

@@ -21,7 +21,7 @@ describe('buildQemuArgs', () => {
   const args = buildQemuArgs(spec);
 
   it('builds a microvm without ACPI or reboot', () => {
-    assert.deepEqual(after(args, '-M'), ['microvm,acpi=off,x-option-roms=off']);
+    assert.deepEqual(after(args, '-M'), ['microvm,acpi=off,x-option-roms=off,memory-backend=mem']);
     assert.ok(args.includes('-no-reboot'));
     assert.ok(args.includes('-nodefaults'));
   });
@@ -84,5 +84,8 @@ describe('buildQemuArgs', () => {
     assert.ok(after(clone, '-object')[0]?.endsWith('share=off'));
     assert.deepEqual(after(clone, '-incoming'), ['defer']);
     assert.equal(after(args, '-incoming').length, 0);
+    // Without a file the RAM is anonymous, under the same backend id (states move between the two).
+    assert.deepEqual(after(args, '-object'), [`memory-backend-ram,id=mem,size=${spec.memoryMib}M`]);
+    assert.match(after(args, '-M')[0] ?? '', /,memory-backend=mem$/);
   });
 });

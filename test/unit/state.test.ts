@@ -25,6 +25,7 @@ const record = (id: string, name: string): SandboxRecord => ({
   stoppedAt: null,
   removing: false,
   owner: null,
+  origin: { start: 'cold' },
 });
 
 describe('the state database', () => {
@@ -32,7 +33,7 @@ describe('the state database', () => {
     const path = join(dir, 'a.db');
     new StateDb(path).close();
     const raw = new Database(path);
-    assert.equal(raw.pragma('user_version', { simple: true }), 2);
+    assert.equal(raw.pragma('user_version', { simple: true }), 3);
     assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
     raw.close();
   });
@@ -44,11 +45,13 @@ describe('the state database', () => {
     v1.close();
     // Back to schema 1: no owner column, as an older vmbox left it.
     const raw = new Database(path);
-    raw.exec('ALTER TABLE sandboxes DROP COLUMN owner');
+    raw.exec('ALTER TABLE sandboxes DROP COLUMN owner; ALTER TABLE sandboxes DROP COLUMN origin; DROP TABLE snapshots;');
     raw.pragma('user_version = 1');
     raw.close();
     const db = new StateDb(path);
     assert.equal(db.get('old')?.owner, null);
+    // Written before origins existed: it booted cold.
+    assert.deepEqual(db.get('old')?.origin, { start: 'cold' });
     db.insert({ ...record('run', 'run'), owner: 'connection' });
     assert.equal(db.get('run')?.owner, 'connection');
     db.close();

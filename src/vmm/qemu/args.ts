@@ -73,16 +73,18 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   const p = qemuPaths(spec.runDir);
   const cmdline = [...BASE_KERNEL_ARGS, ...(spec.kernelArgs ?? [])];
   const machine = machineArgs(spec.accel, spec.cpus, spec.memoryMib);
-  if (spec.memoryFile) {
-    // RAM in a file: `share=on` writes through to it (a template, a saved VM);
-    // `share=off` maps it copy-on-write (a clone that must not change it).
-    const i = machine.indexOf('-M') + 1;
-    machine[i] = `${machine[i]},memory-backend=mem`;
-    machine.push(
-      '-object',
-      `memory-backend-file,id=mem,size=${spec.memoryMib}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.shared ? 'on' : 'off'}`,
-    );
-  }
+  // Guest RAM is always the backend object `mem`: a saved VM's state names its RAM
+  // block by that id, so a state saved from any sandbox loads into any other.
+  // In a file, `share=on` writes through to it (a template); `share=off` maps it
+  // copy-on-write (a clone, which must never change its template).
+  const i = machine.indexOf('-M') + 1;
+  machine[i] = `${machine[i]},memory-backend=mem`;
+  machine.push(
+    '-object',
+    spec.memoryFile
+      ? `memory-backend-file,id=mem,size=${spec.memoryMib}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.shared ? 'on' : 'off'}`
+      : `memory-backend-ram,id=mem,size=${spec.memoryMib}M`,
+  );
   const args = [
     '-name',
     `vmbox-${spec.id}`,

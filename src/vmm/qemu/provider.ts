@@ -10,7 +10,7 @@ import { isAlive } from '../../util/process.js';
 import { tailLines } from '../../util/tail.js';
 import type { StopOptions, VmExit, VmHandle, VmLocator, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
 import { buildQemuArgs, type QemuPaths, qemuPaths } from './args.js';
-import { restoreState, saveState } from './migrate.js';
+import { restoreState, saveLive, saveState } from './migrate.js';
 import { QmpClient } from './qmp.js';
 
 export const qemuBinary = () => process.env.VMBOX_QEMU || 'qemu-system-x86_64';
@@ -223,6 +223,10 @@ export class QemuVm implements VmHandle {
 
   async save(statePath: string): Promise<void> {
     await saveState(await this.qmp(), statePath);
+  }
+
+  async saveLive(statePath: string): Promise<{ downtimeMs: number }> {
+    return saveLive(await this.qmp(), statePath);
   }
 
   async pause(): Promise<void> {

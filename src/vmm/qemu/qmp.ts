@@ -15,7 +15,8 @@ export interface QmpCommands {
   };
   migrate: { args: { uri: string }; ret: Record<string, never> };
   'migrate-incoming': { args: { uri: string }; ret: Record<string, never> };
-  'query-migrate': { args: Record<string, never>; ret: { status?: string; 'error-desc'?: string } };
+  'migrate-set-parameters': { args: { 'downtime-limit'?: number; 'max-bandwidth'?: number }; ret: Record<string, never> };
+  'query-migrate': { args: Record<string, never>; ret: { status?: string; 'error-desc'?: string; downtime?: number } };
 }
 
 export interface QmpEvent {

@@ -1,0 +1,61 @@
+import type { SnapshotInfo, TemplateInfo } from '../spec/snapshots.js';
+import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
+
+export type { SnapshotInfo, TemplateInfo };
+
+export type SnapshotsOpts = ConnectionOptions & CallOptions;
+
+const snapshotPath = (ref: string) => `/v1/snapshots/${encodeURIComponent(ref)}`;
+
+async function withConnection<T>(opts: SnapshotsOpts, fn: (conn: Connection, call: CallOptions) => Promise<T>): Promise<T> {
+  const { timeoutMs, signal, ...connect } = opts;
+  const conn = await Connection.open(connect);
+  try {
+    return await fn(conn, { timeoutMs, signal });
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * The server's snapshots: `Snapshots.list()`, `get`, `remove`. Take one with
+ * `sbx.snapshot()`, restore one with `Sandbox.create({ snapshot: name })`.
+ */
+export class Snapshots {
+  private constructor() {}
+
+  static list(opts: SnapshotsOpts = {}): Promise<SnapshotInfo[]> {
+    return withConnection(opts, (conn, call) => conn.request('GET', '/v1/snapshots', undefined, call));
+  }
+
+  static get(ref: string, opts: SnapshotsOpts = {}): Promise<SnapshotInfo> {
+    return withConnection(opts, (conn, call) => conn.request('GET', snapshotPath(ref), undefined, call));
+  }
+
+  /** Removes a snapshot; refused while a sandbox or another snapshot is layered on it. */
+  static remove(ref: string, opts: SnapshotsOpts = {}): Promise<void> {
+    return withConnection(opts, (conn, call) => conn.request('DELETE', snapshotPath(ref), undefined, call));
+  }
+}
+
+/**
+ * Warm-start templates: an image booted once to "agent ready" and saved, which
+ * creates of that image and shape restore instead of booting. Made on their own
+ * by the first create; `Templates.warm` makes one ahead of time.
+ */
+export class Templates {
+  private constructor() {}
+
+  static warm(image = 'base', opts: SnapshotsOpts & { cpus?: number; memoryMib?: number } = {}): Promise<TemplateInfo> {
+    const { cpus, memoryMib, ...rest } = opts;
+    return withConnection(rest, (conn, call) => conn.request('POST', '/v1/templates', { image, cpus, memoryMib }, call));
+  }
+
+  static list(opts: SnapshotsOpts = {}): Promise<TemplateInfo[]> {
+    return withConnection(opts, (conn, call) => conn.request('GET', '/v1/templates', undefined, call));
+  }
+
+  static remove(key: string, opts: SnapshotsOpts = {}): Promise<void> {
+    return withConnection(opts, (conn, call) => conn.request('DELETE', `/v1/templates/${encodeURIComponent(key)}`, undefined, call));
+  }
+}

@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { closeSync, existsSync, openSync, readSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { SNAPSHOT_FILES } from '../../src/runtime/snapshot-record.js';
+import { type TestRuntime, type TestSandbox, testRuntime } from '../fixtures/runtime.js';
+
+let rt: TestRuntime;
+
+before(async () => {
+  rt = await testRuntime();
+});
+
+after(async () => {
+  await rt?.close();
+});
+
+const out = async (sbx: TestSandbox, script: string) => {
+  const r = await sbx.run(['sh', '-c', script]);
+  assert.equal(r.exitCode, 0, `${script}: ${r.stderr}`);
+  return r.stdout.trim();
+};
+const handle = (id: string) => {
+  const info = rt.manager.get(id);
+  return { ...info, run: (script: string) => out(sandboxOf(id), script) };
+};
+const sandboxOf = (id: string): TestSandbox => ({
+  id,
+  dir: rt.manager.dir(id),
+  machine: () => rt.manager.running(id).live.machine,
+  exec: (argv, o = {}) => {
+    const { onStdout, onStderr, ...rest } = o;
+    return rt.manager.processes.exec(id, argv, rest, { onStdout, onStderr });
+  },
+  run: async (argv, o = {}) => {
+    let stdout = '';
+    let stderr = '';
+    const p = rt.manager.processes.exec(id, argv, o, {
+      onStdout: (d) => {
+        stdout += d.toString();
+      },
+      onStderr: (d) => {
+        stderr += d.toString();
+      },
+    });
+    return { ...(await p.exit), stdout, stderr };
+  },
+  remove: () => rt.manager.remove(id, { force: true }),
+  logs: (sources) => rt.manager.readLogs(id, { sources }).map((e) => e.text),
+});
+
+describe('snapshots', () => {
+  test('a running snapshot restores files, memory and a background process, attachable; the source runs on', async () => {
+    const src = await rt.create({ memoryMib: 256 });
+    await out(src, 'echo in-memory > /dev/shm/mark; echo on-disk > /root/mark; sync');
+    const counter = src.exec(['sh', '-c', 'i=0; while true; do i=$((i+1)); echo tick $i; echo $i > /dev/shm/count; sleep 0.2; done'], {
+      background: true,
+    });
+    const pid = await counter.pid;
+    await out(src, 'sleep 0.6');
+    const { snapshot, timing } = await rt.manager.snapshots.create(src.id, { name: 'after-setup', labels: { k: 'v' } });
+    assert.equal(snapshot.kind, 'memory');
+    assert.ok(timing.pausedMs >= 0 && timing.pausedMs < timing.totalMs + 1);
+    // The source keeps running: its counter moves on.
+    const a = Number(await out(src, 'cat /dev/shm/count'));
+    await out(src, 'sleep 0.5');
+    assert.ok(Number(await out(src, 'cat /dev/shm/count')) > a, 'the source carries on');
+
+    const restored = await rt.manager.create({ snapshot: 'after-setup', name: 'restored', labels: { copy: 'yes' } });
+    assert.equal(restored.origin.start, 'snapshot');
+    assert.equal(restored.origin.snapshot, snapshot.id);
+    assert.deepEqual(restored.labels, { copy: 'yes' });
+    const r = handle(restored.id);
+    assert.equal(await r.run('cat /dev/shm/mark /root/mark'), 'in-memory\non-disk');
+    const b = Number(await r.run('cat /dev/shm/count'));
+    await r.run('sleep 0.5');
+    assert.ok(Number(await r.run('cat /dev/shm/count')) > b, 'the process runs in the copy');
+    // The background process is the source's, attachable in the copy.
+    const procs = await rt.manager.processes.list(restored.id);
+    assert.ok(
+      procs.some((p) => p.pid === pid && !p.exited),
+      'listed in the copy',
+    );
+    let seen = '';
+    const attached = rt.manager.processes.attach(restored.id, pid, {
+      onStdout: (d) => {
+        seen += d.toString();
+      },
+    });
+    for (let i = 0; i < 50 && !/tick/.test(seen); i++) await new Promise((res) => setTimeout(res, 100));
+    assert.match(seen, /tick \d+/);
+    attached.abort();
+    // Its own overlay: a write in the copy is not in the source, nor the other way.
+    await r.run('echo copy > /root/only-copy; sync');
+    assert.equal(await out(src, 'cat /root/only-copy 2>/dev/null || echo none'), 'none');
+    // In use: the snapshot cannot go while the copy is layered on it.
+    assert.throws(() => rt.manager.snapshots.remove('after-setup'), /in use by restored/);
+    await rt.manager.remove(restored.id, { force: true });
+    rt.manager.snapshots.remove('after-setup');
+    assert.ok(!existsSync(rt.manager.snapshots.dir(snapshot.id)));
+    await src.remove();
+  });
+
+  test('a fork leaves its parent running as it was; copies diverge from it and from each other', async () => {
+    const parent = await rt.create({ memoryMib: 256 });
+    await out(parent, 'echo base > /root/f; echo mem > /dev/shm/m');
+    const running = parent.exec(['sleep', '600'], { background: true });
+    const sleeper = await running.pid;
+    const copies = await rt.manager.fork(parent.id, { count: 2 });
+    assert.equal(copies.length, 2);
+    for (const c of copies) {
+      assert.equal(c.origin.start, 'fork');
+      assert.equal(c.origin.parent, parent.id);
+    }
+    const [x, y] = copies.map((c) => handle(c.id)) as [ReturnType<typeof handle>, ReturnType<typeof handle>];
+    await x.run('echo x > /root/f; echo x > /dev/shm/m');
+    await y.run('echo y > /root/f');
+    assert.equal(await x.run('cat /root/f /dev/shm/m'), 'x\nx');
+    assert.equal(await y.run('cat /root/f /dev/shm/m'), 'y\nmem');
+    assert.equal(await out(parent, 'cat /root/f /dev/shm/m'), 'base\nmem');
+    assert.equal(await out(parent, `kill -0 ${sleeper} && echo alive`), 'alive', "the parent's process runs on");
+    // Clones are not one another: their own randomness, hostname and boot id.
+    const ids = await Promise.all(
+      [x, y].map((c) => c.run('head -c 16 /dev/urandom | od -An -tx1; hostname; cat /proc/sys/kernel/random/boot_id')),
+    );
+    assert.notEqual(ids[0], ids[1]);
+    const [rx, ry] = ids.map((s) => s.split('\n'));
+    assert.notEqual(rx?.[0], ry?.[0], 'random bytes differ');
+    assert.notEqual(rx?.[1], ry?.[1], 'hostnames differ');
+    assert.notEqual(rx?.[2], ry?.[2], 'boot ids differ');
+    assert.equal(rx?.[1], `vmbox-${copies[0]?.id.slice(0, 8)}`);
+    // The hidden copy goes with the last sandbox on it.
+    const hidden = copies[0]?.origin.snapshot as string;
+    await rt.manager.remove(copies[0]?.id as string, { force: true });
+    assert.ok(existsSync(rt.manager.snapshots.dir(hidden)));
+    await rt.manager.remove(copies[1]?.id as string, { force: true });
+    assert.ok(!existsSync(rt.manager.snapshots.dir(hidden)), 'the fork copy is removed with its last sandbox');
+    assert.equal(rt.manager.snapshots.list().length, 0, 'fork copies are not listed');
+    await parent.remove();
+  });
+
+  test('the clock is right after restoring a snapshot taken earlier', async () => {
+    const src = await rt.create({ memoryMib: 256 });
+    await rt.manager.snapshots.create(src.id, { name: 'clock' });
+    await src.remove();
+    await new Promise((r) => setTimeout(r, 4000));
+    const c = await rt.manager.create({ snapshot: 'clock' });
+    const t = Number(await handle(c.id).run('date +%s'));
+    assert.ok(Math.abs(t - Date.now() / 1000) < 2, `guest clock ${t}, host ${Date.now() / 1000}`);
+    await rt.manager.remove(c.id, { force: true });
+    rt.manager.snapshots.remove('clock');
+  });
+
+  test('a stopped sandbox snapshots its disk; a restore boots it', async () => {
+    const src = await rt.create({ memoryMib: 256 });
+    await out(src, 'echo kept > /root/k; sync');
+    await rt.manager.stop(src.id);
+    const { snapshot } = await rt.manager.snapshots.create(src.id, { name: 'disk-only' });
+    assert.equal(snapshot.kind, 'disk');
+    const c = await rt.manager.create({ snapshot: 'disk-only' });
+    assert.equal(await handle(c.id).run('cat /root/k'), 'kept');
+    await rt.manager.remove(c.id, { force: true });
+    rt.manager.snapshots.remove('disk-only');
+    await src.remove();
+  });
+
+  test('refused: a corrupted file with --integrity, another kernel, a changed field, a fork of a stopped sandbox', async () => {
+    const src = await rt.create({ memoryMib: 256 });
+    const { snapshot } = await rt.manager.snapshots.create(src.id, { name: 'guarded', integrity: true });
+    assert.ok(
+      snapshot.files.every((f) => f.sha256),
+      'sums recorded',
+    );
+    await assert.rejects(rt.manager.create({ snapshot: 'guarded', cpus: 2 }), /cpus: is the snapshot's/);
+    await assert.rejects(rt.manager.create({ snapshot: 'guarded', patches: [] }), /patches: cannot change in a restore/);
+    // One byte flipped in the memory file, its size unchanged.
+    const state = join(rt.manager.snapshots.dir(snapshot.id), SNAPSHOT_FILES.state);
+    const fd = openSync(state, 'r+');
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, 4096);
+    writeSync(fd, Buffer.from([(byte[0] ?? 0) ^ 0xff]), 0, 1, 4096);
+    closeSync(fd);
+    await assert.rejects(rt.manager.create({ snapshot: 'guarded' }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'snapshotCorrupt');
+      assert.match(err.message, /vm\.state does not match its recorded sha256/);
+      return true;
+    });
+    // Another guest kernel than the one its memory was running.
+    rt.manager.db.updateSnapshot({ ...snapshot, kernel: 'another-kernel' });
+    await assert.rejects(rt.manager.create({ snapshot: 'guarded' }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'snapshotIncompatible');
+      assert.match(err.message, /kernel another-kernel/);
+      return true;
+    });
+    assert.equal(rt.manager.list().length, 1, 'refused restores leave nothing');
+    await rt.manager.stop(src.id);
+    await assert.rejects(rt.manager.fork(src.id), /only a running sandbox forks/);
+    rt.manager.snapshots.remove('guarded');
+    await src.remove();
+  });
+});
