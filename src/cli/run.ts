@@ -24,6 +24,7 @@ interface RunOptions extends NetworkFlags {
   pull?: PullPolicy;
   platform?: string;
   insecure?: boolean;
+  cold?: boolean;
   entrypoint?: string;
 }
 
@@ -44,6 +45,7 @@ export function runCommand(): Command {
     .addOption(new Option('--pull <policy>', 'when to pull the image').choices(['if-missing', 'always', 'never']).default('if-missing'))
     .option('--platform <os/arch>', 'platform to pull from a multi-platform image')
     .option('--insecure', 'talk to the image’s registry over plain HTTP (loopback registries)')
+    .option('--cold', 'boot, even when the image has a warm-start template')
     .argument('[command...]', 'the command and its arguments, after --')
     .passThroughOptions();
   return addNetworkFlags(cmd, { ports: false, secrets: true }).action(async (command: string[], opts: RunOptions) => {
@@ -82,6 +84,7 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
         Sandbox.runOnce(argv, {
           ...spec,
           ...imageOptions(opts),
+          ...(opts.cold ? { warm: false } : {}),
           ...connectOptions,
           exec,
           onStdout,

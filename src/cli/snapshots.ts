@@ -66,6 +66,24 @@ export function snapshotCommand(): Command {
       process.stdout.write(`${JSON.stringify(await Snapshots.get(ref, connectOptions), null, 2)}\n`);
     });
   snap
+    .command('export')
+    .description('write a snapshot as one tar (its memory and a standalone disk), for import on another vmbox')
+    .argument('<snapshot>', 'name or id')
+    .requiredOption('-o, --output <file>', 'the tar to write')
+    .action(async (ref: string, f: { output: string }) => {
+      await Snapshots.export(ref, f.output, connectOptions);
+      process.stdout.write(`${f.output}\n`);
+    });
+  snap
+    .command('import')
+    .description('add a snapshot an export wrote')
+    .argument('<file>')
+    .option('--name <name>', 'name it this instead of the archive’s name')
+    .action(async (file: string, f: { name?: string }) => {
+      const s = await Snapshots.import(file, { name: f.name, ...connectOptions });
+      process.stdout.write(`${s.name}\n`);
+    });
+  snap
     .command('rm')
     .description('remove snapshots (refused while a sandbox or snapshot is layered on one)')
     .argument('<snapshot...>', 'names or ids')

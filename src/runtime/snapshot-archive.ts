@@ -95,14 +95,12 @@ export async function importSnapshot(body: Readable, opts: { name?: string }): P
     ex.on('entry', (header, stream, next) => {
       const name = header.name.replace(/^\.\//, '');
       if (header.type !== 'file' || !MEMBERS.has(name)) {
+        stream.on('error', () => {});
         stream.resume();
-        ex.destroy(new VmboxError('invalidArgument', `not a vmbox snapshot archive: unexpected entry ${JSON.stringify(header.name)}`));
+        next(new VmboxError('invalidArgument', `not a vmbox snapshot archive: unexpected entry ${JSON.stringify(header.name)}`));
         return;
       }
-      pipeline(stream, createWriteStream(join(tmp, name), { mode: 0o600 })).then(
-        () => next(),
-        (err) => ex.destroy(err),
-      );
+      pipeline(stream, createWriteStream(join(tmp, name), { mode: 0o600 })).then(() => next(), next);
     });
     await pipeline(body, ex);
     let m: ArchiveManifest;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
 import { ensureAssets } from '../setup/assets.js';
@@ -9,6 +10,7 @@ import type { SnapshotCreate, SnapshotInfo } from '../spec/snapshots.js';
 import { sha256File } from '../util/sha256.js';
 import { guestIdentity, OVERLAY } from './machine.js';
 import type { SandboxManager } from './manager.js';
+import { exportSnapshot, importSnapshot } from './snapshot-archive.js';
 import { SNAPSHOT_FILES, type SnapshotRecord, snapshotInfo } from './snapshot-record.js';
 
 /** What taking a snapshot cost the sandbox it was taken from. */
@@ -202,6 +204,24 @@ export class SandboxSnapshots {
     }
   }
 
+  /** The snapshot as one tar (manifest, memory, a standalone disk) for `importArchive` on another vmbox. */
+  async exportArchive(ref: string): Promise<Readable> {
+    const s = this.find(ref);
+    return exportSnapshot(s, this.dir(s.id));
+  }
+
+  /** A snapshot from an archive `exportArchive` wrote, checked file by file; `name` replaces the archive's. */
+  async importArchive(body: Readable, opts: { name?: string } = {}): Promise<SnapshotInfo> {
+    const rec = await importSnapshot(body, opts);
+    try {
+      this.m.db.insertSnapshot(rec);
+    } catch (err) {
+      rmSync(this.dir(rec.id), { recursive: true, force: true });
+      throw err;
+    }
+    return this.get(rec.id);
+  }
+
   /** After a crash: a snapshot still creating is undone, directories no row knows go, unused fork copies go. */
   recover(): void {
     for (const s of this.m.db.snapshots()) {
@@ -215,6 +235,7 @@ export class SandboxSnapshots {
     try {
       ids = readdirSync(paths.snapshots());
     } catch {}
+    // Half-written exports and imports (dot-named) go too.
     for (const id of ids) if (!this.m.db.snapshot(id)) rmSync(this.dir(id), { recursive: true, force: true });
   }
 }

@@ -1,3 +1,5 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import type { SnapshotInfo, TemplateInfo } from '../spec/snapshots.js';
 import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
 
@@ -30,6 +32,21 @@ export class Snapshots {
 
   static get(ref: string, opts: SnapshotsOpts = {}): Promise<SnapshotInfo> {
     return withConnection(opts, (conn, call) => conn.request('GET', snapshotPath(ref), undefined, call));
+  }
+
+  /** Writes the snapshot as one tar (its memory, a standalone disk) to `path`, for `import` on another vmbox. */
+  static export(ref: string, path: string, opts: SnapshotsOpts = {}): Promise<void> {
+    return withConnection(opts, async (conn, call) => {
+      const res = await conn.stream(`${snapshotPath(ref)}/export`, call);
+      await pipeline(res, createWriteStream(path));
+    });
+  }
+
+  /** Adds the snapshot an export wrote (checked file by file); `name` replaces the one in the archive. */
+  static import(path: string, opts: SnapshotsOpts & { name?: string } = {}): Promise<SnapshotInfo> {
+    const { name, ...rest } = opts;
+    const q = name ? `?${new URLSearchParams({ name })}` : '';
+    return withConnection(rest, (conn, call) => conn.upload('POST', `/v1/snapshots/import${q}`, () => createReadStream(path), call));
   }
 
   /** Removes a snapshot; refused while a sandbox or another snapshot is layered on it. */

@@ -1,6 +1,22 @@
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, openSync, readSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { SNAPSHOT_FILES } from '../../src/runtime/snapshot-record.js';
 import { type TestRuntime, type TestSandbox, testRuntime } from '../fixtures/runtime.js';
@@ -197,5 +213,47 @@ describe('snapshots', () => {
     await assert.rejects(rt.manager.fork(src.id), /only a running sandbox forks/);
     rt.manager.snapshots.remove('guarded');
     await src.remove();
+  });
+
+  test('export → rm → import → restore; a hostile archive is refused and leaves nothing', async () => {
+    const src = await rt.create({ memoryMib: 256 });
+    await out(src, 'echo travelled > /root/t; echo mem > /dev/shm/t');
+    await rt.manager.snapshots.create(src.id, { name: 'moving' });
+    await src.remove();
+    const tar = join(rt.home.home, 'moving.tar');
+    await pipeline(await rt.manager.snapshots.exportArchive('moving'), createWriteStream(tar));
+    rt.manager.snapshots.remove('moving');
+    const imported = await rt.manager.snapshots.importArchive(createReadStream(tar), { name: 'arrived' });
+    assert.equal(imported.kind, 'memory');
+    assert.equal(imported.parent, null, 'its disk stands alone');
+    const c = await rt.manager.create({ snapshot: 'arrived' });
+    assert.equal(await handle(c.id).run('cat /root/t /dev/shm/t'), 'travelled\nmem');
+    await rt.manager.remove(c.id, { force: true });
+    rt.manager.snapshots.remove('arrived');
+
+    // A disk that names a host file as its backing file would show the guest that file.
+    const dir = join(rt.home.home, 'hostile');
+    mkdirSync(dir);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', '/etc/hostname', '-F', 'raw', join(dir, 'disk.qcow2')]);
+    const sum = createHash('sha256')
+      .update(readFileSync(join(dir, 'disk.qcow2')))
+      .digest('hex');
+    const manifest = {
+      format: 1,
+      name: 'evil',
+      kind: 'disk',
+      spec: { image: 'base' },
+      image: { name: 'base', config: {} },
+      kernel: 'k',
+      agent: 'a',
+      files: [{ name: 'disk.qcow2', bytes: statSync(join(dir, 'disk.qcow2')).size, sha256: sum }],
+    };
+    writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(manifest));
+    execFileSync('tar', ['-cf', join(dir, 'evil.tar'), '-C', dir, 'snapshot.json', 'disk.qcow2']);
+    await assert.rejects(rt.manager.snapshots.importArchive(createReadStream(join(dir, 'evil.tar'))), /names a file outside it/);
+    execFileSync('tar', ['-cf', join(dir, 'odd.tar'), '-C', dir, 'snapshot.json', 'evil.tar']);
+    await assert.rejects(rt.manager.snapshots.importArchive(createReadStream(join(dir, 'odd.tar'))), /unexpected entry "evil.tar"/);
+    assert.equal(rt.manager.snapshots.list().length, 0);
+    assert.deepEqual(readdirSync(join(rt.home.home, 'snapshots')), [], 'nothing left behind');
   });
 });

@@ -1,11 +1,14 @@
+import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { VmboxError } from '../../errors.js';
 import type { SandboxManager } from '../../runtime/manager.js';
 import { SandboxRef } from '../../spec/api.js';
 import { type ForkRequest, ForkRequestSchema, type SnapshotCreate, SnapshotCreateSchema } from '../../spec/snapshots.js';
 
 type Ref = { Params: { ref: string } };
 const SnapshotRef = Type.Object({ ref: Type.String({ minLength: 1, description: 'Snapshot name or id' }) });
+const ImportQuery = Type.Object({ name: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false });
 const TemplateRef = Type.Object({ key: Type.String({ pattern: '^[0-9a-f]{16}$' }) });
 const TemplateWarm = Type.Object(
   {
@@ -40,6 +43,27 @@ export const snapshotRoutes =
     app.get('/v1/snapshots', { schema: { tags: ['snapshots'] } }, async () => m.snapshots.list());
     app.get<Ref>('/v1/snapshots/:ref', { schema: { params: SnapshotRef, tags: ['snapshots'] } }, async (req) =>
       m.snapshots.get(req.params.ref),
+    );
+    app.get<Ref>(
+      '/v1/snapshots/:ref/export',
+      { schema: { params: SnapshotRef, tags: ['snapshots'], description: 'The snapshot as a tar: manifest, memory, a standalone disk' } },
+      async (req, reply) => {
+        const tar = await m.snapshots.exportArchive(req.params.ref);
+        reply.header('content-type', 'application/x-tar');
+        return reply.send(tar);
+      },
+    );
+    app.post<{ Querystring: { name?: string } }>(
+      '/v1/snapshots/import',
+      {
+        schema: { querystring: ImportQuery, tags: ['snapshots'], description: 'A tar an export wrote (body: application/octet-stream)' },
+        bodyLimit: Number.MAX_SAFE_INTEGER,
+      },
+      async (req, reply) => {
+        if (!(req.body instanceof Readable)) throw new VmboxError('invalidArgument', 'send the archive as application/octet-stream');
+        reply.code(201);
+        return m.snapshots.importArchive(req.body, { name: req.query.name });
+      },
     );
     app.delete<Ref>('/v1/snapshots/:ref', { schema: { params: SnapshotRef, tags: ['snapshots'] } }, async (req, reply) => {
       m.snapshots.remove(req.params.ref);
