@@ -14,10 +14,13 @@ import { testRuntime } from '../test/fixtures/runtime.js';
 import { imageBench } from './images.js';
 import { networkBench } from './network.js';
 import { serverBench } from './server.js';
+import { snapshotBench } from './snapshots.js';
 import { median, percentile, printTable, type Row } from './stats.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS || 10);
+/** The snapshot, fork and warm start targets are of 20 runs each. */
+const SNAPSHOT_RUNS = Number(process.env.BENCH_RUNS || 20);
 const MIB = 1024 * 1024;
 
 function timeCommand(cmd: string, args: string[]): Promise<number> {
@@ -134,13 +137,16 @@ const rows =
     ? await serverBench(RUNS)
     : only === 'network'
       ? await networkBench(RUNS)
-      : [
-          ...(await coldStart(assets)),
-          ...(await onRunningVm()),
-          ...(await serverBench(RUNS)),
-          ...(await networkBench(RUNS)),
-          ...(await imageBench()),
-        ];
+      : only === 'snapshots'
+        ? await snapshotBench(SNAPSHOT_RUNS)
+        : [
+            ...(await coldStart(assets)),
+            ...(await onRunningVm()),
+            ...(await serverBench(RUNS)),
+            ...(await networkBench(RUNS)),
+            ...(await snapshotBench(SNAPSHOT_RUNS)),
+            ...(await imageBench()),
+          ];
 printTable(rows);
 const dir = join(root, 'bench', 'results');
 mkdirSync(dir, { recursive: true });

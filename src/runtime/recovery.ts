@@ -30,6 +30,8 @@ async function recoverOne(m: SandboxManager, rec: SandboxRecord): Promise<void> 
     if (rec.spec.ephemeral) m.forget(rec.id);
     return;
   }
+  // A pause cut short leaves its state half-written: only a renamed (whole) one counts.
+  rmSync(`${m.pausedState(rec.id)}.tmp`, { force: true });
   if (!vm && existsSync(m.pausedState(rec.id))) {
     // A pause finished its save, or a resume never got its VM going: the saved state is whole.
     m.db.update(rec.id, { state: 'paused', reason: 'paused (settled after a server restart)', pid: null });
@@ -47,7 +49,8 @@ async function recoverOne(m: SandboxManager, rec: SandboxRecord): Promise<void> 
     m.db.update(rec.id, { state: 'running', pid: vm.pid });
     m.adopt(rec, machine, network);
     m.system(rec.id, `reattached to the running VM (pid ${vm.pid}) after a server restart`);
-    if (rec.state === 'stopping') await m.stop(rec.id, { reason: 'stopped by request' });
+    // A stop cut short is finished; a pause cut short is not (its VM and memory are whole: it runs on).
+    if (rec.state === 'stopping' && rec.reason !== 'pausing') await m.stop(rec.id, { reason: 'stopped by request' });
   } catch (err) {
     await vm.stop({ timeoutMs: 0 });
     m.ended(rec.id, 'failed', `the VM did not answer after a server restart: ${(err as Error).message}`);

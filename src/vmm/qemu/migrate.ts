@@ -49,6 +49,9 @@ export async function restoreState(qmp: QmpClient, path: string, timeoutMs = 60_
   await qmp.execute('migrate-set-capabilities', { capabilities: IGNORE_SHARED });
   await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` });
   await waitForMigration(qmp, timeoutMs);
+  // Completed is reported once the loaded VM has left `inmigrate`: `cont` now runs it, not just marks it to run.
+  const { status } = await qmp.execute('query-status', {});
+  if (status === 'inmigrate') throw new VmboxError('vmDied', 'the restored VM is still loading its state after the migration completed');
   await qmp.execute('cont', {});
 }
 
@@ -56,7 +59,10 @@ async function waitForMigration(qmp: QmpClient, timeoutMs: number): Promise<{ do
   const deadline = Date.now() + timeoutMs;
   for (let i = 0; Date.now() < deadline; i++) {
     const s = await qmp.execute('query-migrate', {});
-    if (s.status === 'completed' || (s.status === undefined && i > 0)) return s;
+    // No status yet is a migration that has not begun: an incoming one begins only once `cat` has
+    // written its first bytes. Taking that for the end let a resume run a guest whose devices were
+    // still loading, and the agent never heard the host's hello.
+    if (s.status === 'completed') return s;
     if (s.status === 'failed' || s.status === 'cancelled') {
       throw new VmboxError('vmDied', `saving or restoring the VM's state failed: ${s['error-desc'] ?? s.status}`);
     }

@@ -1,0 +1,357 @@
+/**
+ * Snapshots, fork, warm start and pause, measured side by side in one run on a
+ * home of its own (its own server, template and snapshots), through the SDK as
+ * a user calls it. Every start is timed to its first command's result, since
+ * a sandbox is of use only once its agent runs commands; the sandboxes and
+ * snapshots are removed untimed after each measurement.
+ */
+import { readFileSync } from 'node:fs';
+import { Sandbox } from '../src/sdk/sandbox.js';
+import { Snapshots, Templates } from '../src/sdk/snapshots.js';
+import { processMetrics } from '../src/vmm/qemu/provider.js';
+import { isolatedHome } from '../test/fixtures/home.js';
+import { median, percentile, type Row } from './stats.js';
+
+const MIB = 1024 * 1024;
+/** Every sandbox here has the issue's shape: base image, 512 MiB. */
+const MEMORY_MIB = 512;
+const CONCURRENT = Number(process.env.BENCH_CONCURRENT || 20);
+/** Cold boots are CPU-bound under TCG: 20 at once on 2 cores measures the queue, not vmbox. */
+const COLD_CONCURRENT = Number(process.env.BENCH_COLD_CONCURRENT || 10);
+const IDLE = Number(process.env.BENCH_IDLE || 50);
+const IDLE_COLD = 3;
+const FORK_WIDE = 10;
+/** Written to the fork source's /dev/shm so its memory has pages a copy must carry. */
+const SOURCE_FILL_MB = 50;
+
+export async function snapshotBench(runs: number): Promise<Row[]> {
+  const home = isolatedHome();
+  const saved = process.env.VMBOX_HOME;
+  process.env.VMBOX_HOME = home.home;
+  const owned = new Owned();
+  try {
+    await Sandbox.list(); // starts the server
+    const t = performance.now();
+    const template = await Templates.warm('base', { memoryMib: MEMORY_MIB });
+    const rows: Row[] = [
+      {
+        metric: `template of base, ${MEMORY_MIB} MiB (made once)`,
+        value: performance.now() - t,
+        unit: 'ms',
+        note: `its boot ${template.bootMs} ms`,
+      },
+    ];
+    rows.push(...(await warmAgainstCold(runs, owned)));
+    rows.push(...(await concurrentCreates(owned)));
+    const source = owned.add(await Sandbox.create({ name: 'source', memoryMib: MEMORY_MIB }));
+    await source.commands.run(`dd if=/dev/urandom of=/dev/shm/fill bs=1M count=${SOURCE_FILL_MB} 2>/dev/null`);
+    rows.push(...(await forks(source, runs, owned)));
+    rows.push(...(await snapshots(source, runs, owned)));
+    rows.push(...(await pauseResume(source, runs)));
+    await owned.kill(source);
+    rows.push(...(await idleMemory(owned)));
+    return rows;
+  } finally {
+    await owned.cleanup();
+    if (saved === undefined) delete process.env.VMBOX_HOME;
+    else process.env.VMBOX_HOME = saved;
+    await home.cleanup();
+  }
+}
+
+/** What the bench made and has not removed yet, removed in `finally` whatever failed. */
+class Owned {
+  private readonly sandboxes = new Set<Sandbox>();
+  private readonly snapshots = new Set<string>();
+
+  add(sbx: Sandbox): Sandbox {
+    this.sandboxes.add(sbx);
+    return sbx;
+  }
+
+  addSnapshot(name: string): void {
+    this.snapshots.add(name);
+  }
+
+  async kill(...list: Sandbox[]): Promise<void> {
+    await Promise.all(list.map((s) => s.kill()));
+    for (const s of list) {
+      this.sandboxes.delete(s);
+      s.close();
+    }
+  }
+
+  async removeSnapshot(name: string): Promise<void> {
+    await Snapshots.remove(name);
+    this.snapshots.delete(name);
+  }
+
+  /** Sandboxes first: a snapshot is refused removal while one is layered on it. */
+  async cleanup(): Promise<void> {
+    await Promise.allSettled([...this.sandboxes].map((s) => s.kill()));
+    await Promise.allSettled([...this.snapshots].map((n) => Snapshots.remove(n)));
+    for (const s of this.sandboxes) s.close();
+  }
+}
+
+/** `p90 …, N runs`: the note every timed row carries. */
+const spread = (samples: number[], unit = 'ms') => `p90 ${percentile(samples, 90).toFixed(0)} ${unit}, ${samples.length} runs`;
+
+/** A sandbox made by `start` and timed until its first command's result. */
+async function toFirstCommand(start: () => Promise<Sandbox>, owned: Owned): Promise<{ sbx: Sandbox; ms: number }> {
+  const t = performance.now();
+  const sbx = owned.add(await start());
+  await sbx.commands.run('true');
+  return { sbx, ms: performance.now() - t };
+}
+
+/** Adds how `sbx` started to `into` (`warm`, or `cold (why)` when it could have started warm). */
+async function tally(into: Map<string, number>, sbx: Sandbox): Promise<void> {
+  const { origin } = await sbx.getInfo();
+  const key = origin.coldReason ? `cold (${origin.coldReason})` : origin.start;
+  into.set(key, (into.get(key) ?? 0) + 1);
+}
+
+/** How each of `list` started, counted. */
+async function starts(list: Sandbox[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const s of list) await tally(counts, s);
+  return counts;
+}
+
+/** Empty when every sandbox started as `want`; else a warning for the note, since the timing is then not of `want`. */
+function unexpected(counts: Map<string, number>, want: string): string {
+  const other = [...counts].filter(([k]) => k !== want);
+  return other.length ? `; NOT ALL ${want}: ${other.map(([k, n]) => `${n} ${k}`).join(', ')}` : '';
+}
+
+/** 1. Warm and cold creates to their first command, interleaved so both see the same machine. */
+async function warmAgainstCold(runs: number, owned: Owned): Promise<Row[]> {
+  const warm: number[] = [];
+  const cold: number[] = [];
+  const warmStarts = new Map<string, number>();
+  const coldStarts = new Map<string, number>();
+  for (let i = 0; i < runs; i++) {
+    const w = await toFirstCommand(() => Sandbox.create({ memoryMib: MEMORY_MIB }), owned);
+    warm.push(w.ms);
+    await tally(warmStarts, w.sbx);
+    await owned.kill(w.sbx);
+    const c = await toFirstCommand(() => Sandbox.create({ memoryMib: MEMORY_MIB, warm: false }), owned);
+    cold.push(c.ms);
+    await tally(coldStarts, c.sbx);
+    await owned.kill(c.sbx);
+  }
+  return [
+    {
+      metric: 'warm create → first commands.run(true) (SDK)',
+      value: median(warm),
+      unit: 'ms',
+      target: 'p50 <= 100',
+      note: spread(warm) + unexpected(warmStarts, 'warm'),
+    },
+    {
+      metric: 'cold create (warm: false) → first command',
+      value: median(cold),
+      unit: 'ms',
+      note: spread(cold) + unexpected(coldStarts, 'cold'),
+    },
+    { metric: '  cold / warm', value: median(cold) / median(warm), unit: 'x' },
+  ];
+}
+
+/** 2. `n` creates at once, until every agent answers (as bench/server.ts measures them). */
+async function createsAtOnce(n: number, warm: boolean, owned: Owned): Promise<{ perSec: number; sec: number; note: string }> {
+  const t = performance.now();
+  const made = await Promise.allSettled(
+    Array.from({ length: n }, () => Sandbox.create({ memoryMib: MEMORY_MIB, ...(warm ? {} : { warm: false }) })),
+  );
+  const sec = (performance.now() - t) / 1000;
+  const list = made.flatMap((r) => (r.status === 'fulfilled' ? [owned.add(r.value)] : []));
+  const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw new Error(`${n - list.length} of ${n} concurrent creates failed: ${(failed.reason as Error).message}`);
+  const note = unexpected(await starts(list), warm ? 'warm' : 'cold');
+  await owned.kill(...list);
+  return { perSec: n / sec, sec, note };
+}
+
+async function concurrentCreates(owned: Owned): Promise<Row[]> {
+  const warm = await createsAtOnce(CONCURRENT, true, owned);
+  const cold = await createsAtOnce(COLD_CONCURRENT, false, owned);
+  return [
+    {
+      metric: `${CONCURRENT} concurrent warm creates (${MEMORY_MIB} MiB)`,
+      value: warm.perSec,
+      unit: '/s',
+      target: '>= 10',
+      note: `all answering in ${warm.sec.toFixed(2)} s${warm.note}`,
+    },
+    {
+      metric: `${COLD_CONCURRENT} concurrent cold creates (${MEMORY_MIB} MiB)`,
+      value: cold.perSec,
+      unit: '/s',
+      note: `all answering in ${cold.sec.toFixed(2)} s; ${COLD_CONCURRENT}, not ${CONCURRENT}: cold boots share 2 cores${cold.note}`,
+    },
+  ];
+}
+
+/**
+ * 3. Fork of a running sandbox: one copy to its first command, and the fork call
+ * alone for one copy against ten (which should cost little more than one: the
+ * source is copied once, the copies restore in parallel).
+ */
+async function forks(source: Sandbox, runs: number, owned: Owned): Promise<Row[]> {
+  const firstCommand: number[] = [];
+  const one: number[] = [];
+  const wide: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    let t = performance.now();
+    const [clone] = await source.fork({ count: 1 });
+    one.push(performance.now() - t);
+    const c = owned.add(clone as Sandbox);
+    await c.commands.run('true');
+    firstCommand.push(performance.now() - t);
+    await owned.kill(c);
+
+    t = performance.now();
+    const clones = (await source.fork({ count: FORK_WIDE })).map((s) => owned.add(s));
+    wide.push(performance.now() - t);
+    await owned.kill(...clones);
+  }
+  return [
+    {
+      metric: `fork of a running ${MEMORY_MIB} MiB sandbox → first command in the copy`,
+      value: median(firstCommand),
+      unit: 'ms',
+      target: '<= 300',
+      note: `${spread(firstCommand)}; ${SOURCE_FILL_MB} MB in its /dev/shm`,
+    },
+    { metric: '  fork({ count: 1 }) alone', value: median(one), unit: 'ms', note: spread(one) },
+    { metric: `  fork({ count: ${FORK_WIDE} }) alone`, value: median(wide), unit: 'ms', note: spread(wide) },
+    { metric: `  count ${FORK_WIDE} / count 1`, value: median(wide) / median(one), unit: 'x', target: '<= 2' },
+  ];
+}
+
+/**
+ * 4. Snapshots of the running source and restores of them to the first command.
+ * The source's pause is the fork's too (a fork is a hidden snapshot and restores
+ * of it), and only a snapshot reports it.
+ */
+async function snapshots(source: Sandbox, runs: number, owned: Owned): Promise<Row[]> {
+  const paused: number[] = [];
+  const total: number[] = [];
+  const restore: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const name = `bench-${i}`;
+    owned.addSnapshot(name);
+    const snap = await source.snapshot({ name });
+    paused.push(snap.timing.pausedMs);
+    total.push(snap.timing.totalMs);
+    const r = await toFirstCommand(() => Sandbox.create({ snapshot: name }), owned);
+    restore.push(r.ms);
+    await owned.kill(r.sbx);
+    await owned.removeSnapshot(name);
+  }
+  return [
+    {
+      metric: `snapshot of a running ${MEMORY_MIB} MiB sandbox: source paused`,
+      value: median(paused),
+      unit: 'ms',
+      target: '<= 100 (fork pause)',
+      note: `${spread(paused)}; as the server reports it`,
+    },
+    { metric: '  snapshot total', value: median(total), unit: 'ms', note: spread(total) },
+    {
+      metric: 'restore of that snapshot → first command',
+      value: median(restore),
+      unit: 'ms',
+      target: '<= 200',
+      note: spread(restore),
+    },
+  ];
+}
+
+/** 6. Pause and resume of the source, and QEMU's resident memory before the pause against after the resume. */
+async function pauseResume(source: Sandbox, runs: number): Promise<Row[]> {
+  const pause: number[] = [];
+  const resume: number[] = [];
+  const rssBefore: number[] = [];
+  const rssAfter: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    rssBefore.push(processMetrics(await pidOf(source)).rssBytes / MIB);
+    let t = performance.now();
+    await source.pause();
+    pause.push(performance.now() - t);
+    t = performance.now();
+    await source.resume();
+    resume.push(performance.now() - t);
+    await source.commands.run('true'); // untimed: the RSS of a guest that has run again
+    rssAfter.push(processMetrics(await pidOf(source)).rssBytes / MIB);
+  }
+  return [
+    { metric: `pause of a running ${MEMORY_MIB} MiB sandbox`, value: median(pause), unit: 'ms', note: spread(pause) },
+    { metric: 'resume of it', value: median(resume), unit: 'ms', note: spread(resume) },
+    { metric: '  QEMU RSS before the pause', value: median(rssBefore), unit: 'MiB', note: 'warm start, then the /dev/shm fill' },
+    { metric: '  QEMU RSS after the resume', value: median(rssAfter), unit: 'MiB', note: 'after one command' },
+  ];
+}
+
+async function pidOf(sbx: Sandbox): Promise<number> {
+  const { pid } = await sbx.getInfo();
+  if (!pid) throw new Error(`sandbox ${sbx.name} has no VM process`);
+  return pid;
+}
+
+/** Pss and Private_Dirty of a process, in MiB: Pss splits pages shared with other sandboxes among them. */
+function smaps(pid: number): { pss: number; privateDirty: number } {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { pss: kb('Pss') / 1024, privateDirty: kb('Private_Dirty') / 1024 };
+}
+
+function memAvailableMib(): number {
+  return Number(/^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1]) / 1024;
+}
+
+/**
+ * `n` idle sandboxes at once, made in batches (so the measure is of memory, not
+ * of a create storm), left to settle, then measured per QEMU process.
+ */
+async function idleSet(n: number, warm: boolean, owned: Owned): Promise<{ list: Sandbox[]; pss: number[]; dirty: number[] }> {
+  const list: Sandbox[] = [];
+  for (let i = 0; i < n; i += 10) {
+    const batch = Math.min(10, n - i);
+    const made = await Promise.all(
+      Array.from({ length: batch }, () => Sandbox.create({ memoryMib: MEMORY_MIB, ...(warm ? {} : { warm: false }) })),
+    );
+    list.push(...made.map((s) => owned.add(s)));
+  }
+  await new Promise((r) => setTimeout(r, 3000));
+  const mem = await Promise.all(list.map(async (s) => smaps(await pidOf(s))));
+  return { list, pss: mem.map((m) => m.pss), dirty: mem.map((m) => m.privateDirty) };
+}
+
+/** 5. Host memory of many idle warm sandboxes, against a few cold ones. */
+async function idleMemory(owned: Owned): Promise<Row[]> {
+  const before = memAvailableMib();
+  const warm = await idleSet(IDLE, true, owned);
+  const drop = before - memAvailableMib();
+  const warmNote = unexpected(await starts(warm.list), 'warm');
+  await owned.kill(...warm.list);
+  const cold = await idleSet(IDLE_COLD, false, owned);
+  await owned.kill(...cold.list);
+  const sum = warm.pss.reduce((a, b) => a + b, 0);
+  return [
+    {
+      metric: `idle warm sandbox (${IDLE} of ${MEMORY_MIB} MiB at once): Pss`,
+      value: median(warm.pss),
+      unit: 'MiB',
+      target: '<= 48',
+      note: `max ${Math.max(...warm.pss).toFixed(1)} MiB, 3 s after the last create${warmNote}`,
+    },
+    { metric: '  its Private_Dirty', value: median(warm.dirty), unit: 'MiB' },
+    { metric: `  all ${IDLE}: sum of Pss`, value: sum, unit: 'MiB' },
+    { metric: `  all ${IDLE}: MemAvailable drop`, value: drop, unit: 'MiB', note: '/proc/meminfo before the creates and after' },
+    { metric: `idle cold sandbox (${IDLE_COLD} at once): Pss`, value: median(cold.pss), unit: 'MiB' },
+    { metric: '  its Private_Dirty', value: median(cold.dirty), unit: 'MiB' },
+  ];
+}
