@@ -7,6 +7,9 @@ import type { SandboxState } from '../../spec/sandboxes.js';
 
 type Ref = { Params: { ref: string } };
 
+/** Each create's body as it came, before the schema's defaults. */
+const asGiven = new WeakMap<object, unknown>();
+
 /** Create, list, inspect, stop, start, restart, pause, resume, remove, metrics. */
 export const sandboxRoutes =
   (m: SandboxManager): FastifyPluginAsync =>
@@ -15,7 +18,14 @@ export const sandboxRoutes =
       '/v1/sandboxes',
       // The spec is checked once, by the runtime (the same check, code and field path whichever way a create
       // comes); the schema here documents it, and its failures are left to that check.
-      { schema: { body: SandboxSpecSchema, querystring: CreateQuery, tags: ['sandboxes'] }, attachValidation: true },
+      {
+        schema: { body: SandboxSpecSchema, querystring: CreateQuery, tags: ['sandboxes'] },
+        attachValidation: true,
+        // The schema's check fills in defaults; a restore must see only what the caller gave (the rest is the snapshot's).
+        preValidation: async (req) => {
+          asGiven.set(req.raw, structuredClone(req.body));
+        },
+      },
       async (req, reply) => {
         // Only the body is the runtime's to check: a bad query (?pull=bogus, an unknown field) is refused here.
         if (req.validationError && req.validationError.validationContext !== 'body') throw req.validationError;
@@ -25,7 +35,7 @@ export const sandboxRoutes =
           if (!reply.raw.writableFinished) abort.abort();
         });
         reply.code(201);
-        return m.create(req.body, { signal: abort.signal, pull: req.query, hostPaths: !req.viaTcp });
+        return m.create(asGiven.get(req.raw) ?? req.body, { signal: abort.signal, pull: req.query, hostPaths: !req.viaTcp });
       },
     );
 
