@@ -3,9 +3,12 @@
  * home of its own (its own server, template and snapshots), through the SDK as
  * a user calls it. Every start is timed to its first command's result, since
  * a sandbox is of use only once its agent runs commands; the sandboxes and
- * snapshots are removed untimed after each measurement.
+ * snapshots are removed untimed after each measurement. Knobs for small trial
+ * runs: BENCH_CONCURRENT, BENCH_COLD_CONCURRENT, BENCH_IDLE.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Sandbox } from '../src/sdk/sandbox.js';
 import { Snapshots, Templates } from '../src/sdk/snapshots.js';
 import { processMetrics } from '../src/vmm/qemu/provider.js';
@@ -25,6 +28,7 @@ const FORK_WIDE = 10;
 const SOURCE_FILL_MB = 50;
 
 export async function snapshotBench(runs: number): Promise<Row[]> {
+  warnIfStaleBundle();
   const home = isolatedHome();
   const saved = process.env.VMBOX_HOME;
   process.env.VMBOX_HOME = home.home;
@@ -56,6 +60,25 @@ export async function snapshotBench(runs: number): Promise<Row[]> {
     else process.env.VMBOX_HOME = saved;
     await home.cleanup();
   }
+}
+
+/**
+ * The server the SDK starts runs dist/vmbox.mjs when it exists, not src/: a
+ * bundle older than the sources would time code that is no longer there.
+ */
+function warnIfStaleBundle(): void {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  let built: number;
+  try {
+    built = statSync(join(root, 'dist', 'vmbox.mjs')).mtimeMs;
+  } catch {
+    return; // no bundle: the server runs from src/ through tsx
+  }
+  const src = join(root, 'src');
+  const stale = readdirSync(src, { recursive: true, encoding: 'utf8' }).some(
+    (f) => f.endsWith('.ts') && statSync(join(src, f)).mtimeMs > built,
+  );
+  if (stale) console.warn('warning: src/ changed since dist/vmbox.mjs was built, and the server runs the bundle: npm run build first\n');
 }
 
 /** What the bench made and has not removed yet, removed in `finally` whatever failed. */
@@ -94,14 +117,15 @@ class Owned {
 }
 
 /** `p90 …, N runs`: the note every timed row carries. */
-const spread = (samples: number[], unit = 'ms') => `p90 ${percentile(samples, 90).toFixed(0)} ${unit}, ${samples.length} runs`;
+const spread = (samples: number[]) => `p90 ${percentile(samples, 90).toFixed(0)} ms, ${samples.length} runs`;
 
-/** A sandbox made by `start` and timed until its first command's result. */
-async function toFirstCommand(start: () => Promise<Sandbox>, owned: Owned): Promise<{ sbx: Sandbox; ms: number }> {
+/** A sandbox made by `start`, timed until it is made (its agent answers) and until its first command's result. */
+async function toFirstCommand(start: () => Promise<Sandbox>, owned: Owned): Promise<{ sbx: Sandbox; ms: number; createMs: number }> {
   const t = performance.now();
   const sbx = owned.add(await start());
+  const createMs = performance.now() - t;
   await sbx.commands.run('true');
-  return { sbx, ms: performance.now() - t };
+  return { sbx, ms: performance.now() - t, createMs };
 }
 
 /** A warm sandbox that has done some work: its memory holds pages a copy or a pause must carry. */
@@ -134,12 +158,14 @@ function unexpected(counts: Map<string, number>, want: string): string {
 /** 1. Warm and cold creates to their first command, interleaved so both see the same machine. */
 async function warmAgainstCold(runs: number, owned: Owned): Promise<Row[]> {
   const warm: number[] = [];
+  const warmCreate: number[] = [];
   const cold: number[] = [];
   const warmStarts = new Map<string, number>();
   const coldStarts = new Map<string, number>();
   for (let i = 0; i < runs; i++) {
     const w = await toFirstCommand(() => Sandbox.create({ memoryMib: MEMORY_MIB }), owned);
     warm.push(w.ms);
+    warmCreate.push(w.createMs);
     await tally(warmStarts, w.sbx);
     await owned.kill(w.sbx);
     const c = await toFirstCommand(() => Sandbox.create({ memoryMib: MEMORY_MIB, warm: false }), owned);
@@ -155,6 +181,7 @@ async function warmAgainstCold(runs: number, owned: Owned): Promise<Row[]> {
       target: 'p50 <= 100',
       note: spread(warm) + unexpected(warmStarts, 'warm'),
     },
+    { metric: '  of which: Sandbox.create alone', value: median(warmCreate), unit: 'ms', note: 'the rest is the first command' },
     {
       metric: 'cold create (warm: false) → first command',
       value: median(cold),
@@ -165,16 +192,22 @@ async function warmAgainstCold(runs: number, owned: Owned): Promise<Row[]> {
   ];
 }
 
-/** 2. `n` creates at once, until every agent answers (as bench/server.ts measures them). */
-async function createsAtOnce(n: number, warm: boolean, owned: Owned): Promise<{ perSec: number; sec: number; note: string }> {
-  const t = performance.now();
+/** `n` creates at once; every one made is owned before any failure is thrown, so none is left behind. */
+async function createMany(n: number, warm: boolean, owned: Owned): Promise<Sandbox[]> {
   const made = await Promise.allSettled(
     Array.from({ length: n }, () => Sandbox.create({ memoryMib: MEMORY_MIB, ...(warm ? {} : { warm: false }) })),
   );
-  const sec = (performance.now() - t) / 1000;
   const list = made.flatMap((r) => (r.status === 'fulfilled' ? [owned.add(r.value)] : []));
   const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw new Error(`${n - list.length} of ${n} concurrent creates failed: ${(failed.reason as Error).message}`);
+  return list;
+}
+
+/** 2. `n` creates at once, until every agent answers (as bench/server.ts measures them). */
+async function createsAtOnce(n: number, warm: boolean, owned: Owned): Promise<{ perSec: number; sec: number; note: string }> {
+  const t = performance.now();
+  const list = await createMany(n, warm, owned);
+  const sec = (performance.now() - t) / 1000;
   const note = unexpected(await starts(list), warm ? 'warm' : 'cold');
   await owned.kill(...list);
   return { perSec: n / sec, sec, note };
@@ -385,13 +418,7 @@ function memAvailableMib(): number {
  */
 async function idleSet(n: number, warm: boolean, owned: Owned): Promise<{ list: Sandbox[]; pss: number[]; dirty: number[] }> {
   const list: Sandbox[] = [];
-  for (let i = 0; i < n; i += 10) {
-    const batch = Math.min(10, n - i);
-    const made = await Promise.all(
-      Array.from({ length: batch }, () => Sandbox.create({ memoryMib: MEMORY_MIB, ...(warm ? {} : { warm: false }) })),
-    );
-    list.push(...made.map((s) => owned.add(s)));
-  }
+  for (let i = 0; i < n; i += 10) list.push(...(await createMany(Math.min(10, n - i), warm, owned)));
   await new Promise((r) => setTimeout(r, 3000));
   const mem = await Promise.all(list.map(async (s) => smaps(await pidOf(s))));
   return { list, pss: mem.map((m) => m.pss), dirty: mem.map((m) => m.privateDirty) };
