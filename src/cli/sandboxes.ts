@@ -107,27 +107,7 @@ export function createCommand(): Command {
     .passThroughOptions();
   return addNetworkFlags(cmd, { ports: true, secrets: true }).action(async (command: string[], f: CreateFlags) => {
     if (f.fromSnapshot) return createFromSnapshot(cmd, f);
-    const network = networkFromFlags(f);
-    const secrets = secretsFromFlags(f);
-    const spec = {
-      ...(secrets ? { secrets } : {}),
-      ...(network ? { network } : {}),
-      ...(f.publish?.length ? { ports: f.publish.map((p) => ({ hostPort: 0, ...parsePublish(p) })) } : {}),
-      name: f.name,
-      image: f.image,
-      cpus: f.cpus,
-      memoryMib: f.memory,
-      diskMib: f.disk,
-      env: parsePairs('-e', f.env),
-      labels: parsePairs('--label', f.label),
-      workdir: f.workdir,
-      user: f.user,
-      maxDurationMs: f.maxDuration,
-      idleTimeoutMs: f.idleTimeout,
-      onIdle: f.onIdle,
-      ephemeral: f.ephemeral,
-      metricsIntervalMs: f.metricsInterval,
-    };
+    const spec = specFromFlags(f);
     validateSpec(spec);
     const image = await pullFor(f.image, f);
     // A sandbox has no main process: what docker would run as one becomes its
@@ -140,29 +120,25 @@ export function createCommand(): Command {
       ...(f.cold ? { warm: false } : {}),
       ...connectOptions,
     });
-    process.stdout.write(`${sbx.name}\n`);
-    // Ports asked as 0 were picked by the server: say which (stderr, so stdout stays the name).
-    for (const p of spec.ports ?? []) process.stderr.write(`published ${sbx.getHost(p.guestPort)} -> guest port ${p.guestPort}\n`);
-    sbx.close();
+    announce(sbx, spec.ports);
   });
 }
 
-/**
- * `vmbox create --from-snapshot`: only what the user gave goes with the restore
- * (the rest is the snapshot's; the server refuses what a restore cannot change).
- */
-async function createFromSnapshot(cmd: Command, f: CreateFlags): Promise<void> {
-  const given = (flag: string) => cmd.getOptionValueSource(flag) === 'cli';
+/** The spec `create`'s flags say. */
+function specFromFlags(f: CreateFlags) {
   const network = networkFromFlags(f);
-  const spec = {
-    snapshot: f.fromSnapshot,
+  const secrets = secretsFromFlags(f);
+  return {
+    ...(secrets ? { secrets } : {}),
+    ...(network ? { network } : {}),
+    ...(f.publish?.length ? { ports: f.publish.map((p) => ({ hostPort: 0, ...parsePublish(p) })) } : {}),
     name: f.name,
-    ...(given('image') ? { image: f.image } : {}),
+    image: f.image,
     cpus: f.cpus,
     memoryMib: f.memory,
     diskMib: f.disk,
-    ...(f.env.length ? { env: parsePairs('-e', f.env) } : {}),
-    ...(f.label.length ? { labels: parsePairs('--label', f.label) } : {}),
+    env: parsePairs('-e', f.env),
+    labels: parsePairs('--label', f.label),
     workdir: f.workdir,
     user: f.user,
     maxDurationMs: f.maxDuration,
@@ -170,12 +146,29 @@ async function createFromSnapshot(cmd: Command, f: CreateFlags): Promise<void> {
     onIdle: f.onIdle,
     ephemeral: f.ephemeral,
     metricsIntervalMs: f.metricsInterval,
-    ...(network ? { network } : {}),
-    ...(f.publish?.length ? { ports: f.publish.map((p) => ({ hostPort: 0, ...parsePublish(p) })) } : {}),
   };
-  const sbx = await Sandbox.create({ ...spec, ...connectOptions });
+}
+
+/**
+ * `vmbox create --from-snapshot`: only what the user gave goes with the restore
+ * (the rest is the snapshot's; the server refuses what a restore cannot change).
+ */
+async function createFromSnapshot(cmd: Command, f: CreateFlags): Promise<void> {
+  const { image, env, labels, ...rest } = specFromFlags(f);
+  const spec = {
+    ...rest,
+    snapshot: f.fromSnapshot,
+    ...(cmd.getOptionValueSource('image') === 'cli' ? { image } : {}),
+    ...(f.env.length ? { env } : {}),
+    ...(f.label.length ? { labels } : {}),
+  };
+  announce(await Sandbox.create({ ...spec, ...connectOptions }), spec.ports);
+}
+
+/** The new sandbox's name on stdout; ports asked as 0 were picked by the server: which, on stderr. */
+function announce(sbx: Sandbox, ports: { guestPort: number }[] | undefined): void {
   process.stdout.write(`${sbx.name}\n`);
-  for (const p of spec.ports ?? []) process.stderr.write(`published ${sbx.getHost(p.guestPort)} -> guest port ${p.guestPort}\n`);
+  for (const p of ports ?? []) process.stderr.write(`published ${sbx.getHost(p.guestPort)} -> guest port ${p.guestPort}\n`);
   sbx.close();
 }
 

@@ -80,16 +80,15 @@ export class SandboxSnapshots {
       const from = this.m.dir(sbx.id);
       if (live) {
         const vm = live.machine.vm;
+        let stoppedAt = 0;
         try {
-          const { downtimeMs } = await vm.saveLive(join(dir, SNAPSHOT_FILES.state));
+          stoppedAt = (await vm.saveLive(join(dir, SNAPSHOT_FILES.state))).stoppedAt;
           // The guest is paused from here, its disk flushed: this copy is of the instant its memory is.
-          const copyStart = Date.now();
           await copyFile(join(from, OVERLAY), join(dir, SNAPSHOT_FILES.disk));
-          pausedMs = downtimeMs + (Date.now() - copyStart);
         } finally {
-          const resumeStart = Date.now();
           await vm.resume();
-          pausedMs += Date.now() - resumeStart;
+          // From QEMU's own STOP to the answer to `cont`: the whole time the guest stood still.
+          if (stoppedAt) pausedMs = Math.max(0, Math.round(Date.now() - stoppedAt));
         }
       } else {
         if (sbx.state === 'paused') await copyFile(this.m.pausedState(sbx.id), join(dir, SNAPSHOT_FILES.state));

@@ -342,3 +342,17 @@ export function apiError(status: number, body: unknown): VmboxError {
   const b = (body ?? {}) as { code?: string; message?: string; path?: string };
   return errorFromApi(b.code ?? (status === 401 ? 'unauthorized' : 'ioError'), b.message ?? `HTTP ${status}`, b.path);
 }
+
+/** Runs `fn` on a connection of its own, closed after (the static SDK calls: images, snapshots, templates). */
+export async function withConnection<T>(
+  opts: ConnectionOptions & CallOptions,
+  fn: (conn: Connection, call: CallOptions) => Promise<T>,
+): Promise<T> {
+  const { timeoutMs, signal, ...connect } = opts;
+  const conn = await Connection.open(connect);
+  try {
+    return await fn(conn, { timeoutMs, signal });
+  } finally {
+    conn.close();
+  }
+}

@@ -10,7 +10,7 @@ import type {
   PullProgress,
   RemoveResult,
 } from '../spec/images.js';
-import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
+import { type CallOptions, type ConnectionOptions, withConnection } from './connection.js';
 import { ConnectionError, errorFromApi } from './errors.js';
 import { authFromEnv, insecureFromEnv } from './registry-env.js';
 
@@ -37,16 +37,6 @@ export interface ImportOpts extends ImagesOpts {
 }
 
 const path = (reference: string) => `/v1/images/${encodeURIComponent(reference)}`;
-
-async function withConnection<T>(opts: ImagesOpts, fn: (conn: Connection, call: CallOptions) => Promise<T>): Promise<T> {
-  const { timeoutMs, signal, ...connect } = opts;
-  const conn = await Connection.open(connect);
-  try {
-    return await fn(conn, { timeoutMs, signal });
-  } finally {
-    conn.close();
-  }
-}
 
 /** The server's images: `Images.pull('alpine:3.20', { onProgress })`, `list`, `inspect`, `import`, `remove`, `prune`. */
 export class Images {

@@ -1,23 +1,13 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { SnapshotInfo, TemplateInfo } from '../spec/snapshots.js';
-import { type CallOptions, Connection, type ConnectionOptions } from './connection.js';
+import { type CallOptions, type ConnectionOptions, withConnection } from './connection.js';
 
 export type { SnapshotInfo, TemplateInfo };
 
 export type SnapshotsOpts = ConnectionOptions & CallOptions;
 
 const snapshotPath = (ref: string) => `/v1/snapshots/${encodeURIComponent(ref)}`;
-
-async function withConnection<T>(opts: SnapshotsOpts, fn: (conn: Connection, call: CallOptions) => Promise<T>): Promise<T> {
-  const { timeoutMs, signal, ...connect } = opts;
-  const conn = await Connection.open(connect);
-  try {
-    return await fn(conn, { timeoutMs, signal });
-  } finally {
-    conn.close();
-  }
-}
 
 /**
  * The server's snapshots: `Snapshots.list()`, `get`, `remove`. Take one with

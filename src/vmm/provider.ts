@@ -100,8 +100,9 @@ export interface VmHandle {
   /**
    * Writes memory and devices to `statePath` while the guest runs, pausing it only
    * for the last pass; the VM is left paused (disks flushed) until `resume`.
+   * `stoppedAt`: when the guest stopped (ms since the epoch), as the VMM saw it.
    */
-  saveLive(statePath: string): Promise<{ downtimeMs: number }>;
+  saveLive(statePath: string): Promise<{ downtimeMs: number; stoppedAt: number }>;
   pause(): Promise<void>;
   resume(): Promise<void>;
   /** The console log's last lines, for error messages. */

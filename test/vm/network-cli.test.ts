@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { PortError, Sandbox } from '../../src/index.js';
-import { runCli } from '../fixtures/cli.js';
+import { cliIn } from '../fixtures/cli.js';
 import { type DnsServerFixture, startDnsServer } from '../fixtures/dns-server.js';
 import { isolatedHome, type TestHome } from '../fixtures/home.js';
 import { fetchHost, httpServer, type TestHttp, waitForHttp } from '../fixtures/net-servers.js';
@@ -22,21 +22,7 @@ let bad: TestHttp; // bad.test → 127.0.0.3
 let taken: Server; // holds a host port, so publishing on it must fail
 let takenPort: number;
 
-const vmbox = (...args: string[]) => runCli(args, t.env);
-/** A CLI call expected to succeed: its stdout. */
-async function ok(...args: string[]): Promise<string> {
-  const r = await vmbox(...args);
-  assert.equal(r.status, 0, `vmbox ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-/** A CLI call expected to fail with one error line: that line. */
-async function refused(...args: string[]): Promise<string> {
-  const r = await vmbox(...args);
-  assert.notEqual(r.status, 0, `vmbox ${args.join(' ')} should fail: ${r.stdout}`);
-  assert.equal(r.stdout, '');
-  assert.match(r.stderr, /^vmbox: [^\n]+\n$/, `one error line: ${r.stderr}`);
-  return r.stderr.trim();
-}
+const { vmbox, ok, refused } = cliIn(() => t.env);
 /** A bounded fetch in the guest, printing the body. */
 const wget = (url: string) => ['wget', '-qO-', '-T', '5', url];
 const names = async () => (JSON.parse(await ok('ls', '--json')) as { name: string }[]).map((s) => s.name).sort();

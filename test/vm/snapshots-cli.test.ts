@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox, SnapshotError, Snapshots, Templates } from '../../src/index.js';
-import { runCli } from '../fixtures/cli.js';
+import { cliIn } from '../fixtures/cli.js';
 import { isolatedHome, type TestHome, waitFor } from '../fixtures/home.js';
 
 /*
@@ -13,18 +13,7 @@ import { isolatedHome, type TestHome, waitFor } from '../fixtures/home.js';
  */
 let t: TestHome;
 
-const vmbox = (...args: string[]) => runCli(args, t.env);
-async function ok(...args: string[]): Promise<string> {
-  const r = await vmbox(...args);
-  assert.equal(r.status, 0, `vmbox ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-async function refused(...args: string[]): Promise<string> {
-  const r = await vmbox(...args);
-  assert.notEqual(r.status, 0, `vmbox ${args.join(' ')} should fail: ${r.stdout}`);
-  assert.match(r.stderr, /^vmbox: [^\n]+\n$/, `one error line: ${r.stderr}`);
-  return r.stderr.trim();
-}
+const { vmbox, ok, refused } = cliIn(() => t.env);
 const inspect = async (name: string) => JSON.parse(await ok('inspect', name));
 /** QEMU processes of this home (its sandboxes and templates). */
 const qemus = () =>

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmboxError } from '../../errors.js';
-import type { QmpClient } from './qmp.js';
+import type { QmpClient, QmpEvent } from './qmp.js';
 
 /**
  * Device state in and out of a QEMU through QMP migration. With the RAM in a
@@ -37,11 +37,21 @@ export async function saveState(qmp: QmpClient, path: string, timeoutMs = 60_000
  * released, so the caller can copy them at the same instant; `cont` resumes it.
  * Returns how long the last pass paused the guest, as QEMU measured it.
  */
-export async function saveLive(qmp: QmpClient, path: string, timeoutMs = 60_000): Promise<{ downtimeMs: number }> {
+export async function saveLive(qmp: QmpClient, path: string, timeoutMs = 60_000): Promise<{ downtimeMs: number; stoppedAt: number }> {
   await prepareSave(qmp);
-  await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
-  const done = await waitForMigration(qmp, timeoutMs);
-  return { downtimeMs: done.downtime ?? 0 };
+  // QEMU's STOP event says when the guest really stopped (its own clock, the host's wall time).
+  let stoppedAt = 0;
+  const onEvent = (e: QmpEvent) => {
+    if (e.event === 'STOP') stoppedAt = e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000;
+  };
+  qmp.on('event', onEvent);
+  try {
+    await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
+    const done = await waitForMigration(qmp, timeoutMs);
+    return { downtimeMs: done.downtime ?? 0, stoppedAt: stoppedAt || Date.now() - (done.downtime ?? 0) };
+  } finally {
+    qmp.off('event', onEvent);
+  }
 }
 
 /** Loads the device state a VM started with `-incoming defer` waits for, then runs it. */
@@ -57,7 +67,7 @@ export async function restoreState(qmp: QmpClient, path: string, timeoutMs = 60_
 
 async function waitForMigration(qmp: QmpClient, timeoutMs: number): Promise<{ downtime?: number }> {
   const deadline = Date.now() + timeoutMs;
-  for (let i = 0; Date.now() < deadline; i++) {
+  for (let _i = 0; Date.now() < deadline; _i++) {
     const s = await qmp.execute('query-migrate', {});
     // No status yet is a migration that has not begun: an incoming one begins only once `cat` has
     // written its first bytes. Taking that for the end let a resume run a guest whose devices were
@@ -66,7 +76,8 @@ async function waitForMigration(qmp: QmpClient, timeoutMs: number): Promise<{ do
     if (s.status === 'failed' || s.status === 'cancelled') {
       throw new VmboxError('vmDied', `saving or restoring the VM's state failed: ${s['error-desc'] ?? s.status}`);
     }
-    await sleep(i < 40 ? 2 : 20);
+    // Every millisecond polled is one the guest may stay paused (a live save) or idle (a restore) for.
+    await sleep(Date.now() < deadline - timeoutMs + 3000 ? 1 : 20);
   }
   throw new VmboxError('vmDied', `saving or restoring the VM's state took longer than ${timeoutMs} ms`);
 }

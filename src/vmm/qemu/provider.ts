@@ -225,7 +225,7 @@ export class QemuVm implements VmHandle {
     await saveState(await this.qmp(), statePath);
   }
 
-  async saveLive(statePath: string): Promise<{ downtimeMs: number }> {
+  async saveLive(statePath: string): Promise<{ downtimeMs: number; stoppedAt: number }> {
     return saveLive(await this.qmp(), statePath);
   }
 
