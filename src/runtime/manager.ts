@@ -12,6 +12,7 @@ import type { ForkRequest, TemplateInfo } from '../spec/snapshots.js';
 import { formatMs } from '../util/duration.js';
 import type { MemoryFile, VmmProvider } from '../vmm/provider.js';
 import { SandboxFiles } from './files.js';
+import { forkSandbox } from './forking.js';
 import { ImageService } from './images.js';
 import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
@@ -160,35 +161,9 @@ export class SandboxManager {
     return this.info(id);
   }
 
-  /**
-   * Running copies of a running sandbox, which carries on as it was: its memory,
-   * devices and disk are copied at one instant (the guest paused only for the
-   * last pass) into a hidden snapshot the copies are restored from and layered
-   * on; it goes with the last of them.
-   */
-  async fork(ref: string, req: ForkRequest = {}): Promise<SandboxInfo[]> {
-    const parent = this.find(ref);
-    checkTransition(parent.name, parent.state, 'fork');
-    const count = req.names?.length ?? req.count ?? 1;
-    const { snapshot } = await this.snapshots.create(parent.id, { hidden: true, name: `fork-${randomBytes(6).toString('hex')}` });
-    const made = await Promise.allSettled(
-      Array.from({ length: count }, (_, i) =>
-        this.create(
-          { snapshot: snapshot.id, ...(req.names?.[i] ? { name: req.names[i] } : {}), ...(req.labels ? { labels: req.labels } : {}) },
-          { hostPaths: true, fork: { parent: parent.id } },
-        ),
-      ),
-    );
-    const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    const infos = made.filter((r): r is PromiseFulfilledResult<SandboxInfo> => r.status === 'fulfilled').map((r) => r.value);
-    if (failed) {
-      // All or nothing: the copies made go, and the hidden snapshot with them.
-      for (const info of infos) await this.remove(info.id, { force: true }).catch(() => {});
-      this.snapshots.dropIfUnused(snapshot.id);
-      throw failed.reason;
-    }
-    this.system(parent.id, `forked: ${infos.map((i) => i.name).join(', ')}`);
-    return infos;
+  /** Running copies of a running sandbox, which carries on as it was. */
+  fork(ref: string, req: ForkRequest = {}): Promise<SandboxInfo[]> {
+    return forkSandbox(this, ref, req);
   }
 
   /** Makes the template warm creates of this image and shape restore (now, not in the background). */
