@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import type { SandboxNetwork } from '../network/service.js';
@@ -144,7 +145,10 @@ export class SandboxManager {
       if (!snapshot) rec.spec = await this.networking.prepare(rec.spec, dir);
       this.db.update(id, { spec: rec.spec });
       this.system(id, `created ${describeOrigin(rec, snapshot?.name)} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
-      await createOverlay(plan.base.path, join(dir, OVERLAY), plan.origin.start === 'cold' ? spec.diskMib : undefined, plan.base.format);
+      if (plan.base.emptyOverlay) await copyFile(plan.base.emptyOverlay, join(dir, OVERLAY));
+      else
+        await createOverlay(plan.base.path, join(dir, OVERLAY), plan.origin.start === 'cold' ? spec.diskMib : undefined, plan.base.format);
+      chmodSync(join(dir, OVERLAY), 0o600);
       throwIfAborted(opts.signal);
       await this.bootInto(rec, {
         signal: opts.signal,

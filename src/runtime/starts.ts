@@ -15,7 +15,7 @@ import { warmRefusal } from './templates.js';
  */
 export interface StartPlan {
   origin: SandboxOrigin;
-  base: { path: string; format: 'raw' | 'qcow2' };
+  base: { path: string; format: 'raw' | 'qcow2'; emptyOverlay?: string };
   restoreFrom?: string;
   memoryFile?: MemoryFile;
   /** Files of the snapshot the new sandbox directory needs (the secrets its guest memory holds). */
@@ -39,7 +39,7 @@ export async function planNew(image: ResolvedImage, spec: SandboxSpec, templates
   if (!t) return cold('no template of this image and shape yet (one is being made)');
   return {
     origin: { start: 'warm', template: t.key },
-    base: { path: t.disk, format: 'qcow2' },
+    base: { path: t.disk, format: 'qcow2', emptyOverlay: t.emptyOverlay },
     restoreFrom: t.state,
     // Private: the clone's writes copy pages, the template's file never changes.
     memoryFile: { path: t.memory, shared: false },

@@ -13,7 +13,7 @@ import { createOverlay } from './overlay.js';
 import type { StateDb } from './state.js';
 
 /** A template's files: its disk layer, its RAM (a sparse file), its device state. */
-const FILES = { disk: OVERLAY, memory: 'memory', state: 'vm.state', meta: 'template.json' } as const;
+const FILES = { disk: OVERLAY, memory: 'memory', state: 'vm.state', meta: 'template.json', overlay: 'empty-overlay.qcow2' } as const;
 
 /** Why a spec cannot start from a template (it changes what the guest booted with), or undefined when it can. */
 export function warmRefusal(spec: SandboxSpec): string | undefined {
@@ -30,6 +30,8 @@ export interface Template {
   disk: string;
   memory: string;
   state: string;
+  /** An empty qcow2 layer over `disk`, copied as each clone's disk. */
+  emptyOverlay: string;
   info: TemplateInfo;
 }
 
@@ -77,7 +79,15 @@ export class Templates {
     const dir = join(paths.templates(), key);
     try {
       const info = JSON.parse(readFileSync(join(dir, FILES.meta), 'utf8')) as TemplateInfo;
-      return { key, dir, disk: join(dir, FILES.disk), memory: join(dir, FILES.memory), state: join(dir, FILES.state), info };
+      return {
+        key,
+        dir,
+        disk: join(dir, FILES.disk),
+        memory: join(dir, FILES.memory),
+        state: join(dir, FILES.state),
+        emptyOverlay: join(dir, FILES.overlay),
+        info,
+      };
     } catch {
       return undefined;
     }
@@ -150,9 +160,14 @@ export class Templates {
       };
       // Clones map these files: nothing may write them again.
       for (const f of [FILES.disk, FILES.memory, FILES.state]) chmodSync(join(tmp, f), 0o400);
-      writeFileSync(join(tmp, FILES.meta), JSON.stringify(info));
-      rmSync(join(paths.templates(), key), { recursive: true, force: true });
-      renameSync(tmp, join(paths.templates(), key));
+      const dir = join(paths.templates(), key);
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(tmp, dir);
+      // A clone's disk is a copy of this empty layer over the template's (its header names it by its final path):
+      // a file copy, where qemu-img would cost a process per create.
+      await createOverlay(join(dir, FILES.disk), join(dir, FILES.overlay), undefined, 'qcow2');
+      // Written last: a template whose meta exists is whole.
+      writeFileSync(join(dir, FILES.meta), JSON.stringify(info));
       // Templates of an earlier kernel or agent would never serve again.
       this.prune(new Set(this.list().map((t) => t.disk)), guestIdentity(assets));
       return this.get(key) as Template;
