@@ -86,8 +86,8 @@ export class Machine {
    * Saves the whole VM — memory, devices, at one instant, the disk flushed with
    * them — to `statePath`, then ends its QEMU.
    */
-  async save(statePath: string): Promise<void> {
-    await this.vm.save(statePath);
+  async save(statePath: string, opts: { skipSharedMemory?: boolean } = {}): Promise<void> {
+    await this.vm.save(statePath, opts);
     await this.vm.stop({ timeoutMs: 2000 });
     this.agent.close();
   }

@@ -92,6 +92,7 @@ export class SandboxManager {
   close(): void {
     this.policies.stop();
     this.templates.close().catch(() => {});
+    this.snapshots.memories.close().catch(() => {});
     for (const l of this.live.values()) l.release();
     this.live.clear();
     for (const log of this.logs.values()) log.close();

@@ -10,6 +10,13 @@ export const SNAPSHOT_FILES = {
   disk: 'disk.qcow2',
   /** The secrets' placeholders and CA the guest's memory already holds. */
   secrets: 'secrets-state.json',
+  /**
+   * Made after the snapshot, in the background: its memory as a file (sparse: what
+   * the guest had touched) and its devices alone. Restores then map the file
+   * privately, so the copies of one snapshot share every page none of them wrote.
+   */
+  memory: 'memory',
+  devices: 'devices.state',
 } as const;
 
 /** One snapshot as the state database keeps it. */
@@ -37,7 +44,12 @@ export interface SnapshotRecord {
   integrity: boolean;
 }
 
-export function snapshotInfo(r: SnapshotRecord, usedBy: string[]): SnapshotInfo {
+/** Whether the snapshot's memory has been made a file (restores map it, sharing it). */
+export function hasMemoryFile(r: SnapshotRecord): boolean {
+  return r.files.some((f) => f.name === SNAPSHOT_FILES.memory) && r.files.some((f) => f.name === SNAPSHOT_FILES.devices);
+}
+
+export function snapshotInfo(r: SnapshotRecord, usedBy: string[], sizeBytes: number): SnapshotInfo {
   return {
     id: r.id,
     name: r.name,
@@ -49,7 +61,8 @@ export function snapshotInfo(r: SnapshotRecord, usedBy: string[]): SnapshotInfo 
     image: r.image.name,
     cpus: r.spec.cpus,
     memoryMib: r.spec.memoryMib,
-    sizeBytes: r.files.reduce((n, f) => n + f.bytes, 0),
+    sizeBytes,
+    sharedMemory: hasMemoryFile(r),
     integrity: r.integrity,
     parent: r.parent,
     usedBy,

@@ -11,6 +11,7 @@ import { sha256File } from '../util/sha256.js';
 import { guestIdentity, OVERLAY } from './machine.js';
 import type { SandboxManager } from './manager.js';
 import { exportSnapshot, importSnapshot } from './snapshot-archive.js';
+import { SnapshotMemories } from './snapshot-memory.js';
 import { SNAPSHOT_FILES, type SnapshotRecord, snapshotInfo } from './snapshot-record.js';
 
 /** What taking a snapshot cost the sandbox it was taken from. */
@@ -28,7 +29,12 @@ export interface SnapshotTiming {
  * removed only while nothing is.
  */
 export class SandboxSnapshots {
-  constructor(private readonly m: SandboxManager) {}
+  /** Memory files made from memory snapshots, in the background. */
+  readonly memories: SnapshotMemories;
+
+  constructor(private readonly m: SandboxManager) {
+    this.memories = new SnapshotMemories(m);
+  }
 
   dir(id: string): string {
     return paths.snapshot(id);
@@ -105,6 +111,7 @@ export class SandboxSnapshots {
       throw err;
     }
     if (!rec.hidden) this.m.system(sbx.id, `snapshot ${name} taken (${kind}; the guest paused ${pausedMs} ms)`);
+    this.memories.soon(rec);
     return { snapshot: rec, timing: { pausedMs, totalMs: Date.now() - started } };
   }
 
@@ -112,12 +119,12 @@ export class SandboxSnapshots {
     return this.m.db
       .snapshots()
       .filter((s) => !s.hidden)
-      .map((s) => snapshotInfo(s, this.usedBy(s.id)));
+      .map((s) => snapshotInfo(s, this.usedBy(s.id), diskUse(this.dir(s.id))));
   }
 
   get(ref: string): SnapshotInfo {
     const s = this.find(ref);
-    return snapshotInfo(s, this.usedBy(s.id));
+    return snapshotInfo(s, this.usedBy(s.id), diskUse(this.dir(s.id)));
   }
 
   find(ref: string): SnapshotRecord {
@@ -152,7 +159,16 @@ export class SandboxSnapshots {
     this.drop(s);
   }
 
+  /** Records the files a snapshot's directory holds now (its memory file made), with sums when it keeps them. */
+  async recordFiles(id: string): Promise<void> {
+    const s = this.m.db.snapshot(id);
+    if (!s) return;
+    s.files = await describeFiles(this.dir(id), s.integrity);
+    this.m.db.updateSnapshot(s);
+  }
+
   private drop(s: SnapshotRecord): void {
+    void this.memories.cancel(s.id);
     this.m.db.deleteSnapshot(s.id);
     rmSync(this.dir(s.id), { recursive: true, force: true });
     // A fork's copy and the parents it kept alive go when the last thing on them does.
@@ -223,6 +239,7 @@ export class SandboxSnapshots {
 
   /** After a crash: a snapshot still creating is undone, directories no row knows go, unused fork copies go. */
   recover(): void {
+    this.memories.recover(this.m.db.snapshots().map((s) => s.id));
     for (const s of this.m.db.snapshots()) {
       if (s.state === 'creating') {
         rmSync(this.dir(s.id), { recursive: true, force: true });
@@ -236,6 +253,25 @@ export class SandboxSnapshots {
     } catch {}
     // Half-written exports and imports (dot-named) go too.
     for (const id of ids) if (!this.m.db.snapshot(id)) rmSync(this.dir(id), { recursive: true, force: true });
+  }
+}
+
+/** Host disk a directory's files take (sparse files count what they hold). */
+function diskUse(dir: string): number {
+  let n = 0;
+  for (const f of safeList(dir)) {
+    try {
+      n += statSync(join(dir, f)).blocks * 512;
+    } catch {}
+  }
+  return n;
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 

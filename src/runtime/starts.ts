@@ -4,7 +4,7 @@ import type { ResolvedImage } from '../images/catalog.js';
 import { type SandboxSpec, validateSpec } from '../spec/sandbox.js';
 import type { SandboxOrigin } from '../spec/sandboxes.js';
 import type { MemoryFile } from '../vmm/provider.js';
-import { SNAPSHOT_FILES, type SnapshotRecord } from './snapshot-record.js';
+import { hasMemoryFile, SNAPSHOT_FILES, type SnapshotRecord } from './snapshot-record.js';
 import type { Templates } from './templates.js';
 import { warmRefusal } from './templates.js';
 
@@ -53,7 +53,12 @@ export function planRestore(snap: SnapshotRecord, dir: string, fork?: { parent: 
   return {
     origin: fork ? { start: 'fork', snapshot: snap.id, parent: fork.parent } : { start: 'snapshot', snapshot: snap.id },
     base: { path: join(dir, SNAPSHOT_FILES.disk), format: 'qcow2' },
-    ...(snap.kind === 'memory' ? { restoreFrom: join(dir, SNAPSHOT_FILES.state) } : {}),
+    ...(snap.kind !== 'memory'
+      ? {}
+      : hasMemoryFile(snap)
+        ? // Mapped private: its pages are shared with the snapshot's other copies until written.
+          { restoreFrom: join(dir, SNAPSHOT_FILES.devices), memoryFile: { path: join(dir, SNAPSHOT_FILES.memory), shared: false } }
+        : { restoreFrom: join(dir, SNAPSHOT_FILES.state) }),
     copies: snap.files.some((f) => f.name === SNAPSHOT_FILES.secrets)
       ? [{ from: join(dir, SNAPSHOT_FILES.secrets), to: SNAPSHOT_FILES.secrets }]
       : [],

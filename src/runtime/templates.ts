@@ -145,7 +145,7 @@ export class Templates {
       // One command before the save: the shell and its libraries are in the guest's page cache, and
       // the agent's exec path is warm, so a clone's first command does not pay for them.
       await machine.agent.exec({ argv: ['/bin/sh', '-c', 'true'] }).exit.catch(() => {});
-      await machine.save(join(tmp, FILES.state));
+      await machine.save(join(tmp, FILES.state), { skipSharedMemory: true });
       const info: TemplateInfo = {
         key,
         image: image.name,

@@ -19,6 +19,7 @@ export const SnapshotInfoSchema = Type.Object({
   cpus: Type.Integer(),
   memoryMib: Type.Integer(),
   sizeBytes: Type.Integer({ description: 'Host disk its files take' }),
+  sharedMemory: Type.Boolean({ description: 'Whether its memory is a file its restores map and share (made in the background)' }),
   integrity: Type.Boolean({ description: 'Whether sha256 sums were recorded, and are checked at each restore' }),
   parent: Type.Union([Type.String(), Type.Null()], { description: 'The snapshot whose disk this one is layered on' }),
   usedBy: Type.Array(Type.String(), { description: 'Sandboxes and snapshots layered on it: it cannot be removed while any are' }),

@@ -50,8 +50,13 @@ export interface VmSpec {
   shares?: ShareSpec[];
   nics?: NicSpec[];
   memoryFile?: MemoryFile;
-  /** Start from a state written by `VmHandle.save` instead of booting (the memory file must be the one saved with it). */
+  /**
+   * Start from a state written by `VmHandle.save`/`saveLive` instead of booting. With a
+   * private memory file it is a devices-only state over that file (saved with `skipSharedMemory`).
+   */
   restoreFrom?: string;
+  /** Load `restoreFrom` and stay paused, never running (to be saved again): its disk is not opened. */
+  loadOnly?: boolean;
   /** Directory for this VM's sockets and console log. */
   runDir: string;
 }
@@ -95,8 +100,11 @@ export interface VmHandle {
   /** Graceful power-off, then SIGTERM, then SIGKILL at the deadline. */
   stop(opts?: StopOptions): Promise<VmExit>;
   metrics(): Promise<VmMetrics>;
-  /** Pauses the guest and writes its device state to `statePath` (RAM stays in the spec's memory file); the VM stays paused. */
-  save(statePath: string): Promise<void>;
+  /**
+   * Pauses the guest and writes its state to `statePath`; the VM stays paused. With
+   * `skipSharedMemory` (a VM whose RAM is a shared file) only the devices are written.
+   */
+  save(statePath: string, opts?: { skipSharedMemory?: boolean }): Promise<void>;
   /**
    * Writes memory and devices to `statePath` while the guest runs, pausing it only
    * for the last pass; the VM is left paused (disks flushed) until `resume`.

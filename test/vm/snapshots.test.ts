@@ -109,6 +109,17 @@ describe('snapshots', () => {
     // Its own overlay: a write in the copy is not in the source, nor the other way.
     await r.run('echo copy > /root/only-copy; sync');
     assert.equal(await out(src, 'cat /root/only-copy 2>/dev/null || echo none'), 'none');
+    // Once its memory is a file, restores map it (shared) and load the devices alone.
+    await rt.manager.snapshots.memories.settled(snapshot.id);
+    assert.equal(rt.manager.snapshots.get('after-setup').sharedMemory, true);
+    const mapped = await rt.manager.create({ snapshot: 'after-setup', name: 'mapped' });
+    const mp = handle(mapped.id);
+    assert.equal(await mp.run('cat /dev/shm/mark /root/mark'), 'in-memory\non-disk');
+    assert.ok((await rt.manager.processes.list(mapped.id)).some((p) => p.pid === pid && !p.exited), 'the process is in it too');
+    await mp.run('echo changed > /dev/shm/mark');
+    const again = await rt.manager.create({ snapshot: 'after-setup' });
+    assert.equal(await handle(again.id).run('cat /dev/shm/mark'), 'in-memory', "a copy's writes stay its own");
+    for (const c of [mapped, again]) await rt.manager.remove(c.id, { force: true });
     // In use: the snapshot cannot go while the copy is layered on it.
     assert.throws(() => rt.manager.snapshots.remove('after-setup'), /in use by restored/);
     await rt.manager.remove(restored.id, { force: true });

@@ -116,7 +116,10 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     const ro = spec.rootDisk.readOnly ? ',read-only=on' : '';
     args.push(
       '-drive',
-      `id=root,file=${spec.rootDisk.path},format=${spec.rootDisk.format},if=none,discard=unmap,detect-zeroes=unmap${ro}`,
+      // A VM that only loads a state never runs: a null disk stands in, so it never opens (or locks) the real one.
+      spec.loadOnly
+        ? 'id=root,driver=null-co,read-zeroes=on,if=none'
+        : `id=root,file=${spec.rootDisk.path},format=${spec.rootDisk.format},if=none,discard=unmap,detect-zeroes=unmap${ro}`,
       '-device',
       'virtio-blk-device,drive=root',
     );
@@ -149,5 +152,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   }
   // A restored VM waits for its state (`migrate-incoming`), sent over QMP once QEMU is up.
   if (spec.restoreFrom) args.push('-incoming', 'defer');
+  // -S: a loaded VM whose source was running would start on its own.
+  if (spec.loadOnly) args.push('-S');
   return args;
 }

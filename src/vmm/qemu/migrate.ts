@@ -3,29 +3,31 @@ import { VmboxError } from '../../errors.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 
 /**
- * Device state in and out of a QEMU through QMP migration. With the RAM in a
- * file (`memory-backend-file`) and `x-ignore-shared`, only the device state
- * travels: the memory file is the rest of the snapshot. QEMU 7.2 has no
+ * A VM's state in and out of a QEMU through QMP migration. Two kinds of state:
+ * a whole one (memory and devices), or, from a VM whose RAM is a shared file,
+ * the devices alone (`x-ignore-shared`: the memory file is the rest, and a VM
+ * that maps it privately loads just the devices). Both ends of one state must
+ * agree on `x-ignore-shared`: `skipShared` says which kind. QEMU 7.2 has no
  * `file:` migration URI, so the state goes through `exec:` and a shell.
  */
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-const IGNORE_SHARED = [{ capability: 'x-ignore-shared', state: true }];
+const ignoreShared = (on: boolean) => [{ capability: 'x-ignore-shared', state: on }];
 
 /**
  * QEMU 7.2 caps migration at 128 MiB/s by default, meant for a network link;
  * to a local file that cap is the whole cost. The downtime limit is the longest
  * a live save may pause the guest for its last pass.
  */
-async function prepareSave(qmp: QmpClient, downtimeMs = 50): Promise<void> {
-  await qmp.execute('migrate-set-capabilities', { capabilities: IGNORE_SHARED });
-  await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3, 'downtime-limit': downtimeMs });
+async function prepareSave(qmp: QmpClient, skipShared: boolean): Promise<void> {
+  await qmp.execute('migrate-set-capabilities', { capabilities: ignoreShared(skipShared) });
+  await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3, 'downtime-limit': 50 });
 }
 
-/** Pauses the guest and writes its device state to `path`; the VM stays paused. */
-export async function saveState(qmp: QmpClient, path: string, timeoutMs = 60_000): Promise<void> {
+/** Pauses the guest and writes its state to `path` (its devices alone with `skipShared`); the VM stays paused. */
+export async function saveState(qmp: QmpClient, path: string, skipShared: boolean, timeoutMs = 60_000): Promise<void> {
   await qmp.execute('stop', {});
-  await prepareSave(qmp);
+  await prepareSave(qmp, skipShared);
   await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
   await waitForMigration(qmp, timeoutMs);
 }
@@ -38,7 +40,7 @@ export async function saveState(qmp: QmpClient, path: string, timeoutMs = 60_000
  * Returns how long the last pass paused the guest, as QEMU measured it.
  */
 export async function saveLive(qmp: QmpClient, path: string, timeoutMs = 60_000): Promise<{ downtimeMs: number; stoppedAt: number }> {
-  await prepareSave(qmp);
+  await prepareSave(qmp, false);
   // QEMU's STOP event says when the guest really stopped (its own clock, the host's wall time).
   let stoppedAt = 0;
   const onEvent = (e: QmpEvent) => {
@@ -54,15 +56,20 @@ export async function saveLive(qmp: QmpClient, path: string, timeoutMs = 60_000)
   }
 }
 
-/** Loads the device state a VM started with `-incoming defer` waits for, then runs it. */
-export async function restoreState(qmp: QmpClient, path: string, timeoutMs = 60_000): Promise<void> {
-  await qmp.execute('migrate-set-capabilities', { capabilities: IGNORE_SHARED });
+/** Loads the state a VM started with `-incoming defer` waits for, then runs it (unless `run` is false). */
+export async function restoreState(
+  qmp: QmpClient,
+  path: string,
+  opts: { skipShared: boolean; run: boolean },
+  timeoutMs = 60_000,
+): Promise<void> {
+  await qmp.execute('migrate-set-capabilities', { capabilities: ignoreShared(opts.skipShared) });
   await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` });
   await waitForMigration(qmp, timeoutMs);
   // Completed is reported once the loaded VM has left `inmigrate`: `cont` now runs it, not just marks it to run.
   const { status } = await qmp.execute('query-status', {});
   if (status === 'inmigrate') throw new VmboxError('vmDied', 'the restored VM is still loading its state after the migration completed');
-  await qmp.execute('cont', {});
+  if (opts.run) await qmp.execute('cont', {});
 }
 
 async function waitForMigration(qmp: QmpClient, timeoutMs: number): Promise<{ downtime?: number }> {

@@ -43,7 +43,8 @@ export class QemuProvider implements VmmProvider {
     await vm.started;
     if (spec.restoreFrom) {
       try {
-        await restoreState(await vm.qmp(), spec.restoreFrom);
+        // A private memory file is a template's or a materialized snapshot's: its state holds the devices alone.
+        await restoreState(await vm.qmp(), spec.restoreFrom, { skipShared: spec.memoryFile?.shared === false, run: !spec.loadOnly });
       } catch (err) {
         await vm.stop({ timeoutMs: 1000 });
         throw err;
@@ -221,8 +222,8 @@ export class QemuVm implements VmHandle {
     return processMetrics(this.pid);
   }
 
-  async save(statePath: string): Promise<void> {
-    await saveState(await this.qmp(), statePath);
+  async save(statePath: string, opts: { skipSharedMemory?: boolean } = {}): Promise<void> {
+    await saveState(await this.qmp(), statePath, opts.skipSharedMemory ?? false);
   }
 
   async saveLive(statePath: string): Promise<{ downtimeMs: number; stoppedAt: number }> {
