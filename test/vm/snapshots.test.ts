@@ -115,7 +115,10 @@ describe('snapshots', () => {
     const mapped = await rt.manager.create({ snapshot: 'after-setup', name: 'mapped' });
     const mp = handle(mapped.id);
     assert.equal(await mp.run('cat /dev/shm/mark /root/mark'), 'in-memory\non-disk');
-    assert.ok((await rt.manager.processes.list(mapped.id)).some((p) => p.pid === pid && !p.exited), 'the process is in it too');
+    assert.ok(
+      (await rt.manager.processes.list(mapped.id)).some((p) => p.pid === pid && !p.exited),
+      'the process is in it too',
+    );
     await mp.run('echo changed > /dev/shm/mark');
     const again = await rt.manager.create({ snapshot: 'after-setup' });
     assert.equal(await handle(again.id).run('cat /dev/shm/mark'), 'in-memory', "a copy's writes stay its own");
