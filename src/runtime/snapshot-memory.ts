@@ -14,16 +14,17 @@ const TMP_MEMORY = `${SNAPSHOT_FILES.memory}.tmp`;
  * running it, saves its devices alone and ends. From then on a restore maps that
  * file privately (copy-on-write) and loads only the devices: faster than loading
  * the whole state, and the copies of one snapshot share its memory. Until then,
- * and if it fails, restores load the whole state. Not done for a fork's hidden
- * snapshot: its copies are made at once, before a file could be.
+ * and if it fails, restores load the whole state. A fork's hidden snapshot gets
+ * one only when the fork makes enough copies to be worth the wait.
  */
 export class SnapshotMemories {
   private readonly work = new Map<string, { vm?: VmHandle; done: Promise<void> }>();
 
   constructor(private readonly m: SandboxManager) {}
 
-  soon(s: SnapshotRecord): void {
-    if (s.kind !== 'memory' || s.hidden || this.work.has(s.id)) return;
+  /** Starts making the file; `hidden` snapshots (a fork's) only when the fork asks (`force`). */
+  soon(s: SnapshotRecord, force = false): void {
+    if (s.kind !== 'memory' || (s.hidden && !force) || this.work.has(s.id)) return;
     const job: { vm?: VmHandle; done: Promise<void> } = { done: Promise.resolve() };
     job.done = this.make(s, job)
       .catch(() => this.clean(s.id))

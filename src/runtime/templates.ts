@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -146,6 +147,7 @@ export class Templates {
       // the agent's exec path is warm, so a clone's first command does not pay for them.
       await machine.agent.exec({ argv: ['/bin/sh', '-c', 'true'] }).exit.catch(() => {});
       await machine.save(join(tmp, FILES.state), { skipSharedMemory: true });
+      await prefault(join(tmp, FILES.memory));
       const info: TemplateInfo = {
         key,
         image: image.name,
@@ -245,6 +247,21 @@ export class Templates {
       ...[...this.spawned.values()].map((where) => this.provider.adopt(where)?.stop({ timeoutMs: 1000 })),
     ]);
   }
+}
+
+/**
+ * Reads the memory file through once, so the host's page cache holds all of it,
+ * holes as zero pages. A clone's first snapshot or fork reads every page of its
+ * RAM (QEMU checks each for zeroes): without this the first clone to do so pays
+ * for filling the cache with the holes (measured: 0.9 s against 0.1 s at 512 MiB).
+ * The cache is clean and the kernel drops it under pressure.
+ */
+function prefault(path: string): Promise<void> {
+  return new Promise((resolve) => {
+    const cat = spawn('cat', [path], { stdio: 'ignore' });
+    cat.once('error', () => resolve());
+    cat.once('exit', () => resolve());
+  });
 }
 
 function diskUse(dir: string): number {

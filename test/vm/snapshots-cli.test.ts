@@ -49,9 +49,13 @@ describe('snapshots, forks and templates from the CLI and the SDK', () => {
     assert.equal(snap.stdout, 'after-setup\n');
     assert.match(snap.stderr, /memory snapshot, .* \(the sandbox paused \d+ ms\)/);
     assert.match(await ok('snapshot', 'ls'), /after-setup .* memory .* src .* base/);
-    const info = JSON.parse(await ok('snapshot', 'inspect', 'after-setup'));
-    assert.deepEqual([info.kind, info.labels, info.integrity], ['memory', { k: 'v' }, true]);
+    const first = JSON.parse(await ok('snapshot', 'inspect', 'after-setup'));
+    assert.deepEqual([first.kind, first.labels, first.integrity], ['memory', { k: 'v' }, true]);
     assert.match(await refused('snapshot', 'create', 'src', '--name', 'after-setup'), /already exists/);
+    // --force replaces it (nothing is layered on it yet).
+    await ok('snapshot', 'create', 'src', '--name', 'after-setup', '--force');
+    const info = JSON.parse(await ok('snapshot', 'inspect', 'after-setup'));
+    assert.notEqual(info.id, first.id);
 
     await ok('create', '--name', 'copy', '--from-snapshot', 'after-setup', '-e', 'EXTRA=1', '--label', 'from=snap');
     assert.deepEqual((await inspect('copy')).origin, { start: 'snapshot', snapshot: info.id });

@@ -169,14 +169,18 @@ describe('snapshots', () => {
     await parent.remove();
   });
 
-  test('the clock is right after restoring a snapshot taken earlier', async () => {
+  test('the clock is right after restoring a snapshot taken earlier, and the jump fires no timeout', async () => {
     const src = await rt.create({ memoryMib: 256 });
+    // 5 s to live, 4 s of it spent between the snapshot and the restore: the copy's guest did not live them.
+    const bounded = src.exec(['sleep', '30'], { background: true, timeoutMs: 5000 });
+    const pid = await bounded.pid;
     await rt.manager.snapshots.create(src.id, { name: 'clock' });
     await src.remove();
     await new Promise((r) => setTimeout(r, 4000));
     const c = await rt.manager.create({ snapshot: 'clock' });
     const t = Number(await handle(c.id).run('date +%s'));
     assert.ok(Math.abs(t - Date.now() / 1000) < 2, `guest clock ${t}, host ${Date.now() / 1000}`);
+    assert.equal(await handle(c.id).run(`kill -0 ${pid} && echo running`), 'running', 'its timeout counts guest time, not the gap');
     await rt.manager.remove(c.id, { force: true });
     rt.manager.snapshots.remove('clock');
   });
