@@ -234,14 +234,21 @@ async function concurrentCreates(owned: Owned): Promise<Row[]> {
 }
 
 /** A fork of `source` with `count` copies, timed until it returns and until the first copy's first command. */
-async function forkOnce(source: Sandbox, count: number, owned: Owned): Promise<{ forkMs: number; commandMs: number }> {
+async function forkOnce(
+  source: Sandbox,
+  count: number,
+  owned: Owned,
+  shareMemory = false,
+): Promise<{ forkMs: number; commandMs: number; pss: number }> {
   const t = performance.now();
-  const clones = (await source.fork({ count })).map((s) => owned.add(s));
+  const clones = (await source.fork({ count, shareMemory })).map((s) => owned.add(s));
   const forkMs = performance.now() - t;
   await (clones[0] as Sandbox).commands.run('true');
   const commandMs = performance.now() - t;
+  // Each copy's share of the host memory, right after: what the fork costs in memory.
+  const pss = median(await Promise.all(clones.map(async (c) => smaps(await pidOf(c)).pss)));
   await owned.kill(...clones);
-  return { forkMs, commandMs };
+  return { forkMs, commandMs, pss };
 }
 
 /**
@@ -255,11 +262,22 @@ async function forks(source: Sandbox, runs: number, owned: Owned): Promise<Row[]
   const firstCommand: number[] = [];
   const one: number[] = [];
   const wide: number[] = [];
+  const widePss: number[] = [];
+  const shared: number[] = [];
+  const sharedPss: number[] = [];
   for (let i = 0; i < runs; i++) {
     const f = await forkOnce(source, 1, owned);
     one.push(f.forkMs);
     firstCommand.push(f.commandMs);
-    wide.push((await forkOnce(source, FORK_WIDE, owned)).forkMs);
+    const w = await forkOnce(source, FORK_WIDE, owned);
+    wide.push(w.forkMs);
+    widePss.push(w.pss);
+    // Fewer runs: each makes a memory file of the source.
+    if (i < Math.min(runs, 5)) {
+      const s = await forkOnce(source, FORK_WIDE, owned, true);
+      shared.push(s.forkMs);
+      sharedPss.push(s.pss);
+    }
   }
   return [
     {
@@ -276,8 +294,19 @@ async function forks(source: Sandbox, runs: number, owned: Owned): Promise<Row[]
       note: 'one sample, before the runs above',
     },
     { metric: '  fork({ count: 1 }) alone', value: median(one), unit: 'ms', note: spread(one) },
-    { metric: `  fork({ count: ${FORK_WIDE} }) alone`, value: median(wide), unit: 'ms', note: spread(wide) },
+    {
+      metric: `  fork({ count: ${FORK_WIDE} }) alone`,
+      value: median(wide),
+      unit: 'ms',
+      note: `${spread(wide)}; Pss of a copy ${median(widePss).toFixed(1)} MiB`,
+    },
     { metric: `  count ${FORK_WIDE} / count 1`, value: median(wide) / median(one), unit: 'x', target: '<= 2' },
+    {
+      metric: `  fork({ count: ${FORK_WIDE}, shareMemory: true }) alone`,
+      value: median(shared),
+      unit: 'ms',
+      note: `${spread(shared)}; Pss of a copy ${median(sharedPss).toFixed(1)} MiB (one memory file, mapped by all)`,
+    },
   ];
 }
 

@@ -104,7 +104,8 @@ export function forkCommand(): Command {
     .option('-n, --count <n>', 'how many copies', int('--count'), 1)
     .option('--name <name>', 'name of a copy (repeatable; default: derived from the id)', collect, [])
     .option('-l, --label <KEY=VALUE>', 'label of the copies (repeatable)', collect, [])
-    .action(async (ref: string, f: { count: number; name: string[]; label: string[] }) => {
+    .option('--share-memory', 'make the copies from a memory file they share (memory held once; slower to make)')
+    .action(async (ref: string, f: { count: number; name: string[]; label: string[]; shareMemory?: boolean }) => {
       const conn = await openConnection();
       try {
         const started = Date.now();
@@ -112,6 +113,7 @@ export function forkCommand(): Command {
         const copies = await conn.request<SandboxInfo[]>('POST', sandboxPath(ref, '/fork'), {
           ...(f.name.length ? { names: f.name } : { count: f.count }),
           ...(Object.keys(labels).length ? { labels } : {}),
+          ...(f.shareMemory ? { shareMemory: true } : {}),
         });
         for (const c of copies) process.stdout.write(`${c.name}\n`);
         process.stderr.write(`${copies.length} cop${copies.length > 1 ? 'ies' : 'y'} in ${humanDuration(Date.now() - started)}\n`);

@@ -8,26 +8,19 @@ import type { SandboxManager } from './manager.js';
  * Running copies of a running sandbox, which carries on as it was: its memory,
  * devices and disk are copied at one instant (the guest paused only for the
  * last pass) into a hidden snapshot the copies are restored from and layered
- * on; it goes with the last of them. All or nothing: a copy that fails takes
- * the others with it.
+ * on; it goes with the last of them. Each copy loads the whole state (quickest),
+ * or with `shareMemory` maps a memory file made of it first (the copies share
+ * every page none of them wrote). All or nothing: a copy that fails takes the
+ * others with it.
  */
-/**
- * From how many copies a fork first makes its snapshot's memory a file they
- * share. Measured here (512 MiB, TCG): making the file takes 0.4–0.5 s, ten
- * copies of it about as long again — the time ten copies loading the whole state
- * take — while each holds its own ~100 MiB when they load it; for a few copies
- * the file only adds its time.
- */
-const SHARED_FROM = 8;
-
 export async function forkSandbox(m: SandboxManager, ref: string, req: ForkRequest = {}): Promise<SandboxInfo[]> {
   const parent = m.find(ref);
   checkTransition(parent.name, parent.state, 'fork');
   const count = req.names?.length ?? req.count ?? 1;
   const { snapshot } = await m.snapshots.create(parent.id, { hidden: true, name: `fork-${randomBytes(6).toString('hex')}` });
-  if (count >= SHARED_FROM) {
-    // Many copies: made from a memory file they share (each maps it and loads the devices alone),
-    // in about the time they take to load the whole state each, holding the memory once.
+  if (req.shareMemory) {
+    // Made from a memory file they share (each maps it and loads the devices alone): the memory is
+    // held once, for the time the file takes to make (measured here: 0.5–0.7 s at 512 MiB).
     m.snapshots.memories.soon(snapshot, true);
     await m.snapshots.memories.settled(snapshot.id);
   }

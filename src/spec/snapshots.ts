@@ -44,6 +44,11 @@ export const ForkRequestSchema = Type.Object(
     count: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: 1 })),
     names: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }), { maxItems: 64 })),
     labels: Type.Optional(labels),
+    shareMemory: Type.Optional(
+      Type.Boolean({
+        description: 'Make the copies from a memory file they share (memory held once; the file takes a few hundred ms first)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

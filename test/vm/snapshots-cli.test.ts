@@ -86,8 +86,10 @@ describe('snapshots, forks and templates from the CLI and the SDK', () => {
     assert.ok(snap.timing.pausedMs >= 0);
     const restored = await Sandbox.create({ snapshot: 'sdk-snap' });
     assert.equal((await restored.commands.run('cat /root/s')).stdout, 'sdk\n');
-    const [a, b] = await sbx.fork({ count: 2 });
+    // Sharing one memory file made of the source first.
+    const [a, b] = await sbx.fork({ count: 2, shareMemory: true });
     assert.ok(a && b);
+    assert.equal((await Snapshots.get((await a.getInfo()).origin.snapshot as string)).sharedMemory, true, 'made from the memory file');
     await a.commands.run('echo a > /root/s');
     assert.equal((await b.commands.run('cat /root/s')).stdout, 'sdk\n');
     assert.equal((await Snapshots.list()).map((s) => s.name).join(), 'sdk-snap');

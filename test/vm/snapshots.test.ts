@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { SNAPSHOT_FILES } from '../../src/runtime/snapshot-record.js';
-import { type TestRuntime, type TestSandbox, testRuntime } from '../fixtures/runtime.js';
+import { type TestRuntime, type TestSandbox, testRuntime, testSandbox } from '../fixtures/runtime.js';
 
 let rt: TestRuntime;
 
@@ -40,30 +40,7 @@ const handle = (id: string) => {
   const info = rt.manager.get(id);
   return { ...info, run: (script: string) => out(sandboxOf(id), script) };
 };
-const sandboxOf = (id: string): TestSandbox => ({
-  id,
-  dir: rt.manager.dir(id),
-  machine: () => rt.manager.running(id).live.machine,
-  exec: (argv, o = {}) => {
-    const { onStdout, onStderr, ...rest } = o;
-    return rt.manager.processes.exec(id, argv, rest, { onStdout, onStderr });
-  },
-  run: async (argv, o = {}) => {
-    let stdout = '';
-    let stderr = '';
-    const p = rt.manager.processes.exec(id, argv, o, {
-      onStdout: (d) => {
-        stdout += d.toString();
-      },
-      onStderr: (d) => {
-        stderr += d.toString();
-      },
-    });
-    return { ...(await p.exit), stdout, stderr };
-  },
-  remove: () => rt.manager.remove(id, { force: true }),
-  logs: (sources) => rt.manager.readLogs(id, { sources }).map((e) => e.text),
-});
+const sandboxOf = (id: string): TestSandbox => testSandbox(rt.manager, id);
 
 describe('snapshots', () => {
   test('a running snapshot restores files, memory and a background process, attachable; the source runs on', async () => {
