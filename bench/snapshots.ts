@@ -238,7 +238,7 @@ async function forkOnce(
   source: Sandbox,
   count: number,
   owned: Owned,
-  shareMemory = false,
+  shareMemory?: boolean,
 ): Promise<{ forkMs: number; commandMs: number; pss: number }> {
   const t = performance.now();
   const clones = (await source.fork({ count, shareMemory })).map((s) => owned.add(s));
@@ -263,8 +263,8 @@ async function forks(source: Sandbox, runs: number, owned: Owned): Promise<Row[]
   const one: number[] = [];
   const wide: number[] = [];
   const widePss: number[] = [];
-  const shared: number[] = [];
-  const sharedPss: number[] = [];
+  const whole: number[] = [];
+  const wholePss: number[] = [];
   for (let i = 0; i < runs; i++) {
     const f = await forkOnce(source, 1, owned);
     one.push(f.forkMs);
@@ -272,11 +272,11 @@ async function forks(source: Sandbox, runs: number, owned: Owned): Promise<Row[]
     const w = await forkOnce(source, FORK_WIDE, owned);
     wide.push(w.forkMs);
     widePss.push(w.pss);
-    // Fewer runs: each makes a memory file of the source.
+    // Fewer runs: the same fork, each copy loading the whole state instead of sharing a file.
     if (i < Math.min(runs, 5)) {
-      const s = await forkOnce(source, FORK_WIDE, owned, true);
-      shared.push(s.forkMs);
-      sharedPss.push(s.pss);
+      const s = await forkOnce(source, FORK_WIDE, owned, false);
+      whole.push(s.forkMs);
+      wholePss.push(s.pss);
     }
   }
   return [
@@ -302,10 +302,10 @@ async function forks(source: Sandbox, runs: number, owned: Owned): Promise<Row[]
     },
     { metric: `  count ${FORK_WIDE} / count 1`, value: median(wide) / median(one), unit: 'x', target: '<= 2' },
     {
-      metric: `  fork({ count: ${FORK_WIDE}, shareMemory: true }) alone`,
-      value: median(shared),
+      metric: `  fork({ count: ${FORK_WIDE}, shareMemory: false }) alone`,
+      value: median(whole),
       unit: 'ms',
-      note: `${spread(shared)}; Pss of a copy ${median(sharedPss).toFixed(1)} MiB (one memory file, mapped by all)`,
+      note: `${spread(whole)}; Pss of a copy ${median(wholePss).toFixed(1)} MiB (each loads the whole state)`,
     },
   ];
 }

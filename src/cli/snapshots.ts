@@ -104,7 +104,8 @@ export function forkCommand(): Command {
     .option('-n, --count <n>', 'how many copies', int('--count'), 1)
     .option('--name <name>', 'name of a copy (repeatable; default: derived from the id)', collect, [])
     .option('-l, --label <KEY=VALUE>', 'label of the copies (repeatable)', collect, [])
-    .option('--share-memory', 'make the copies from a memory file they share (memory held once; slower to make)')
+    .option('--share-memory', 'make the copies from a memory file they share (memory held once; the default from 4 copies)')
+    .option('--no-share-memory', 'each copy loads the whole state (quickest for a few copies)')
     .action(async (ref: string, f: { count: number; name: string[]; label: string[]; shareMemory?: boolean }) => {
       const conn = await openConnection();
       try {
@@ -113,7 +114,7 @@ export function forkCommand(): Command {
         const copies = await conn.request<SandboxInfo[]>('POST', sandboxPath(ref, '/fork'), {
           ...(f.name.length ? { names: f.name } : { count: f.count }),
           ...(Object.keys(labels).length ? { labels } : {}),
-          ...(f.shareMemory ? { shareMemory: true } : {}),
+          ...(f.shareMemory !== undefined ? { shareMemory: f.shareMemory } : {}),
         });
         for (const c of copies) process.stdout.write(`${c.name}\n`);
         process.stderr.write(`${copies.length} cop${copies.length > 1 ? 'ies' : 'y'} in ${humanDuration(Date.now() - started)}\n`);

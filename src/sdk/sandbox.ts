@@ -56,7 +56,7 @@ export interface ForkOpts {
   count?: number;
   names?: string[];
   labels?: Record<string, string>;
-  /** Make the copies from a memory file they share: the memory is held once, the file costs a few hundred ms first. */
+  /** Make the copies from a memory file they share: the memory is held once, the file costs a few hundred ms first (default: from 4 copies). */
   shareMemory?: boolean;
 }
 

@@ -46,7 +46,8 @@ export const ForkRequestSchema = Type.Object(
     labels: Type.Optional(labels),
     shareMemory: Type.Optional(
       Type.Boolean({
-        description: 'Make the copies from a memory file they share (memory held once; the file takes a few hundred ms first)',
+        description:
+          'Make the copies from a memory file they share (memory held once; the file takes a few hundred ms first). Default: from 4 copies',
       }),
     ),
   },
