@@ -15,9 +15,9 @@ import type { SandboxManager } from './manager.js';
  */
 /**
  * From how many copies a fork shares a memory file unless told. Measured side by
- * side here (`npm run bench`, 512 MiB, TCG): ten copies sharing one took 1.0 s
- * and 23 MiB Pss each, ten loading the whole state 1.4 s and 108 MiB each; for
- * one copy the file only adds its time (~0.2–0.5 s).
+ * side here (`npm run bench`, 512 MiB, TCG, two runs): ten copies sharing one
+ * took 1.0–1.5 s and 23 MiB Pss each, ten loading the whole state 1.4 s and
+ * 108 MiB each; for one copy the file only adds its time (~0.2–0.5 s).
  */
 const SHARED_FROM = 4;
 
