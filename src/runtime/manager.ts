@@ -67,6 +67,8 @@ export class SandboxManager {
   private readonly live = new Map<string, LiveSandbox>();
   private readonly logs = new Map<string, SandboxLog>();
   private readonly policies = new PolicyClock(this);
+  /** Per sandbox, the end of the last operation on its VM (see `serially`). */
+  private readonly busy = new Map<string, Promise<unknown>>();
 
   constructor(opts: ManagerOptions) {
     this.db = opts.db;
@@ -243,6 +245,10 @@ export class SandboxManager {
   }
 
   async stop(ref: string, opts: { reason?: string; timeoutMs?: number } = {}): Promise<SandboxInfo> {
+    return this.serially(this.find(ref).id, () => this.stopNow(ref, opts));
+  }
+
+  private async stopNow(ref: string, opts: { reason?: string; timeoutMs?: number }): Promise<SandboxInfo> {
     const rec = this.find(ref);
     checkTransition(rec.name, rec.state, 'stop');
     const reason = opts.reason ?? 'stopped by request';
@@ -258,13 +264,29 @@ export class SandboxManager {
   }
 
   /** Saves a running sandbox's whole VM and ends its QEMU: no process and no memory held until `resume`. */
-  pause(ref: string, opts: { reason?: string } = {}): Promise<SandboxInfo> {
-    return pauseSandbox(this, ref, opts.reason);
+  async pause(ref: string, opts: { reason?: string } = {}): Promise<SandboxInfo> {
+    return this.serially(this.find(ref).id, () => pauseSandbox(this, ref, opts.reason));
   }
 
   /** Brings a paused sandbox back where it was: its processes, memory and open files. */
-  resume(ref: string, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
-    return resumeSandbox(this, ref, opts);
+  async resume(ref: string, opts: { signal?: AbortSignal } = {}): Promise<SandboxInfo> {
+    return this.serially(this.find(ref).id, () => resumeSandbox(this, ref, opts));
+  }
+
+  /**
+   * Runs `fn` once the operations already asked of this sandbox's VM are done:
+   * a snapshot, a pause, a resume and a stop of one sandbox never overlap (each
+   * drives the VM's one migration or its end). Each then checks the state it finds.
+   */
+  serially<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.busy.get(id) ?? Promise.resolve();
+    const mine = before.catch(() => {}).then(fn);
+    const settled = mine.catch(() => {});
+    this.busy.set(id, settled);
+    settled.then(() => {
+      if (this.busy.get(id) === settled) this.busy.delete(id);
+    });
+    return mine;
   }
 
   /** Where a paused sandbox's memory and device state wait. */

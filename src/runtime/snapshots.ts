@@ -49,6 +49,13 @@ export class SandboxSnapshots {
     ref: string,
     opts: SnapshotCreate & { hidden?: boolean } = {},
   ): Promise<{ snapshot: SnapshotRecord; timing: SnapshotTiming }> {
+    return this.m.serially(this.m.find(ref).id, () => this.take(ref, opts));
+  }
+
+  private async take(
+    ref: string,
+    opts: SnapshotCreate & { hidden?: boolean },
+  ): Promise<{ snapshot: SnapshotRecord; timing: SnapshotTiming }> {
     const started = Date.now();
     const sbx = this.m.find(ref);
     if (!['running', 'stopped', 'failed', 'paused'].includes(sbx.state)) {

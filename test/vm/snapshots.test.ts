@@ -251,4 +251,21 @@ describe('snapshots', () => {
     assert.equal(rt.manager.snapshots.list().length, 0);
     assert.deepEqual(readdirSync(join(rt.home.home, 'snapshots')), [], 'nothing left behind');
   });
+
+  test('a snapshot, a pause and a resume asked at once take turns on the VM', async () => {
+    const src = await rt.create({ memoryMib: 256 });
+    await out(src, 'echo turns > /dev/shm/t');
+    const [snap, paused, resumed] = await Promise.allSettled([
+      rt.manager.snapshots.create(src.id, { name: 'turns' }),
+      rt.manager.pause(src.id),
+      rt.manager.resume(src.id),
+    ]);
+    for (const r of [snap, paused, resumed]) assert.equal(r.status, 'fulfilled', String((r as PromiseRejectedResult).reason));
+    assert.equal(await out(src, 'cat /dev/shm/t'), 'turns');
+    const c = await rt.manager.create({ snapshot: 'turns' });
+    assert.equal(await handle(c.id).run('cat /dev/shm/t'), 'turns');
+    await rt.manager.remove(c.id, { force: true });
+    rt.manager.snapshots.remove('turns');
+    await src.remove();
+  });
 });
