@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { SNAPSHOT_FILES } from '../../src/runtime/snapshot-record.js';
+import { httpServer } from '../fixtures/net-servers.js';
 import { type TestRuntime, type TestSandbox, testRuntime, testSandbox } from '../fixtures/runtime.js';
 
 let rt: TestRuntime;
@@ -267,5 +268,27 @@ describe('snapshots', () => {
     await rt.manager.remove(c.id, { force: true });
     rt.manager.snapshots.remove('turns');
     await src.remove();
+  });
+
+  test('copies made by a restore, a fork and a resume have their network, under the same policy', async () => {
+    const server = await httpServer('127.0.0.1');
+    const fetch = (id: string) => handle(id).run(`wget -q -T 5 -O - http://host.vmbox.internal:${server.port}/ 2>&1 || echo failed`);
+    try {
+      const src = await rt.create({ memoryMib: 256, network: { allow: [`host.vmbox.internal:${server.port}`] } });
+      assert.match(await fetch(src.id), /hello from 127\.0\.0\.1/);
+      await rt.manager.snapshots.create(src.id, { name: 'networked' });
+      const restored = await rt.manager.create({ snapshot: 'networked' });
+      const [forked] = await rt.manager.fork(src.id);
+      await rt.manager.pause(src.id);
+      await rt.manager.resume(src.id);
+      for (const id of [restored.id, forked?.id as string, src.id]) assert.match(await fetch(id), /hello from 127\.0\.0\.1/, id);
+      // A restore may open or close it: this one has no network at all.
+      const closed = await rt.manager.create({ snapshot: 'networked', network: { enabled: false } });
+      assert.match(await fetch(closed.id), /failed|bad address|timed out/);
+      for (const id of [restored.id, forked?.id as string, closed.id, src.id]) await rt.manager.remove(id, { force: true });
+      rt.manager.snapshots.remove('networked');
+    } finally {
+      await server.close();
+    }
   });
 });
