@@ -27,11 +27,18 @@ module.exports = {
       to: { path: ['^src/(guest|images|sdk|cli)/', '^src/vmm/(?!qemu/provider\\.ts$)'] },
     },
     {
+      name: 'e2b-is-another-api',
+      comment: "E2B's API is served as vmbox's own is: it maps onto the runtime, with no lifecycle or exec path of its own.",
+      severity: 'error',
+      from: { path: layer('e2b') },
+      to: { path: ['^src/(guest|images|vmm|sdk|cli|network)/'] },
+    },
+    {
       name: 'runtime-below-the-api',
       comment: 'The runtime knows nothing of HTTP, the SDK or the CLI; it drives VMs only through the VMM contract.',
       severity: 'error',
       from: { path: layer('runtime') },
-      to: { path: ['^src/(server|sdk|cli)/', '^src/vmm/qemu/'] },
+      to: { path: ['^src/(server|sdk|cli|e2b)/', '^src/vmm/qemu/'] },
     },
     {
       name: 'tools-below-the-runtime',

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { VmboxError } from '../errors.js';
 import { mark } from '../util/trace.js';
 import { VERSION } from '../version.js';
+import { apiKeyCommand } from './api-keys.js';
 import { cpCommand } from './cp.js';
 import { doctorCommand } from './doctor.js';
 import { execCommand, shellCommand } from './exec.js';
@@ -48,6 +49,7 @@ program.addCommand(pullCommand());
 program.addCommand(imagesCommand());
 program.addCommand(imageCommand());
 program.addCommand(rmiCommand());
+program.addCommand(apiKeyCommand());
 program.addCommand(doctorCommand());
 
 exitQuietlyOnClosedPipes();

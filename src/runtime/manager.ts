@@ -110,7 +110,15 @@ export class SandboxManager {
    */
   async create(
     input: unknown,
-    opts: { signal?: AbortSignal; hostPaths?: boolean; pull?: CreateQuery; owner?: 'connection'; fork?: { parent: string } } = {},
+    opts: {
+      signal?: AbortSignal;
+      hostPaths?: boolean;
+      pull?: CreateQuery;
+      owner?: 'connection';
+      fork?: { parent: string };
+      /** The API key making it (the E2B API). */
+      apiKey?: string;
+    } = {},
   ): Promise<SandboxInfo> {
     const snapRef = snapshotRef(input);
     const snapshot = snapRef ? this.snapshots.find(snapRef) : undefined;
@@ -139,6 +147,7 @@ export class SandboxManager {
       removing: false,
       owner: opts.owner ?? null,
       origin: plan.origin,
+      apiKey: opts.apiKey ?? null,
     };
     this.db.insert(rec); // claims the name, before anything exists on disk
     const dir = this.dir(id);

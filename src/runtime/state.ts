@@ -25,6 +25,18 @@ export interface SandboxRecord {
   owner: 'connection' | null;
   /** How its VM first started, and the template or snapshot its disk (and memory) is layered on. */
   origin: SandboxOrigin;
+  /** The API key that made it (the E2B API), which alone sees it unless an admin key asks. */
+  apiKey: string | null;
+}
+
+/** An API key as kept: its hash only, never the key. */
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  hash: string;
+  admin: boolean;
+  createdAt: number;
+  lastUsedAt: number | null;
 }
 
 export interface EventRecord {
@@ -66,6 +78,15 @@ const migrations = [
      record TEXT NOT NULL,
      created_at INTEGER NOT NULL
    );`,
+  `CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     hash TEXT NOT NULL UNIQUE,
+     admin INTEGER NOT NULL DEFAULT 0,
+     created_at INTEGER NOT NULL,
+     last_used_at INTEGER
+   );
+   ALTER TABLE sandboxes ADD COLUMN api_key TEXT;`,
 ];
 
 interface Row {
@@ -82,6 +103,7 @@ interface Row {
   removing: number;
   owner: string | null;
   origin: string | null;
+  api_key: string | null;
 }
 
 const fromRow = (r: Row): SandboxRecord => ({
@@ -98,6 +120,25 @@ const fromRow = (r: Row): SandboxRecord => ({
   removing: r.removing !== 0,
   owner: r.owner === 'connection' ? 'connection' : null,
   origin: r.origin ? JSON.parse(r.origin) : { start: 'cold' },
+  apiKey: r.api_key,
+});
+
+interface ApiKeyRow {
+  id: string;
+  name: string;
+  hash: string;
+  admin: number;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+const fromKeyRow = (r: ApiKeyRow): ApiKeyRecord => ({
+  id: r.id,
+  name: r.name,
+  hash: r.hash,
+  admin: r.admin !== 0,
+  createdAt: r.created_at,
+  lastUsedAt: r.last_used_at,
 });
 
 /** The server's state: sandboxes and their events, in SQLite (WAL), written by the server alone. */
@@ -134,8 +175,8 @@ export class StateDb {
     try {
       this.db
         .prepare(
-          `INSERT INTO sandboxes (id, name, spec, image, state, reason, pid, created_at, started_at, stopped_at, removing, owner, origin)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO sandboxes (id, name, spec, image, state, reason, pid, created_at, started_at, stopped_at, removing, owner, origin, api_key)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           rec.id,
@@ -151,6 +192,7 @@ export class StateDb {
           rec.removing ? 1 : 0,
           rec.owner,
           JSON.stringify(rec.origin),
+          rec.apiKey,
         );
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
@@ -256,6 +298,30 @@ export class StateDb {
 
   deleteSnapshot(id: string): void {
     this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
+  }
+
+  insertApiKey(k: ApiKeyRecord): void {
+    this.db
+      .prepare('INSERT INTO api_keys (id, name, hash, admin, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(k.id, k.name, k.hash, k.admin ? 1 : 0, k.createdAt, k.lastUsedAt);
+  }
+
+  apiKeys(): ApiKeyRecord[] {
+    return (this.db.prepare('SELECT * FROM api_keys ORDER BY created_at').all() as ApiKeyRow[]).map(fromKeyRow);
+  }
+
+  apiKeyByHash(hash: string): ApiKeyRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM api_keys WHERE hash = ?').get(hash) as ApiKeyRow | undefined;
+    return r && fromKeyRow(r);
+  }
+
+  touchApiKey(id: string, at = Date.now()): void {
+    this.db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?').run(at, id);
+  }
+
+  /** Removes a key by id or name; false when there is none. */
+  deleteApiKey(ref: string): boolean {
+    return this.db.prepare('DELETE FROM api_keys WHERE id = ? OR name = ?').run(ref, ref).changes > 0;
   }
 
   close(): void {

@@ -3,10 +3,13 @@ import http from 'node:http';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { ApiKeys } from '../e2b/api-keys.js';
+import { e2bRoutes, isE2bPath } from '../e2b/control-plane.js';
 import type { ImageService } from '../runtime/images.js';
 import type { SandboxManager } from '../runtime/manager.js';
 import { VERSION } from '../version.js';
 import { errorResponse } from './errors.js';
+import { apiKeyRoutes } from './routes/api-keys.js';
 import { execRoutes } from './routes/exec.js';
 import { fileRoutes } from './routes/files.js';
 import { imageRoutes } from './routes/images.js';
@@ -25,6 +28,8 @@ declare module 'fastify' {
 export interface AppOptions {
   /** Required on TCP connections; unix-socket clients are trusted by the socket's mode. */
   token?: string;
+  /** Signs E2B envd access tokens; E2B's routes are served when it is given. */
+  e2bSecret?: Buffer;
   logLevel?: string;
 }
 
@@ -58,6 +63,7 @@ export async function buildApp(
   app.addHook('onRequest', async (req, reply) => {
     if (!overTcp.has(req.raw.socket)) return; // the unix socket: its mode (0600) is the check
     req.viaTcp = true;
+    if (opts.e2bSecret && isE2bPath(req.url)) return; // E2B's API checks its own keys
     const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
     if (!token || given.length !== token.length || !timingSafeEqual(given, token)) {
       return reply.code(401).send({ code: 'unauthorized', message: 'missing or wrong bearer token: send Authorization: Bearer <token>' });
@@ -91,6 +97,11 @@ export async function buildApp(
   await app.register(networkRoutes(manager));
   await app.register(snapshotRoutes(manager));
   await app.register(imageRoutes(images));
+  if (opts.e2bSecret) {
+    const keys = new ApiKeys(manager.db);
+    await app.register(apiKeyRoutes(keys));
+    await app.register(e2bRoutes({ manager, keys, secret: opts.e2bSecret }));
+  }
   await app.ready();
   return { app, tcp };
 }

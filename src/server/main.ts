@@ -38,7 +38,8 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   try {
     await manager.recover();
     const token = opts.listen ? loadToken(opts.tokenFile ?? join(home, 'token')) : undefined;
-    const { app, tcp } = await buildApp(manager, images, { token });
+    const e2bSecret = Buffer.from(loadToken(join(home, 'e2b.secret')));
+    const { app, tcp } = await buildApp(manager, images, { token, e2bSecret });
     const socketPath = paths.socket();
     rmSync(socketPath, { force: true });
     const umask = process.umask(0o177); // the socket is born 0600

@@ -30,6 +30,7 @@ const record = (name: string, image: SandboxRecord['image'], state: SandboxRecor
   removing: false,
   owner: null,
   origin: { start: 'cold' },
+  apiKey: null,
 });
 
 describe('the image service', () => {

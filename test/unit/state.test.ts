@@ -26,6 +26,7 @@ const record = (id: string, name: string): SandboxRecord => ({
   removing: false,
   owner: null,
   origin: { start: 'cold' },
+  apiKey: null,
 });
 
 describe('the state database', () => {
@@ -33,7 +34,7 @@ describe('the state database', () => {
     const path = join(dir, 'a.db');
     new StateDb(path).close();
     const raw = new Database(path);
-    assert.equal(raw.pragma('user_version', { simple: true }), 3);
+    assert.equal(raw.pragma('user_version', { simple: true }), 4);
     assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
     raw.close();
   });
@@ -45,7 +46,9 @@ describe('the state database', () => {
     v1.close();
     // Back to schema 1: no owner column, as an older vmbox left it.
     const raw = new Database(path);
-    raw.exec('ALTER TABLE sandboxes DROP COLUMN owner; ALTER TABLE sandboxes DROP COLUMN origin; DROP TABLE snapshots;');
+    raw.exec(
+      'ALTER TABLE sandboxes DROP COLUMN owner; ALTER TABLE sandboxes DROP COLUMN origin; ALTER TABLE sandboxes DROP COLUMN api_key; DROP TABLE snapshots; DROP TABLE api_keys;',
+    );
     raw.pragma('user_version = 1');
     raw.close();
     const db = new StateDb(path);

@@ -44,6 +44,7 @@ const sandboxOn = (key: string): SandboxRecord => ({
   removing: false,
   owner: null,
   origin: { start: 'warm', template: key },
+  apiKey: null,
 });
 
 describe('templates', () => {
