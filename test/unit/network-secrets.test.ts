@@ -386,7 +386,9 @@ describe('interceptTls', () => {
       const down = await client.send(`/download?bytes=${size}`, { keep: false });
       assert.equal(down.length, size);
       assert.equal(down.headers['content-length'], String(size));
-      assert.ok(peak - base < 16 * 1024 * 1024, `memory grew by ${((peak - base) / 1048576).toFixed(1)} MiB`);
+      // A proxy that buffered would hold the 50 MiB; one that streams holds its TLS and socket buffers,
+      // which reached 21.6 MiB once in a few runs with the other unit files loading the CPU (16 was too tight).
+      assert.ok(peak - base < 32 * 1024 * 1024, `memory grew by ${((peak - base) / 1048576).toFixed(1)} MiB`);
     } finally {
       clearInterval(sampler);
       upstream.stall = undefined;
