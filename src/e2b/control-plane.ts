@@ -126,8 +126,7 @@ export const e2bRoutes =
       state: s.state === 'paused' ? 'paused' : 'running',
       envdVersion: ENVD_VERSION,
     });
-    const mine = (req: Keyed) =>
-      m.list({ states: ['running', 'paused'] }).filter((s) => req.apiKey?.admin || m.db.get(s.id)?.apiKey === req.apiKey?.id);
+    const mine = (req: Keyed) => m.list({ states: ['running', 'paused'], ...(req.apiKey?.admin ? {} : { apiKey: req.apiKey?.id }) });
 
     app.get('/sandboxes', async (req: Keyed) => mine(req).map(listed));
     app.get<{ Querystring: { metadata?: string; state?: string; limit?: string; nextToken?: string } }>(

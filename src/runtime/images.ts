@@ -1,4 +1,4 @@
-import { createWriteStream, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,6 +13,7 @@ import { rootfsPath } from '../images/rootfs.js';
 import { ContentStore, type StoredImage } from '../images/store.js';
 import { baseImageDir } from '../setup/base-image.js';
 import type { CreateQuery, ImageDetail, ImageSummary, PruneResult, PullBody, PullProgress, RemoveResult } from '../spec/images.js';
+import { listDir } from '../util/dir.js';
 import type { StateDb } from './state.js';
 
 /**
@@ -147,7 +148,7 @@ export class ImageService {
     // What a pull, import or create under way wrote since it began is not recorded yet: it stays.
     const since = Math.min(...this.inFlight.values());
     const sweep = (dir: string, kept: (name: string, path: string) => boolean) => {
-      for (const name of safeList(dir)) {
+      for (const name of listDir(dir)) {
         const path = join(dir, name);
         if (kept(name, path) || name.endsWith('.lock')) continue;
         try {
@@ -236,12 +237,4 @@ function detail(image: StoredImage): ImageDetail {
     user: c.config?.User ?? '',
     layers: image.layers,
   };
-}
-
-function safeList(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, rmSync } from 'node:fs';
-import { copyFile } from 'node:fs/promises';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import type { SandboxNetwork } from '../network/service.js';
@@ -18,21 +17,23 @@ import { ImageService } from './images.js';
 import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
 import { readLog, SandboxLog } from './logs.js';
-import { Machine, OVERLAY } from './machine.js';
+import { Machine } from './machine.js';
 import { SandboxNetworking } from './networking.js';
-import { createOverlay } from './overlay.js';
 import { pauseSandbox, resumeSandbox } from './pausing.js';
 import { PolicyClock } from './policies.js';
 import { SandboxProcesses } from './processes.js';
 import { recoverSandboxes } from './recovery.js';
 import { SandboxSnapshots } from './snapshots.js';
-import { planNew, planRestore, restoreSpec } from './starts.js';
+import { describeStart, makeDisk, planNew, planRestore, restoreSpec, snapshotRef } from './starts.js';
 import type { SandboxRecord, StateDb } from './state.js';
 import { Templates } from './templates.js';
+import { Turns } from './turns.js';
 
 export interface ListFilter {
   labels?: Record<string, string>;
   states?: SandboxState[];
+  /** Only those this API key made (E2B's API). */
+  apiKey?: string;
 }
 
 export interface ManagerOptions {
@@ -67,8 +68,7 @@ export class SandboxManager {
   private readonly live = new Map<string, LiveSandbox>();
   private readonly logs = new Map<string, SandboxLog>();
   private readonly policies = new PolicyClock(this);
-  /** Per sandbox, the end of the last operation on its VM (see `serially`). */
-  private readonly busy = new Map<string, Promise<unknown>>();
+  private readonly turns = new Turns();
 
   constructor(opts: ManagerOptions) {
     this.db = opts.db;
@@ -153,14 +153,12 @@ export class SandboxManager {
     const dir = this.dir(id);
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      for (const c of plan.copies) copyFileSync(c.from, join(dir, c.to));
-      if (!snapshot) rec.spec = await this.networking.prepare(rec.spec, dir);
-      this.db.update(id, { spec: rec.spec });
-      this.system(id, `created ${describeOrigin(rec, snapshot?.name)} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
-      if (plan.base.emptyOverlay) await copyFile(plan.base.emptyOverlay, join(dir, OVERLAY));
-      else
-        await createOverlay(plan.base.path, join(dir, OVERLAY), plan.origin.start === 'cold' ? spec.diskMib : undefined, plan.base.format);
-      chmodSync(join(dir, OVERLAY), 0o600);
+      if (!snapshot) {
+        rec.spec = await this.networking.prepare(rec.spec, dir);
+        this.db.update(id, { spec: rec.spec });
+      }
+      this.system(id, `created ${describeStart(rec, snapshot?.name)} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
+      await makeDisk(plan, dir, spec.diskMib);
       throwIfAborted(opts.signal);
       await this.bootInto(rec, {
         signal: opts.signal,
@@ -282,20 +280,9 @@ export class SandboxManager {
     return this.serially(this.find(ref).id, () => resumeSandbox(this, ref, opts));
   }
 
-  /**
-   * Runs `fn` once the operations already asked of this sandbox's VM are done:
-   * a snapshot, a pause, a resume and a stop of one sandbox never overlap (each
-   * drives the VM's one migration or its end). Each then checks the state it finds.
-   */
+  /** Runs `fn` once the operations already asked of this sandbox's VM are done (see `Turns`). */
   serially<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.busy.get(id) ?? Promise.resolve();
-    const mine = before.catch(() => {}).then(fn);
-    const settled = mine.catch(() => {});
-    this.busy.set(id, settled);
-    settled.then(() => {
-      if (this.busy.get(id) === settled) this.busy.delete(id);
-    });
-    return mine;
+    return this.turns.run(id, fn);
   }
 
   /** Where a paused sandbox's memory and device state wait. */
@@ -407,6 +394,7 @@ export class SandboxManager {
       .list()
       .filter((r) => !r.removing && r.state !== 'creating')
       .filter((r) => !filter.states?.length || filter.states.includes(r.state))
+      .filter((r) => filter.apiKey === undefined || r.apiKey === filter.apiKey)
       .filter((r) => Object.entries(filter.labels ?? {}).every(([k, v]) => r.spec.labels?.[k] === v))
       .map((r) => toInfo(r, this.dir(r.id)));
   }
@@ -494,25 +482,6 @@ function toInfo(r: SandboxRecord, dir: string): SandboxInfo {
     origin: r.origin,
     spec: (r.spec.secrets ? { ...r.spec, secrets: r.spec.secrets.map((s) => ({ ...s, value: HIDDEN_VALUE })) } : r.spec) as SandboxSpec,
   };
-}
-
-/** The snapshot a create's input names, if it names one. */
-function snapshotRef(input: unknown): string | undefined {
-  const ref = (input as { snapshot?: unknown } | null)?.snapshot;
-  return typeof ref === 'string' && ref ? ref : undefined;
-}
-
-function describeOrigin(rec: SandboxRecord, snapshot?: string): string {
-  switch (rec.origin.start) {
-    case 'warm':
-      return `from image ${rec.image.name}, warm from template ${rec.origin.template}`;
-    case 'snapshot':
-      return `from snapshot ${snapshot}`;
-    case 'fork':
-      return `as a fork of ${rec.origin.parent}`;
-    default:
-      return `from image ${rec.image.name}${rec.origin.coldReason ? ` (cold: ${rec.origin.coldReason})` : ''}`;
-  }
 }
 
 /** Host paths (patches that copy from the host) are for clients on the server's machine only. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -7,6 +7,7 @@ import { VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
 import { ensureAssets } from '../setup/assets.js';
 import type { SnapshotCreate, SnapshotInfo } from '../spec/snapshots.js';
+import { diskUse, listDir } from '../util/dir.js';
 import { sha256File } from '../util/sha256.js';
 import { guestIdentity, OVERLAY } from './machine.js';
 import type { SandboxManager } from './manager.js';
@@ -254,31 +255,8 @@ export class SandboxSnapshots {
       }
     }
     for (const s of this.m.db.snapshots()) this.dropIfUnused(s.id);
-    let ids: string[] = [];
-    try {
-      ids = readdirSync(paths.snapshots());
-    } catch {}
     // Half-written exports and imports (dot-named) go too.
-    for (const id of ids) if (!this.m.db.snapshot(id)) rmSync(this.dir(id), { recursive: true, force: true });
-  }
-}
-
-/** Host disk a directory's files take (sparse files count what they hold). */
-function diskUse(dir: string): number {
-  let n = 0;
-  for (const f of safeList(dir)) {
-    try {
-      n += statSync(join(dir, f)).blocks * 512;
-    } catch {}
-  }
-  return n;
-}
-
-function safeList(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
+    for (const id of listDir(paths.snapshots())) if (!this.m.db.snapshot(id)) rmSync(this.dir(id), { recursive: true, force: true });
   }
 }
 

@@ -1,10 +1,15 @@
+import { chmodSync, copyFileSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SpecError } from '../errors.js';
 import type { ResolvedImage } from '../images/catalog.js';
 import { type SandboxSpec, validateSpec } from '../spec/sandbox.js';
 import type { SandboxOrigin } from '../spec/sandboxes.js';
 import type { MemoryFile } from '../vmm/provider.js';
+import { OVERLAY } from './machine.js';
+import { createOverlay } from './overlay.js';
 import { hasMemoryFile, SNAPSHOT_FILES, type SnapshotRecord } from './snapshot-record.js';
+import type { SandboxRecord } from './state.js';
 import type { Templates } from './templates.js';
 import { warmRefusal } from './templates.js';
 
@@ -101,4 +106,37 @@ export function restoreSpec(input: Record<string, unknown>, snap: SnapshotRecord
   const env = { ...snap.spec.env, ...((input.env as Record<string, string>) ?? {}) };
   const spec = validateSpec({ ...kept, ...input, env, snapshot: snap.id });
   return spec;
+}
+
+/** The snapshot a create's input names, if it names one. */
+export function snapshotRef(input: unknown): string | undefined {
+  const ref = (input as { snapshot?: unknown } | null)?.snapshot;
+  return typeof ref === 'string' && ref ? ref : undefined;
+}
+
+/**
+ * The new sandbox's disk in `dir`: a copy of a template's empty layer (a file
+ * copy), or a new qcow2 layer over the plan's base (a cold boot's may be larger:
+ * `diskMib`); and the files of the snapshot it needs.
+ */
+export async function makeDisk(plan: StartPlan, dir: string, diskMib?: number): Promise<void> {
+  for (const c of plan.copies) copyFileSync(c.from, join(dir, c.to));
+  const overlay = join(dir, OVERLAY);
+  if (plan.base.emptyOverlay) await copyFile(plan.base.emptyOverlay, overlay);
+  else await createOverlay(plan.base.path, overlay, plan.origin.start === 'cold' ? diskMib : undefined, plan.base.format);
+  chmodSync(overlay, 0o600); // a template's layer is read-only; the copy is this sandbox's own
+}
+
+/** How a new sandbox started, for its log. */
+export function describeStart(rec: SandboxRecord, snapshot?: string): string {
+  switch (rec.origin.start) {
+    case 'warm':
+      return `from image ${rec.image.name}, warm from template ${rec.origin.template}`;
+    case 'snapshot':
+      return `from snapshot ${snapshot}`;
+    case 'fork':
+      return `as a fork of ${rec.origin.parent}`;
+    default:
+      return `from image ${rec.image.name}${rec.origin.coldReason ? ` (cold: ${rec.origin.coldReason})` : ''}`;
+  }
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
 import type { ResolvedImage } from '../images/catalog.js';
@@ -8,6 +8,7 @@ import { paths } from '../paths.js';
 import { ensureAssets } from '../setup/assets.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
 import type { TemplateInfo } from '../spec/snapshots.js';
+import { diskUse, listDir } from '../util/dir.js';
 import type { VmmProvider } from '../vmm/provider.js';
 import { guestIdentity, Machine, OVERLAY } from './machine.js';
 import { createOverlay } from './overlay.js';
@@ -184,7 +185,7 @@ export class Templates {
   }
 
   list(): TemplateInfo[] {
-    return safeList(paths.templates())
+    return listDir(paths.templates())
       .filter((k) => !k.includes('.'))
       .map((k) => this.get(k))
       .filter((t): t is Template => t !== undefined)
@@ -232,7 +233,7 @@ export class Templates {
 
   /** After a crash: half-built templates go, with their VMs. */
   recover(): void {
-    for (const name of safeList(paths.templates())) {
+    for (const name of listDir(paths.templates())) {
       if (!name.includes('.building-')) continue;
       const dir = join(paths.templates(), name);
       this.provider.adopt({ id: `tpl-${name.slice(0, name.indexOf('.'))}`, runDir: dir, pid: null })?.stop({ timeoutMs: 0 });
@@ -262,22 +263,4 @@ function prefault(path: string): Promise<void> {
     cat.once('error', () => resolve());
     cat.once('exit', () => resolve());
   });
-}
-
-function diskUse(dir: string): number {
-  return safeList(dir).reduce((n, f) => {
-    try {
-      return n + statSync(join(dir, f)).blocks * 512;
-    } catch {
-      return n;
-    }
-  }, 0);
-}
-
-function safeList(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }

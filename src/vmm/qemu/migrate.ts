@@ -73,8 +73,8 @@ export async function restoreState(
 }
 
 async function waitForMigration(qmp: QmpClient, timeoutMs: number): Promise<{ downtime?: number }> {
-  const deadline = Date.now() + timeoutMs;
-  for (let _i = 0; Date.now() < deadline; _i++) {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
     const s = await qmp.execute('query-migrate', {});
     // No status yet is a migration that has not begun: an incoming one begins only once `cat` has
     // written its first bytes. Taking that for the end let a resume run a guest whose devices were
@@ -84,7 +84,7 @@ async function waitForMigration(qmp: QmpClient, timeoutMs: number): Promise<{ do
       throw new VmboxError('vmDied', `saving or restoring the VM's state failed: ${s['error-desc'] ?? s.status}`);
     }
     // Every millisecond polled is one the guest may stay paused (a live save) or idle (a restore) for.
-    await sleep(Date.now() < deadline - timeoutMs + 3000 ? 1 : 20);
+    await sleep(Date.now() - start < 3000 ? 1 : 20);
   }
   throw new VmboxError('vmDied', `saving or restoring the VM's state took longer than ${timeoutMs} ms`);
 }
