@@ -55,24 +55,23 @@ export async function exportSnapshot(s: SnapshotRecord, dir: string): Promise<Re
       files: described,
     };
     const tar = pack();
-    const out = new PassThrough();
     (async () => {
       try {
         tar.entry({ name: MANIFEST }, JSON.stringify(manifest, null, 2));
-        for (const f of files) {
-          const entry = tar.entry({ name: f.name, size: statSync(f.path).size });
-          await pipeline(createReadStream(f.path), entry);
+        for (const [i, f] of files.entries()) {
+          await pipeline(createReadStream(f.path), tar.entry({ name: f.name, size: described[i]?.bytes }));
         }
         tar.finalize();
       } catch (err) {
+        // Ends the response with the error: a reader sees a cut archive, never a whole-looking one.
         tar.destroy(err as Error);
       }
     })();
-    tar.pipe(out);
-    const cleanup = () => rmSync(tmp, { recursive: true, force: true });
-    out.once('close', cleanup);
-    out.once('end', cleanup);
-    out.once('error', cleanup);
+    // tar-stream's pack is not a Node stream: carried through one, its error destroying this one too.
+    const out = new PassThrough();
+    pipeline(tar, out)
+      .catch(() => {})
+      .finally(() => rmSync(tmp, { recursive: true, force: true }));
     return out;
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });

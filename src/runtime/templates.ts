@@ -48,8 +48,7 @@ export interface Template {
  */
 export class Templates {
   private readonly building = new Map<string, Promise<Template>>();
-  private readonly stopping = new Set<Machine>();
-  /** Builders' VMs from the moment they exist (a close mid-boot stops them too). */
+  /** Builders' VMs from the moment they exist, so a close stops them, mid-boot too. */
   private readonly spawned = new Map<string, { id: string; runDir: string; pid: number }>();
   /** Keys whose build failed lately: not tried again on every create. */
   private readonly failedAt = new Map<string, number>();
@@ -100,8 +99,8 @@ export class Templates {
     if (!autoTemplates() || warmRefusal(spec)) return;
     this.key(image, spec)
       .then((key) => {
-        if (this.get(key) || this.building.has(key)) return;
-        if (Date.now() - (this.failedAt.get(key) ?? 0) < 10 * 60_000) return;
+        // `build` joins a build under way; one that failed lately is not tried on every create.
+        if (this.get(key) || Date.now() - (this.failedAt.get(key) ?? 0) < 10 * 60_000) return;
         this.build(image, spec).catch(() => {});
       })
       .catch(() => {});
@@ -142,7 +141,6 @@ export class Templates {
         memoryFile: { path: join(tmp, FILES.memory), shared: true },
         onSpawn: (pid) => this.spawned.set(tmp, { id: `tpl-${key}`, runDir: tmp, pid }),
       });
-      this.stopping.add(machine);
       const bootMs = Date.now() - started;
       // One command before the save: the shell and its libraries are in the guest's page cache, and
       // the agent's exec path is warm, so a clone's first command does not pay for them.
@@ -179,7 +177,6 @@ export class Templates {
       rmSync(tmp, { recursive: true, force: true });
       throw new VmboxError('bootFailed', `the template of ${image.name} was not made: ${(err as Error).message}`, { cause: err });
     } finally {
-      if (machine) this.stopping.delete(machine);
       this.spawned.delete(tmp);
     }
   }
@@ -243,10 +240,7 @@ export class Templates {
 
   /** The server is closing: builds under way end (a new server starts them again when needed). */
   async close(): Promise<void> {
-    await Promise.all([
-      ...[...this.stopping].map((m) => m.stop({ timeoutMs: 1000 })),
-      ...[...this.spawned.values()].map((where) => this.provider.adopt(where)?.stop({ timeoutMs: 1000 })),
-    ]);
+    await Promise.all([...this.spawned.values()].map((where) => this.provider.adopt(where)?.stop({ timeoutMs: 1000 })));
   }
 }
 

@@ -54,7 +54,7 @@ describe('snapshots', () => {
     await out(src, 'sleep 0.6');
     const { snapshot, timing } = await rt.manager.snapshots.create(src.id, { name: 'after-setup', labels: { k: 'v' } });
     assert.equal(snapshot.kind, 'memory');
-    assert.ok(timing.pausedMs >= 0 && timing.pausedMs < timing.totalMs + 1);
+    assert.ok(timing.pausedMs <= timing.totalMs, `paused ${timing.pausedMs} ms of ${timing.totalMs}`);
     // The source keeps running: its counter moves on.
     const a = Number(await out(src, 'cat /dev/shm/count'));
     await out(src, 'sleep 0.5');
