@@ -13,13 +13,14 @@ need_root() {
   fi
 }
 
-packages=(qemu-system-x86 qemu-utils e2fsprogs busybox-static musl-tools
+# mmdebstrap builds the built-in e2b-base image (Debian packages) on its first use.
+packages=(qemu-system-x86 qemu-utils e2fsprogs busybox-static musl-tools mmdebstrap
   linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev xz-utils)
 # A cheap look for what each package provides; apt only runs when something is missing.
 have_all() {
   command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null &&
     command -v mkfs.ext4 >/dev/null && command -v musl-gcc >/dev/null && command -v make >/dev/null &&
-    command -v bison >/dev/null && command -v flex >/dev/null && command -v bc >/dev/null &&
+    command -v bison >/dev/null && command -v flex >/dev/null && command -v bc >/dev/null && command -v mmdebstrap >/dev/null &&
     [ -x /bin/busybox ] && [ -f /usr/src/linux-source-6.1.tar.xz ] && [ -f /usr/include/libelf.h ] &&
     [ -f /usr/include/openssl/ssl.h ]
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { agentCacheDir } from '../setup/agent.js';
 import { baseImageDir } from '../setup/base-image.js';
+import { e2bBaseDisk } from '../setup/e2b-base-image.js';
 import { kernelCacheDir, kernelSource } from '../setup/kernel.js';
 import { detectAccelerator } from '../vmm/accel.js';
 import { qemuBinary } from '../vmm/qemu/provider.js';
@@ -22,6 +23,10 @@ export function doctorCommand(): Command {
     rows.push(['kernel', existsSync(kernel) ? `built: ${kernel}` : `not built yet (from ${kernelSource()})`]);
     rows.push(['agent', existsSync(join(agent, 'initramfs.cpio.gz')) ? `built: ${agent}` : 'not built yet']);
     rows.push(['image base', existsSync(join(baseImageDir(), 'rootfs.ext4')) ? `built: ${baseImageDir()}` : 'not built yet']);
+    rows.push([
+      'image e2b-base',
+      existsSync(e2bBaseDisk()) ? `built: ${e2bBaseDisk()}` : 'not built yet (built on first use, about 30 s)',
+    ]);
     if (existsSync(kernel) && existsSync(join(agent, 'bare-initramfs.cpio.gz'))) {
       const v = await detectAccelerator({ kernelPath: kernel, bareInitrd: join(agent, 'bare-initramfs.cpio.gz') });
       rows.push(['accelerator', `${v.accel}: ${v.reason}`]);

@@ -1,5 +1,7 @@
+import { join } from 'node:path';
 import { VmboxError } from '../errors.js';
-import { ensureBaseImage } from '../setup/base-image.js';
+import { baseImageDir, ensureBaseImage } from '../setup/base-image.js';
+import { e2bBaseDisk, ensureE2bBaseImage } from '../setup/e2b-base-image.js';
 import { imageConfig, type PullOptions, pullImage } from './pull.js';
 import { parseReference } from './reference.js';
 import { ensureRootfs } from './rootfs.js';
@@ -25,11 +27,29 @@ const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 /** The config of each built-in image. No default command: `vmbox run --image base` wants one. */
 export const builtinConfig: Record<string, ResolvedImage['config']> = {
   base: { env: [DEFAULT_PATH], workingDir: '/', user: 'root', entrypoint: [], cmd: [] },
+  // As E2B's `base` template: commands run as `user` in its home. The agent sets
+  // HOME and USER from the image's /etc/passwd, so only PATH is given.
+  'e2b-base': { env: [DEFAULT_PATH], workingDir: '/home/user', user: 'user', entrypoint: [], cmd: [] },
 };
 
 const builtin: Record<string, () => Promise<ResolvedImage>> = {
   base: async () => ({ name: 'base', rootfsPath: await ensureBaseImage(), config: builtinConfig.base as ResolvedImage['config'] }),
+  'e2b-base': async () => ({
+    name: 'e2b-base',
+    rootfsPath: await ensureE2bBaseImage(),
+    config: builtinConfig['e2b-base'] as ResolvedImage['config'],
+  }),
 };
+
+/** Where each built-in image's disk is, built or not: a look that builds nothing. */
+const builtinDisks: Record<string, () => string> = {
+  base: () => join(baseImageDir(), 'rootfs.ext4'),
+  'e2b-base': e2bBaseDisk,
+};
+
+export function builtinDisk(name: string): string | undefined {
+  return Object.hasOwn(builtinDisks, name) ? builtinDisks[name]?.() : undefined;
+}
 
 /** Whether `name` is a built-in image (own keys only: `constructor` is an image reference). */
 export function isBuiltin(name: string): boolean {

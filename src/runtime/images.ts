@@ -3,7 +3,15 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VmboxError } from '../errors.js';
-import { builtinConfig, checkImageName, isBuiltin, type ResolvedImage, resolveImage } from '../images/catalog.js';
+import {
+  builtinConfig,
+  builtinDisk,
+  builtinImages,
+  checkImageName,
+  isBuiltin,
+  type ResolvedImage,
+  resolveImage,
+} from '../images/catalog.js';
 import { importImage } from '../images/import.js';
 import type { ImageManifest } from '../images/media.js';
 import { hostPlatform, imageConfig, type PullOptions, pullImage } from '../images/pull.js';
@@ -11,7 +19,6 @@ import { formatReference, parseReference } from '../images/reference.js';
 import type { Progress } from '../images/registry.js';
 import { rootfsPath } from '../images/rootfs.js';
 import { ContentStore, type StoredImage } from '../images/store.js';
-import { baseImageDir } from '../setup/base-image.js';
 import type { CreateQuery, ImageDetail, ImageSummary, PruneResult, PullBody, PullProgress, RemoveResult } from '../spec/images.js';
 import { listDir } from '../util/dir.js';
 import type { StateDb } from './state.js';
@@ -70,16 +77,23 @@ export class ImageService {
   }
 
   list(): ImageSummary[] {
-    const disk = join(baseImageDir(), 'rootfs.ext4');
-    const st = existsSync(disk) ? statSync(disk) : undefined;
-    const base: ImageSummary = {
-      reference: 'base',
-      digest: '',
-      size: st ? st.blocks * 512 : 0, // sparse: what it really takes
-      created: st?.mtime.toISOString(),
-      builtin: true,
-      usedBy: this.usedBy('base'),
-    };
+    const builtins = builtinImages().flatMap((reference): ImageSummary[] => {
+      const disk = builtinDisk(reference);
+      const st = disk && existsSync(disk) ? statSync(disk) : undefined;
+      // base is listed before its first build (the first run makes it in seconds);
+      // the others, half a minute or more of building each, once something built them.
+      if (!st && reference !== 'base') return [];
+      return [
+        {
+          reference,
+          digest: '',
+          size: st ? st.blocks * 512 : 0, // sparse: what it really takes
+          created: st?.mtime.toISOString(),
+          builtin: true,
+          usedBy: this.usedBy(reference),
+        },
+      ];
+    });
     const pulled = this.store.list().map((i) => ({
       reference: i.reference,
       digest: i.manifestDigest,
@@ -88,7 +102,7 @@ export class ImageService {
       builtin: false,
       usedBy: this.usedBy(i.reference),
     }));
-    return [base, ...pulled];
+    return [...builtins, ...pulled];
   }
 
   inspect(reference: string): ImageDetail {
