@@ -13,6 +13,15 @@
 #include "files.h"
 #include "json.h"
 #include "proto.h"
+#include "user.h"
+
+/* The owner of what the current request creates (files, directories, links),
+ * when it names one; the request itself runs with the agent's rights. */
+static const struct ident *owner;
+
+static void own(const char *path) {
+  if (owner) lchown(path, owner->uid, owner->gid);
+}
 
 static const char *type_name(mode_t m) {
   if (S_ISREG(m)) return "file";
@@ -90,10 +99,12 @@ static int mkdir_p(const char *path, mode_t mode) {
   for (char *p = tmp + 1; *p; p++) {
     if (*p != '/') continue;
     *p = 0;
-    if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+    if (mkdir(tmp, mode) == 0) own(tmp);
+    else if (errno != EEXIST) return -1;
     *p = '/';
   }
-  if (mkdir(tmp, mode) < 0) {
+  if (mkdir(tmp, mode) == 0) own(tmp);
+  else {
     if (errno != EEXIST) return -1;
     struct stat st;
     if (stat(tmp, &st) < 0) return -1;
@@ -194,7 +205,8 @@ static int open_temp(const char *dest, char *tmp, size_t cap, mode_t mode, const
   }
   int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) return -1;
-  if (fchmod(fd, mode) < 0 || (old && fchown(fd, old->st_uid, old->st_gid) < 0 && errno != EPERM)) {
+  if (fchmod(fd, mode) < 0 || (old && fchown(fd, old->st_uid, old->st_gid) < 0 && errno != EPERM) ||
+      (!old && owner && fchown(fd, owner->uid, owner->gid) < 0)) {
     int e = errno;
     close(fd);
     unlink(tmp);
@@ -219,9 +231,11 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
   struct stat old;
   bool exists = stat(dest, &old) == 0;
   if (exists && S_ISDIR(old.st_mode)) { proto_send_errno(id, EISDIR, "write", path); return; }
-  /* Appends, what is not a regular file (/dev/null, a FIFO), and a file with
-   * other hard links (a rename would split them) are written in place. */
-  bool in_place = append || (exists && (!S_ISREG(old.st_mode) || old.st_nlink > 1));
+  /* Appends, what is not a regular file (/dev/null, a FIFO), a file with
+   * other hard links (a rename would split them), and an existing file when
+   * asked (a watcher then sees it written, not a temporary file renamed over
+   * it) are written in place. A new file is always written whole or not at all. */
+  bool in_place = append || (exists && (json_bool(req, "inPlace", false) || !S_ISREG(old.st_mode) || old.st_nlink > 1));
   /* A file whose directory takes no new entry (procfs, sysfs, cgroup files, a
    * read-only directory with a writable file) is written in place too. */
   mode_t mode = json_get(req, "mode") ? (mode_t)json_num(req, "mode", 0644) : exists ? old.st_mode & 07777 : 0644;
@@ -232,6 +246,7 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
     int fd = open(path, flags, (mode_t)json_num(req, "mode", 0644));
     if (fd < 0) { proto_send_errno(id, errno, "write", path); return; }
+    if (!exists && owner) fchown(fd, owner->uid, owner->gid);
     struct chan *c = chan_new(id, CH_WRITE);
     c->file_fd = fd;
     pending_add(c, NULL, path, path);
@@ -251,7 +266,7 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
   pending_add(c, tmp, path, dest);
 }
 
-void files_request(uint32_t id, const char *op, const struct json_obj *req) {
+static void do_request(uint32_t id, const char *op, const struct json_obj *req) {
   const char *path = json_str(req, "path", NULL);
   if (!strcmp(op, "rename")) {
     const char *from = json_str(req, "from", NULL), *to = json_str(req, "to", NULL);
@@ -268,7 +283,10 @@ void files_request(uint32_t id, const char *op, const struct json_obj *req) {
     const char *target = json_str(req, "target", NULL);
     if (!target) { proto_send_error(id, "invalidArgument", "symlink needs a target", path); return; }
     if (symlink(target, path) < 0) proto_send_errno(id, errno, "symlink", path);
-    else proto_send_json(K_DONE, id, "{}");
+    else {
+      own(path);
+      proto_send_json(K_DONE, id, "{}");
+    }
   } else if (!strcmp(op, "stat")) do_stat(id, path);
   else if (!strcmp(op, "list")) do_list(id, path);
   else if (!strcmp(op, "mkdir")) {
@@ -278,6 +296,25 @@ void files_request(uint32_t id, const char *op, const struct json_obj *req) {
   else if (!strcmp(op, "read")) open_read(id, path);
   else if (!strcmp(op, "write")) open_write(id, req, path);
   else proto_send_error(id, "invalidArgument", "unknown operation", NULL);
+}
+
+/* With `owner`, what the request creates belongs to that guest user (E2B's
+ * envd acts for a user this way: with its own rights, the user's ownership). */
+void files_request(uint32_t id, const char *op, const struct json_obj *req) {
+  const char *name = json_str(req, "owner", NULL);
+  if (!name || !*name) {
+    do_request(id, op, req);
+    return;
+  }
+  struct ident who;
+  char err[256];
+  if (resolve_user(name, &who, err, sizeof err) < 0) {
+    proto_send_error(id, "invalidArgument", err, NULL);
+    return;
+  }
+  owner = &who;
+  do_request(id, op, req);
+  owner = NULL;
 }
 
 void files_pump(struct chan *c) {

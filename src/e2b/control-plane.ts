@@ -1,19 +1,25 @@
-import { createHmac } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { httpStatus, SpecError, VmboxError } from '../errors.js';
 import type { SandboxManager } from '../runtime/manager.js';
 import type { ApiKeyRecord } from '../runtime/state.js';
 import type { NetworkPolicyInput } from '../spec/network.js';
 import type { SandboxInfo } from '../spec/sandboxes.js';
+import { accessToken } from './access-token.js';
 import type { ApiKeys } from './api-keys.js';
 
 /**
  * The envd version vmbox reports. E2B's SDKs refuse below 0.1.0 and switch
  * features on by version: this is the highest whose features vmbox's envd
- * serves. The in-sandbox daemon's API (process, filesystem) is not served yet,
- * so it is the floor.
+ * (src/e2b/envd/) serves — recursive watches (0.1.4), stdin on or off (0.3.0),
+ * the sandbox's default user (0.4.0), closing stdin (0.5.2), octet-stream
+ * uploads (0.5.7). Not file metadata in xattrs (0.6.2), so not beyond.
  */
-export const ENVD_VERSION = '0.1.0';
+export const ENVD_VERSION = '0.5.7';
+
+/** E2B's default template, `base`, is vmbox's built-in `e2b-base` (Debian with bash, python3, git, user `user`). */
+const E2B_TEMPLATES: Record<string, string> = { base: 'e2b-base' };
+const imageOf = (templateID: string | undefined) => E2B_TEMPLATES[templateID ?? 'base'] ?? (templateID as string);
+const templateOf = (image: string) => Object.entries(E2B_TEMPLATES).find(([, i]) => i === image)?.[0] ?? image;
 
 /** E2B's sandbox timeout when a create names none, in seconds. */
 const DEFAULT_TIMEOUT_S = 300;
@@ -64,7 +70,7 @@ export const e2bRoutes =
       return reply.code(status).send({ code: status, message: err.message });
     });
 
-    const token = (id: string) => createHmac('sha256', o.secret).update(id).digest('hex');
+    const token = (id: string) => accessToken(o.secret, id);
     /** The sandbox when this key may see it; a 404 otherwise, as for one that does not exist. */
     const visible = (req: Keyed, id: string): SandboxInfo => {
       const rec = m.db.find(id);
@@ -75,7 +81,7 @@ export const e2bRoutes =
     };
     const created = (s: SandboxInfo) => ({
       sandboxID: s.id,
-      templateID: s.image,
+      templateID: templateOf(s.image),
       clientID: 'vmbox',
       envdVersion: ENVD_VERSION,
       envdAccessToken: token(s.id),
@@ -96,7 +102,7 @@ export const e2bRoutes =
         throw new SpecError('timeout', `must be a whole number of seconds, at least 1, got ${timeout}`);
       const info = await m.create(
         {
-          image: b.templateID ?? 'base',
+          image: imageOf(b.templateID),
           labels: b.metadata,
           env: b.envVars ?? {},
           maxDurationMs: timeout * 1000,
@@ -114,7 +120,7 @@ export const e2bRoutes =
 
     const listed = (s: SandboxInfo) => ({
       sandboxID: s.id,
-      templateID: s.image,
+      templateID: templateOf(s.image),
       alias: s.name,
       clientID: 'vmbox',
       startedAt: new Date(s.startedAt ?? s.createdAt).toISOString(),

@@ -54,6 +54,11 @@ export interface GuestProcess {
   abort(reason?: Error): void;
 }
 
+/** What a file operation creates (files, directories, links) belongs to this guest user (a name, uid, or uid:gid); root when absent. */
+export interface OwnedBy {
+  owner?: string;
+}
+
 export interface DirEntry extends FileStat {
   name: string;
 }
@@ -345,7 +350,7 @@ export class AgentClient implements ChannelHost {
   async writeFile(
     path: string,
     data: Uint8Array | string | AsyncIterable<Uint8Array>,
-    opts: { mode?: number; append?: boolean; mkdirs?: boolean } = {},
+    opts: { mode?: number; append?: boolean; mkdirs?: boolean; inPlace?: boolean } & OwnedBy = {},
   ): Promise<{ size: number }> {
     const ch = this.open({ op: 'write', path, ...opts });
     try {
@@ -386,14 +391,14 @@ export class AgentClient implements ChannelHost {
     const last = (await ch.done) as { entries: DirEntry[] };
     return entries.concat(last.entries);
   }
-  mkdir(path: string, mode?: number): Promise<void> {
-    return this.request('mkdir', { path, mode });
+  mkdir(path: string, mode?: number, as: OwnedBy = {}): Promise<void> {
+    return this.request('mkdir', { path, mode, ...as });
   }
   remove(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
     return this.request('remove', { path, recursive: opts.recursive ?? false });
   }
-  symlink(target: string, path: string): Promise<void> {
-    return this.request('symlink', { target, path });
+  symlink(target: string, path: string, as: OwnedBy = {}): Promise<void> {
+    return this.request('symlink', { target, path, ...as });
   }
   rename(from: string, to: string): Promise<void> {
     return this.request('rename', { from, to });

@@ -1,12 +1,13 @@
 import { posix } from 'node:path';
-import type { AgentClient, DirEntry, GuestWatch } from '../guest/client.js';
+import type { AgentClient, DirEntry, GuestWatch, OwnedBy } from '../guest/client.js';
 import type { EntryInfo, WatchEvent } from '../spec/files.js';
 import type { SandboxManager } from './manager.js';
 
 /**
  * The guest file system of a running sandbox, through its agent. Content
  * moves as byte streams paced by the agent's credit: nothing holds a whole
- * file. Every call counts as activity on the sandbox.
+ * file. Every call counts as activity on the sandbox. Calls run with the
+ * agent's rights; given an `owner`, what they create belongs to that guest user.
  */
 export class SandboxFiles {
   constructor(private readonly m: SandboxManager) {}
@@ -23,7 +24,8 @@ export class SandboxFiles {
     ref: string,
     path: string,
     content: AsyncIterable<Uint8Array> | Uint8Array | string,
-    opts: { mode?: number; append?: boolean; makeParents?: boolean } = {},
+    /** `inPlace`: truncate and write the file itself rather than replace it whole when done. */
+    opts: { mode?: number; append?: boolean; makeParents?: boolean; inPlace?: boolean } & OwnedBy = {},
   ): Promise<{ path: string; name: string; size: number }> {
     const { makeParents, ...rest } = opts;
     const { size } = await this.agent(ref).writeFile(path, content, { ...rest, mkdirs: makeParents ?? true });
@@ -40,20 +42,20 @@ export class SandboxFiles {
   }
 
   /** Makes a directory and its parents; `created` is false when it existed. */
-  async makeDir(ref: string, path: string, mode?: number): Promise<{ created: boolean }> {
+  async makeDir(ref: string, path: string, mode?: number, as: OwnedBy = {}): Promise<{ created: boolean }> {
     const agent = this.agent(ref);
     const existed = await agent.stat(path).then(
       (st) => st.type === 'dir',
       () => false,
     );
-    await agent.mkdir(path, mode);
+    await agent.mkdir(path, mode, as);
     return { created: !existed };
   }
 
   /** Makes a symbolic link at `path` pointing to `target` (which need not exist). */
-  async symlink(ref: string, target: string, path: string): Promise<EntryInfo> {
+  async symlink(ref: string, target: string, path: string, as: OwnedBy = {}): Promise<EntryInfo> {
     const agent = this.agent(ref);
-    await agent.symlink(target, path);
+    await agent.symlink(target, path, as);
     return entry(path, await agent.stat(path));
   }
 

@@ -5,6 +5,7 @@ import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { ApiKeys } from '../e2b/api-keys.js';
 import { e2bRoutes, isE2bPath } from '../e2b/control-plane.js';
+import { envdRoutes, isEnvdPath } from '../e2b/envd/routes.js';
 import type { ImageService } from '../runtime/images.js';
 import type { SandboxManager } from '../runtime/manager.js';
 import { VERSION } from '../version.js';
@@ -63,7 +64,7 @@ export async function buildApp(
   app.addHook('onRequest', async (req, reply) => {
     if (!overTcp.has(req.raw.socket)) return; // the unix socket: its mode (0600) is the check
     req.viaTcp = true;
-    if (opts.e2bSecret && isE2bPath(req.url)) return; // E2B's API checks its own keys
+    if (opts.e2bSecret && (isE2bPath(req.url) || isEnvdPath(req.url))) return; // E2B's API checks its own keys and tokens
     const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
     if (!token || given.length !== token.length || !timingSafeEqual(given, token)) {
       return reply.code(401).send({ code: 'unauthorized', message: 'missing or wrong bearer token: send Authorization: Bearer <token>' });
@@ -101,6 +102,7 @@ export async function buildApp(
     const keys = new ApiKeys(manager.db);
     await app.register(apiKeyRoutes(keys));
     await app.register(e2bRoutes({ manager, keys, secret: opts.e2bSecret }));
+    await app.register(envdRoutes(manager, opts.e2bSecret));
   }
   await app.ready();
   return { app, tcp };

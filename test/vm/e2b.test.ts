@@ -1,23 +1,19 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { AuthenticationError, Sandbox, SandboxNotFoundError } from 'e2b';
 import { runCli } from '../fixtures/cli.js';
-import { isolatedHome, waitFor } from '../fixtures/home.js';
-import { freePort } from '../fixtures/registry.js';
+import { type E2bServer, startE2bServer } from '../fixtures/e2b-server.js';
+import { waitFor } from '../fixtures/home.js';
 
 /*
  * E2B's official JS SDK, unchanged, against `vmbox serve --listen`: its control
  * plane (create, connect, list, getInfo, setTimeout, metrics, pause, kill) with
- * keys made by `vmbox api-key create`. The in-sandbox API (commands, files) is
- * not served yet.
+ * keys made by `vmbox api-key create`. The in-sandbox API (envd) is in
+ * e2b-envd.test.ts.
  */
-const vmbox = fileURLToPath(new URL('../../vmbox', import.meta.url));
-const home = isolatedHome();
-let serve: ChildProcess;
+let server: E2bServer;
 let apiUrl: string;
 let key: string;
 let otherKey: string;
@@ -25,48 +21,28 @@ let adminKey: string;
 const opts = () => ({ apiKey: key, apiUrl, sandboxUrl: apiUrl, requestTimeoutMs: 120_000 });
 
 before(async () => {
-  const port = await freePort();
-  apiUrl = `http://127.0.0.1:${port}`;
-  serve = spawn(vmbox, ['serve', '--listen', `127.0.0.1:${port}`], { env: home.env, stdio: 'ignore' });
-  const tokenFile = join(home.home, 'token');
-  const up = await waitFor(async () => {
-    if (!existsSync(tokenFile)) return false;
-    try {
-      const token = readFileSync(tokenFile, 'utf8').trim();
-      return (await fetch(`${apiUrl}/v1/health`, { headers: { authorization: `Bearer ${token}` } })).ok;
-    } catch {
-      return false;
-    }
-  }, 60_000);
-  assert.ok(up, 'vmbox serve --listen answered');
-  const make = async (...args: string[]) => {
-    const r = await runCli(['api-key', 'create', ...args], home.env);
-    assert.equal(r.status, 0, r.stderr);
-    return r.stdout.trim();
-  };
-  key = await make('--name', 'agent');
-  otherKey = await make('--name', 'other');
-  adminKey = await make('--name', 'ops', '--admin');
+  server = await startE2bServer();
+  apiUrl = server.url;
+  key = await server.key('--name', 'agent');
+  otherKey = await server.key('--name', 'other');
+  adminKey = await server.key('--name', 'ops', '--admin');
 });
 
-after(async () => {
-  serve?.kill('SIGTERM');
-  await home.cleanup();
-});
+after(() => server?.stop());
 
 describe("E2B's SDK against vmbox", () => {
   it('makes keys as E2B’s SDKs expect them, keeps only their hashes, and lists them', async () => {
     assert.match(key, /^e2b_[0-9a-f]{40}$/);
-    const r = await runCli(['api-key', 'ls'], home.env);
+    const r = await runCli(['api-key', 'ls'], server.home.env);
     assert.match(r.stdout, /agent .*\n.*other .*\n.*ops .* admin/s);
-    assert.ok(!readFileSync(join(home.home, 'state.db')).includes(key), 'the key itself is not stored');
+    assert.ok(!readFileSync(join(server.home.home, 'state.db')).includes(key), 'the key itself is not stored');
   });
 
   it('creates, gets, lists, times out, pauses, connects and kills sandboxes', async () => {
     const sbx = await Sandbox.create('base', { ...opts(), metadata: { user: 'u1' }, timeoutMs: 120_000 });
     const info = await sbx.getInfo();
     assert.equal(info.sandboxId, sbx.sandboxId);
-    assert.equal(info.templateId, 'base');
+    assert.equal(info.templateId, 'base', "E2B's base template (vmbox's e2b-base image)");
     assert.deepEqual(info.metadata, { user: 'u1' });
     assert.equal(info.state, 'running');
     assert.ok(Math.abs(info.endAt.getTime() - info.startedAt.getTime() - 120_000) < 2000, 'endAt is start + timeout');
@@ -84,8 +60,7 @@ describe("E2B's SDK against vmbox", () => {
     await sbx.setTimeout(600_000);
     const later = await sbx.getInfo();
     assert.ok(later.endAt.getTime() - Date.now() > 500_000, 'the timeout moved');
-    // The control plane serves metrics; the instance method also asks for an envd (0.1.5) vmbox does not serve yet.
-    const metrics = await Sandbox.getMetrics(sbx.sandboxId, opts());
+    const metrics = await sbx.getMetrics();
     assert.ok(metrics.length > 0 && metrics[0]?.memTotal && metrics[0].memTotal > 0, 'metrics carry the guest memory');
 
     await sbx.pause();
@@ -119,8 +94,8 @@ describe("E2B's SDK against vmbox", () => {
     // vmbox's own API still wants its bearer token, whatever key is sent.
     assert.equal((await fetch(`${apiUrl}/v1/sandboxes`, { headers: { 'x-api-key': key } })).status, 401);
     // A removed key is refused from then on.
-    const gone = (await runCli(['api-key', 'create', '--name', 'temp'], home.env)).stdout.trim();
-    assert.equal((await runCli(['api-key', 'rm', 'temp'], home.env)).status, 0);
+    const gone = await server.key('--name', 'temp');
+    assert.equal((await runCli(['api-key', 'rm', 'temp'], server.home.env)).status, 0);
     await assert.rejects(Sandbox.list({ ...opts(), apiKey: gone }).nextItems(), AuthenticationError);
     const sbx = await Sandbox.create('base', { ...opts(), timeoutMs: 2000 });
     assert.ok(await waitFor(async () => (await Sandbox.kill(sbx.sandboxId, opts())) === false, 30_000), 'gone after its timeout');
