@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import type { DescService } from '@bufbuild/protobuf';
+import { Code, type ConnectError, createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
 import {
   AuthenticationError,
   CommandExitError,
@@ -12,6 +15,8 @@ import {
   Sandbox,
   TimeoutError,
 } from 'e2b';
+import { EventType, Filesystem } from '../../src/e2b/gen/filesystem/filesystem_pb.js';
+import { Process } from '../../src/e2b/gen/process/process_pb.js';
 import { type E2bServer, startE2bServer } from '../fixtures/e2b-server.js';
 import { waitFor } from '../fixtures/home.js';
 
@@ -255,5 +260,136 @@ describe("E2B's SDK: files", () => {
       sandboxUrl: server.url,
     }).catch((e: unknown) => e);
     assert.ok(other instanceof AuthenticationError, `a wrong API key is AuthenticationError, got ${other}`);
+  });
+});
+
+/*
+ * E2B's Python SDK cannot be installed here; what it uses that the JS SDK
+ * does not is spoken below through a Connect client generated from the same
+ * .proto files (JSON over HTTP/1.1, as E2B's SDKs speak it), together with
+ * what a broken or hostile client might send.
+ */
+describe('envd on the wire', () => {
+  let token: string;
+  const headers = () => ({ 'e2b-sandbox-id': sbx.sandboxId, 'x-access-token': token });
+  const client = <S extends DescService>(service: S) =>
+    createClient(
+      service,
+      createConnectTransport({
+        baseUrl: server.url,
+        httpVersion: '1.1',
+        useBinaryFormat: false,
+        interceptors: [
+          (next) => async (req) => {
+            for (const [k, v] of Object.entries(headers())) req.header.set(k, v);
+            return next(req);
+          },
+        ],
+      }),
+    );
+
+  before(() => {
+    // The token E2B's control plane handed the SDK at create.
+    token = (sbx as unknown as { envdAccessToken: string }).envdAccessToken;
+    assert.match(token, /^[0-9a-f]{64}$/);
+  });
+
+  it('serves the polled watcher (CreateWatcher, GetWatcherEvents, RemoveWatcher) as the Python SDK uses it', async () => {
+    const fs = client(Filesystem);
+    await sbx.files.makeDir('polled');
+    const { watcherId } = await fs.createWatcher({ path: 'polled', recursive: false });
+    await sbx.files.write('polled/a.txt', 'a');
+    let names: string[] = [];
+    assert.ok(
+      await waitFor(async () => {
+        const { events } = await fs.getWatcherEvents({ watcherId });
+        names = names.concat(events.map((e) => `${e.name}:${EventType[e.type]}`));
+        return names.includes('a.txt:CREATE');
+      }, 10_000),
+      names.join(' '),
+    );
+    await fs.removeWatcher({ watcherId });
+    await assert.rejects(fs.getWatcherEvents({ watcherId }), (e: ConnectError) => e.code === Code.NotFound);
+  });
+
+  it('takes multipart uploads as the Python SDK sends them: one form, each part named by its path', async () => {
+    const form = new FormData();
+    form.append('file', new Blob(['one']), 'py/one.txt');
+    form.append('file', new Blob(['two']), '/tmp/py-two.txt');
+    const r = await fetch(`${server.url}/files?username=root`, { method: 'POST', headers: headers(), body: form });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.deepEqual(await r.json(), [
+      { name: 'one.txt', type: 'file', path: '/root/py/one.txt' },
+      { name: 'py-two.txt', type: 'file', path: '/tmp/py-two.txt' },
+    ]);
+    assert.equal(
+      (await sbx.commands.run('cat /root/py/one.txt /tmp/py-two.txt; stat -c %U /tmp/py-two.txt', { user: 'root' })).stdout,
+      'onetworoot\n',
+    );
+  });
+
+  it('starts, streams and lists a process by tag through the generated client', async () => {
+    const procs = client(Process);
+    const events = procs.start({ process: { cmd: '/bin/sh', args: ['-c', 'echo hi; sleep 1'] }, tag: 'tagged' });
+    const seen: string[] = [];
+    for await (const m of events) {
+      const e = m.event?.event;
+      if (e?.case === 'start') {
+        const list = await procs.list({});
+        assert.equal(list.processes.find((p) => p.pid === e.value.pid)?.tag, 'tagged');
+      }
+      if (e?.case === 'data' && e.value.output.case === 'stdout') seen.push(Buffer.from(e.value.output.value).toString());
+      if (e?.case === 'end') seen.push(`end:${e.value.exitCode}:${e.value.status}`);
+    }
+    assert.deepEqual(seen, ['hi\n', 'end:0:exit status 0']);
+  });
+
+  it('answers malformed messages, unknown RPCs and wrong content types with the right error, and the sandbox runs on', async () => {
+    const post = (path: string, body: string, type = 'application/json') =>
+      fetch(`${server.url}${path}`, { method: 'POST', headers: { ...headers(), 'content-type': type }, body });
+    const malformed = await post('/filesystem.Filesystem/Stat', '{"path": ');
+    assert.equal(malformed.status, 400);
+    assert.equal(((await malformed.json()) as { code: string }).code, 'invalid_argument');
+    const wrongField = await post('/filesystem.Filesystem/Stat', '{"path": 42}');
+    assert.equal(wrongField.status, 400);
+    const unknown = await post('/filesystem.Filesystem/Format', '{}');
+    assert.equal(unknown.status, 404);
+    const wrongType = await post('/filesystem.Filesystem/Stat', 'path=/', 'text/plain');
+    assert.equal(wrongType.status, 415);
+    // A server stream whose body is not an enveloped message: its first bytes read as a 550 MB length.
+    const badStream = await post('/process.Process/Start', '{"process":{"cmd":"true"}}', 'application/connect+json');
+    const text = Buffer.from(await badStream.arrayBuffer()).toString();
+    assert.match(text, /"code":"resource_exhausted"/);
+    // Huge frames are refused before they are read.
+    const huge = await post('/filesystem.Filesystem/Stat', JSON.stringify({ path: 'x'.repeat(17 * 1024 * 1024) }));
+    assert.ok([400, 413].includes(huge.status) || huge.status >= 400, `a 17 MiB message is refused (${huge.status})`);
+    assert.equal((await sbx.commands.run('echo still-here')).stdout, 'still-here\n');
+  });
+
+  it('leaves nothing behind when streams are cancelled mid-way (followers, guest watches)', async () => {
+    const inotify = () => rootCount('ls -l /proc/1/fd | grep -c inotify || true');
+    const before = await inotify();
+    const fs = client(Filesystem);
+    for (let i = 0; i < 5; i++) {
+      const ac = new AbortController();
+      const it = fs.watchDir({ path: '/tmp', recursive: true }, { signal: ac.signal })[Symbol.asyncIterator]();
+      assert.equal((await it.next()).value?.event.case, 'start');
+      ac.abort();
+      await it.next().catch(() => {});
+    }
+    assert.ok(await waitFor(async () => (await inotify()) === before, 10_000), 'every guest watch ended');
+    const procs = client(Process);
+    const ac = new AbortController();
+    const it = procs
+      .start({ process: { cmd: '/bin/sh', args: ['-c', 'sleep 2; echo late > /tmp/late'] } }, { signal: ac.signal })
+      [Symbol.asyncIterator]();
+    const started = (await it.next()).value?.event?.event;
+    assert.equal(started?.case, 'start');
+    ac.abort();
+    await it.next().catch(() => {});
+    assert.ok(
+      await waitFor(async () => (await sbx.commands.run('cat /tmp/late 2>/dev/null || true')).stdout === 'late\n', 15_000),
+      'the process outlived its cancelled stream, as E2B has it',
+    );
   });
 });

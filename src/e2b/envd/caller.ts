@@ -45,11 +45,11 @@ export class EnvdAdmission {
     private readonly users: GuestUsers,
   ) {}
 
-  async caller(headers: HeaderSource, host?: string): Promise<EnvdCaller> {
+  async caller(headers: HeaderSource, host?: string, username?: string): Promise<EnvdCaller> {
     const rec = this.sandbox(headers, host);
     if (!sameSecret(header(headers, 'x-access-token'), accessToken(this.secret, rec.id)))
       throw new VmboxError('unauthorized', `missing or wrong X-Access-Token for sandbox ${rec.id}`);
-    return this.as(rec, basicUser(header(headers, 'authorization')));
+    return this.as(rec, username || basicUser(header(headers, 'authorization')));
   }
 
   /**
@@ -58,7 +58,7 @@ export class EnvdAdmission {
    * sandbox): then the signature itself says which sandbox made it.
    */
   async fileCaller(headers: HeaderSource, host: string | undefined, q: SignedQuery, operation: 'read' | 'write'): Promise<EnvdCaller> {
-    if (!q.signature) return this.caller(headers, host);
+    if (!q.signature) return this.caller(headers, host, q.username);
     const expiration = q.signature_expiration === undefined ? undefined : Number(q.signature_expiration);
     if (expiration !== undefined && !(expiration * 1000 > Date.now())) throw new VmboxError('unauthorized', 'signature is already expired');
     const named = this.sandboxId(headers, host);
