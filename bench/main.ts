@@ -11,6 +11,7 @@ import { ensureAll } from '../src/setup/assets.js';
 import { timeBareBoot } from '../src/vmm/accel.js';
 import { processMetrics } from '../src/vmm/qemu/provider.js';
 import { testRuntime } from '../test/fixtures/runtime.js';
+import { e2bBench } from './e2b.js';
 import { imageBench } from './images.js';
 import { networkBench } from './network.js';
 import { serverBench } from './server.js';
@@ -132,21 +133,20 @@ async function onRunningVm(): Promise<Row[]> {
 const assets = await ensureAll();
 console.log(`accelerator: ${assets.accel.accel} (${assets.accel.reason})\n`);
 const only = process.env.BENCH_ONLY; // e.g. BENCH_ONLY=server
-const rows =
-  only === 'server'
-    ? await serverBench(RUNS)
-    : only === 'network'
-      ? await networkBench(RUNS)
-      : only === 'snapshots'
-        ? await snapshotBench(SNAPSHOT_RUNS)
-        : [
-            ...(await coldStart(assets)),
-            ...(await onRunningVm()),
-            ...(await serverBench(RUNS)),
-            ...(await networkBench(RUNS)),
-            ...(await snapshotBench(SNAPSHOT_RUNS)),
-            ...(await imageBench()),
-          ];
+const sections: Record<string, () => Promise<Row[]>> = {
+  boot: () => coldStart(assets),
+  vm: onRunningVm,
+  server: () => serverBench(RUNS),
+  network: () => networkBench(RUNS),
+  snapshots: () => snapshotBench(SNAPSHOT_RUNS),
+  e2b: () => e2bBench(RUNS),
+  images: imageBench,
+};
+const chosen = only ? only.split(',') : Object.keys(sections);
+const unknown = chosen.filter((s) => !Object.hasOwn(sections, s));
+if (unknown.length) throw new Error(`BENCH_ONLY: unknown section ${unknown.join(', ')} (known: ${Object.keys(sections).join(', ')})`);
+const rows: Row[] = [];
+for (const s of chosen) rows.push(...(await (sections[s] as () => Promise<Row[]>)()));
 printTable(rows);
 const dir = join(root, 'bench', 'results');
 mkdirSync(dir, { recursive: true });
