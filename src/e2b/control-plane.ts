@@ -55,7 +55,7 @@ interface CreateBody {
  * admin key sees all). Errors are E2B's `{ code, message }`, `code` the status.
  */
 /** The paths E2B's API serves here: they carry an API key, not vmbox's bearer token. */
-export const isE2bPath = (url: string) => /^\/(v2\/)?sandboxes(\/|\?|$)/.test(url);
+export const isE2bPath = (url: string) => /^\/+(v2\/)?sandboxes(\/|\?|$)/.test(url);
 
 export const e2bRoutes =
   (o: E2bOptions): FastifyPluginAsync =>

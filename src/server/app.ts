@@ -46,6 +46,8 @@ export async function buildApp(
   let tcp!: http.Server;
   const app = Fastify({
     logger: { level: opts.logLevel ?? process.env.VMBOX_LOG_LEVEL ?? 'warn' },
+    // E2B_SANDBOX_URL with a trailing slash makes E2B's Python SDK ask for `//process.Process/…`.
+    routerOptions: { ignoreDuplicateSlashes: true },
     // Unknown fields are errors, never silently dropped.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     serverFactory: (handler) => {

@@ -328,6 +328,39 @@ describe('envd on the wire', () => {
     );
   });
 
+  it("speaks the Python SDK's dialect: identity encodings, a chunked stream request, a doubled slash", async () => {
+    const py = { ...headers(), 'connect-protocol-version': '1', 'content-encoding': 'identity', 'accept-encoding': 'identity' };
+    const unary = await fetch(`${server.url}//filesystem.Filesystem/Stat`, {
+      method: 'POST',
+      headers: { ...py, 'content-type': 'application/json' },
+      body: '{"path":"/etc"}',
+    });
+    assert.equal(unary.status, 200);
+    assert.equal(((await unary.json()) as { entry: { type: string } }).entry.type, 'FILE_TYPE_DIRECTORY');
+    const msg = Buffer.from(JSON.stringify({ process: { cmd: '/bin/echo', args: ['hi'] } }));
+    const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), msg]);
+    envelope.writeUInt32BE(msg.length, 1);
+    const stream = await fetch(`${server.url}/process.Process/Start`, {
+      method: 'POST',
+      duplex: 'half',
+      headers: {
+        ...headers(),
+        'content-type': 'application/connect+json',
+        'connect-content-encoding': 'identity',
+        'connect-accept-encoding': 'identity',
+      },
+      body: new ReadableStream({
+        start(c) {
+          c.enqueue(envelope);
+          c.close();
+        },
+      }),
+    } as RequestInit);
+    assert.equal(stream.headers.get('content-type'), 'application/connect+json', 'exactly, as the Python SDK compares it');
+    const text = Buffer.from(await stream.arrayBuffer()).toString();
+    assert.match(text, /"start":\{"pid":\d+\}.*"stdout":"aGkK".*"status":"exit status 0"/s);
+  });
+
   it('starts, streams and lists a process by tag through the generated client', async () => {
     const procs = client(Process);
     const events = procs.start({ process: { cmd: '/bin/sh', args: ['-c', 'echo hi; sleep 1'] }, tag: 'tagged' });

@@ -15,7 +15,7 @@ import { EnvdProcesses } from './processes.js';
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** The paths envd serves here; vmbox's own API lives under /v1, so they never meet. */
-export const isEnvdPath = (url: string) => /^\/(process\.Process|filesystem\.Filesystem)\/|^\/(files|health|envs)(\?|$)/.test(url);
+export const isEnvdPath = (url: string) => /^\/+(process\.Process|filesystem\.Filesystem)\/|^\/+(files|health|envs)(\?|$)/.test(url);
 
 /**
  * E2B's in-sandbox daemon ("envd") served by vmbox's server for every
