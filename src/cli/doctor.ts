@@ -23,10 +23,7 @@ export function doctorCommand(): Command {
     rows.push(['kernel', existsSync(kernel) ? `built: ${kernel}` : `not built yet (from ${kernelSource()})`]);
     rows.push(['agent', existsSync(join(agent, 'initramfs.cpio.gz')) ? `built: ${agent}` : 'not built yet']);
     rows.push(['image base', existsSync(join(baseImageDir(), 'rootfs.ext4')) ? `built: ${baseImageDir()}` : 'not built yet']);
-    rows.push([
-      'image e2b-base',
-      existsSync(e2bBaseDisk()) ? `built: ${e2bBaseDisk()}` : 'not built yet (built on first use, about 30 s)',
-    ]);
+    rows.push(['image e2b-base', existsSync(e2bBaseDisk()) ? `built: ${e2bBaseDisk()}` : 'not built yet (built on first use, about 30 s)']);
     if (existsSync(kernel) && existsSync(join(agent, 'bare-initramfs.cpio.gz'))) {
       const v = await detectAccelerator({ kernelPath: kernel, bareInitrd: join(agent, 'bare-initramfs.cpio.gz') });
       rows.push(['accelerator', `${v.accel}: ${v.reason}`]);

@@ -68,6 +68,7 @@ interface CreateFlags extends NetworkFlags {
   entrypoint?: string;
   fromSnapshot?: string;
   onIdle?: 'stop' | 'pause';
+  onTimeout?: 'stop' | 'pause';
   cold?: boolean;
 }
 
@@ -88,6 +89,12 @@ export function createCommand(): Command {
     .option('--idle-timeout <time>', 'stop after this long without activity, e.g. 10m', duration)
     .addOption(
       new Option('--on-idle <action>', 'what the idle timeout does (pause: resumed by the next connect)').choices(['stop', 'pause']),
+    )
+    .addOption(
+      new Option('--on-timeout <action>', 'what reaching --max-duration does (pause: resumed by the next connect)').choices([
+        'stop',
+        'pause',
+      ]),
     )
     .option(
       '--from-snapshot <snapshot>',
@@ -144,6 +151,7 @@ function specFromFlags(f: CreateFlags) {
     maxDurationMs: f.maxDuration,
     idleTimeoutMs: f.idleTimeout,
     onIdle: f.onIdle,
+    onTimeout: f.onTimeout,
     ephemeral: f.ephemeral,
     metricsIntervalMs: f.metricsInterval,
   };

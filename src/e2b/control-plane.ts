@@ -43,6 +43,8 @@ interface CreateBody {
   network?: { allowOut?: string[]; denyOut?: string[] };
   secure?: boolean;
   autoPause?: boolean;
+  autoPauseMemory?: boolean;
+  autoResume?: { enabled?: boolean };
   mcp?: unknown;
   volumeMounts?: unknown;
 }
@@ -90,12 +92,12 @@ export const e2bRoutes =
 
     const create = async (req: Keyed, reply: FastifyReply) => {
       const b = (req.body ?? {}) as CreateBody;
-      if (b.autoPause)
+      if (b.autoResume?.enabled)
         throw new VmboxError(
           'invalidArgument',
-          'autoPause is not supported by vmbox yet: leave it out (the sandbox is removed at its timeout)',
+          'autoResume is not supported by vmbox yet (nothing routes traffic to a paused sandbox): resume it with Sandbox.connect',
         );
-      if (b.mcp) throw new VmboxError('invalidArgument', 'mcp is not supported by vmbox');
+      // `mcp` is E2B's MCP gateway: the SDK itself starts it in the sandbox after create, from the template.
       if (b.volumeMounts) throw new VmboxError('invalidArgument', 'volumeMounts are not supported by vmbox yet');
       const timeout = b.timeout ?? DEFAULT_TIMEOUT_S;
       if (!Number.isInteger(timeout) || timeout < 1)
@@ -106,8 +108,10 @@ export const e2bRoutes =
           labels: b.metadata,
           env: b.envVars ?? {},
           maxDurationMs: timeout * 1000,
-          // E2B's sandboxes are gone when they end (killed or timed out).
-          ephemeral: true,
+          // E2B's sandboxes are gone when they end (killed or timed out), unless they
+          // pause at their timeout: with memory (vmbox's pause) or their disk alone (a stop).
+          ephemeral: !b.autoPause,
+          ...(b.autoPause ? { onTimeout: b.autoPauseMemory === false ? ('stop' as const) : ('pause' as const) } : {}),
           ...networkOf(b),
         },
         { apiKey: req.apiKey?.id },
@@ -129,32 +133,50 @@ export const e2bRoutes =
       memoryMB: s.memoryMib,
       diskSizeMB: s.spec.diskMib ?? 0,
       metadata: s.labels,
-      state: s.state === 'paused' ? 'paused' : 'running',
+      state: e2bState(s),
       envdVersion: ENVD_VERSION,
+      lifecycle: { onTimeout: s.spec.onTimeout ? 'pause' : 'kill', autoResume: false },
     });
-    const mine = (req: Keyed) => m.list({ states: ['running', 'paused'], ...(req.apiKey?.admin ? {} : { apiKey: req.apiKey?.id }) });
+    // A stopped sandbox is kept only when it paused at its timeout without memory: E2B calls it paused.
+    const mine = (req: Keyed) =>
+      m.list({ states: ['running', 'paused', 'stopped'], ...(req.apiKey?.admin ? {} : { apiKey: req.apiKey?.id }) });
 
     app.get('/sandboxes', async (req: Keyed) => mine(req).map(listed));
-    app.get<{ Querystring: { metadata?: string; state?: string; limit?: string; nextToken?: string } }>(
-      '/v2/sandboxes',
-      async (req, reply) => {
-        const q = req.query;
-        const wanted = new URLSearchParams(q.metadata ?? '');
-        const states = (q.state ?? 'running,paused').split(',');
-        const limit = Math.min(Math.max(Number(q.limit ?? 100) || 100, 1), 1000);
-        // Oldest first; the token is the id the next page starts after.
-        let list = mine(req as Keyed)
-          .filter((s) => [...wanted].every(([k, v]) => s.labels[k] === v))
-          .filter((s) => states.includes(s.state === 'paused' ? 'paused' : 'running'));
-        if (q.nextToken) {
-          const after = list.findIndex((s) => s.id === Buffer.from(q.nextToken as string, 'base64url').toString());
-          list = list.slice(after + 1);
-        }
-        const page = list.slice(0, limit);
-        if (list.length > limit) reply.header('x-next-token', Buffer.from(page[page.length - 1]?.id ?? '').toString('base64url'));
-        return page.map(listed);
-      },
-    );
+    app.get<{
+      Querystring: {
+        metadata?: string;
+        state?: string;
+        limit?: string;
+        nextToken?: string;
+        order?: string;
+        startedAfter?: string;
+        template?: string;
+      };
+    }>('/v2/sandboxes', async (req, reply) => {
+      const q = req.query;
+      const wanted = new URLSearchParams(q.metadata ?? '');
+      const states = (q.state ?? 'running,paused').split(',');
+      const limit = Math.min(Math.max(Number(q.limit ?? 100) || 100, 1), 1000);
+      const after = q.startedAfter === undefined ? undefined : Date.parse(q.startedAfter);
+      if (after !== undefined && Number.isNaN(after)) throw new SpecError('startedAfter', `not a date-time: ${q.startedAfter}`);
+      if (q.order !== undefined && q.order !== 'asc' && q.order !== 'desc') throw new SpecError('order', 'must be asc or desc');
+      // By start, newest first unless asked; the token is the id the next page starts after.
+      const sign = q.order === 'asc' ? 1 : -1;
+      let list = mine(req as Keyed)
+        .filter((s) => [...wanted].every(([k, v]) => s.labels[k] === v))
+        .filter((s) => states.includes(e2bState(s)))
+        .filter((s) => after === undefined || startOf(s) >= after)
+        .filter((s) => q.template === undefined || templateOf(s.image) === q.template || s.image === q.template)
+        .sort((a, b) => sign * (startOf(a) - startOf(b)) || sign * a.id.localeCompare(b.id));
+      if (q.nextToken) {
+        const after = list.findIndex((s) => s.id === Buffer.from(q.nextToken as string, 'base64url').toString());
+        list = list.slice(after + 1);
+      }
+      const page = list.slice(0, limit);
+      if (list.length > limit) reply.header('x-next-token', Buffer.from(page[page.length - 1]?.id ?? '').toString('base64url'));
+      reply.header('x-total-running', String(list.filter((s) => s.state === 'running').length));
+      return page.map(listed);
+    });
 
     app.get<Id>('/sandboxes/:id', async (req) => {
       const s = visible(req, req.params.id);
@@ -174,16 +196,23 @@ export const e2bRoutes =
     });
     app.post<Id>('/sandboxes/:id/pause', async (req, reply) => {
       const s = visible(req, req.params.id);
-      if (s.state === 'paused') return reply.code(409).send({ code: 409, message: `sandbox ${s.id} is already paused` });
+      if (e2bState(s) === 'paused') return reply.code(409).send({ code: 409, message: `sandbox ${s.id} is already paused` });
       await m.pause(s.id);
       return reply.code(204).send();
     });
-    // Connect (and the older resume): a paused sandbox is resumed; the timeout is set again.
+    // Connect (and the older resume): a paused sandbox is resumed (one that paused without
+    // its memory boots from its disk); the timeout only ever moves later, as E2B's does.
     const connect = async (req: Keyed & { params: { id: string }; body?: { timeout?: number } }, reply: FastifyReply) => {
       const s = visible(req, req.params.id);
-      const wasPaused = s.state === 'paused';
-      if (wasPaused) await m.resume(s.id);
-      if (req.body?.timeout !== undefined) m.setTimeout(s.id, Math.max(1, req.body.timeout * 1000));
+      const wasPaused = e2bState(s) === 'paused';
+      if (s.state === 'paused') await m.resume(s.id);
+      else if (s.state === 'stopped') await m.start(s.id);
+      const timeout = req.body?.timeout;
+      if (timeout !== undefined) {
+        const now = m.get(s.id);
+        const endsIn = (now.startedAt ?? Date.now()) + (now.spec.maxDurationMs ?? 0) - Date.now();
+        if (wasPaused || !now.spec.maxDurationMs || timeout * 1000 > endsIn) m.setTimeout(s.id, Math.max(1, timeout * 1000));
+      }
       reply.code(wasPaused ? 201 : 200);
       return created(m.get(s.id));
     };
@@ -191,21 +220,34 @@ export const e2bRoutes =
     app.post<Id & { Body: { timeout?: number } }>('/v2/sandboxes/:id/connect', connect);
     app.post<Id & { Body: { timeout?: number } }>('/sandboxes/:id/resume', connect);
 
-    app.get<Id>('/sandboxes/:id/metrics', async (req) => {
+    app.get<Id & { Querystring: { start?: string; end?: string } }>('/sandboxes/:id/metrics', async (req) => {
       const s = visible(req, req.params.id);
+      // The window, in unix seconds (E2B's); without one, what the sampler holds.
+      const from = req.query.start === undefined ? -Infinity : Number(req.query.start) * 1000;
+      const to = req.query.end === undefined ? Infinity : Number(req.query.end) * 1000;
+      if (Number.isNaN(from) || Number.isNaN(to)) throw new SpecError('start', 'start and end are unix timestamps in seconds');
       const { history, latest } = await m.metrics(s.id);
-      return (history.length ? history : [latest]).map((x) => ({
-        timestamp: new Date(x.t).toISOString(),
-        timestampUnix: Math.floor(x.t / 1000),
-        cpuCount: s.cpus,
-        cpuUsedPct: x.cpuPercent,
-        memUsed: x.memUsedBytes,
-        memTotal: x.memTotalBytes,
-        diskUsed: x.diskUsedBytes,
-        diskTotal: x.diskTotalBytes,
-      }));
+      return (history.length ? history : [latest])
+        .filter((x) => x.t >= from && x.t <= to)
+        .map((x) => ({
+          timestamp: new Date(x.t).toISOString(),
+          timestampUnix: Math.floor(x.t / 1000),
+          cpuCount: s.cpus,
+          cpuUsedPct: x.cpuPercent,
+          memUsed: x.memUsedBytes,
+          memTotal: x.memTotalBytes,
+          diskUsed: x.diskUsedBytes,
+          diskTotal: x.diskTotalBytes,
+        }));
     });
   };
+
+/** E2B's states: a sandbox kept stopped paused at its timeout without its memory. */
+function e2bState(s: SandboxInfo): 'running' | 'paused' {
+  return s.state === 'paused' || s.state === 'stopped' ? 'paused' : 'running';
+}
+
+const startOf = (s: SandboxInfo) => s.startedAt ?? s.createdAt;
 
 /**
  * E2B's sandboxes reach the internet unless told not to; vmbox's are closed

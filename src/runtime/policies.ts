@@ -6,6 +6,8 @@ const POLICY_TICK_MS = 250;
 /** Lifecycle policies (maximum duration, idle timeout), checked on a clock; each stop says why in the sandbox's log. */
 export class PolicyClock {
   private timer?: NodeJS.Timeout;
+  /** Sandboxes a policy is pausing now: the clock ticks faster than a pause takes. */
+  private readonly pausing = new Set<string>();
 
   constructor(private readonly m: SandboxManager) {}
 
@@ -25,16 +27,24 @@ export class PolicyClock {
       if (!rec || rec.state !== 'running') continue;
       const { maxDurationMs, idleTimeoutMs } = rec.spec;
       let reason: string | undefined;
+      let pause = false;
       if (maxDurationMs && rec.startedAt && now - rec.startedAt >= maxDurationMs) {
         reason = `policy: reached its maximum duration of ${formatMs(maxDurationMs)}`;
+        pause = rec.spec.onTimeout === 'pause';
       } else if (idleTimeoutMs && live.activeExecs === 0 && now - live.lastActivity >= idleTimeoutMs) {
         reason = `policy: idle for ${formatMs(idleTimeoutMs)}`;
-        if (rec.spec.onIdle === 'pause') {
-          // Paused, it holds no memory and no CPU; the next connect resumes it where it was.
-          this.m.system(id, `${reason}: pausing`);
-          this.m.pause(id, { reason }).catch((err) => this.m.system(id, `policy pause failed: ${(err as Error).message}`));
-          continue;
-        }
+        pause = rec.spec.onIdle === 'pause';
+      }
+      if (reason && pause) {
+        // Paused, it holds no memory and no CPU; the next connect resumes it where it was.
+        if (live.stopReason !== undefined || this.pausing.has(id)) continue;
+        this.pausing.add(id);
+        this.m.system(id, `${reason}: pausing`);
+        this.m
+          .pause(id, { reason })
+          .catch((err) => this.m.system(id, `policy pause failed: ${(err as Error).message}`))
+          .finally(() => this.pausing.delete(id));
+        continue;
       }
       if (reason) {
         this.m.system(id, reason);

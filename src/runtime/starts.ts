@@ -79,6 +79,7 @@ const OVERRIDABLE = new Set([
   'maxDurationMs',
   'idleTimeoutMs',
   'onIdle',
+  'onTimeout',
   'env',
   'network',
   'ports',

@@ -34,6 +34,9 @@ export const E2B_BASE_PACKAGES = [
   'curl',
   'git',
   'python3',
+  // `python` and `pip`, as E2B's base template has them (its own examples run `python -m …`).
+  'python-is-python3',
+  'python3-pip',
   'sudo',
   // Resolves the sandbox's own hostname (set at boot, so in no /etc/hosts):
   // without it every sudo warns "unable to resolve host".

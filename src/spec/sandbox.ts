@@ -84,6 +84,11 @@ export const SandboxSpecSchema = Type.Object(
         description: 'What the idle timeout does: stop the sandbox (default), or pause it (resumed by the next connect)',
       }),
     ),
+    onTimeout: Type.Optional(
+      Type.Union([Type.Literal('stop'), Type.Literal('pause')], {
+        description: 'What reaching maxDurationMs does: stop the sandbox (default), or pause it (resumed by the next connect)',
+      }),
+    ),
     snapshot: Type.Optional(
       Type.String({
         minLength: 1,

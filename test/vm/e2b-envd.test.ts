@@ -27,10 +27,11 @@ import { waitFor } from '../fixtures/home.js';
  */
 let server: E2bServer;
 let sbx: Sandbox;
+let apiKey: string;
 
 before(async () => {
   server = await startE2bServer();
-  const apiKey = await server.key('--name', 'envd');
+  apiKey = await server.key('--name', 'envd');
   sbx = await Sandbox.create({ apiKey, apiUrl: server.url, sandboxUrl: server.url, requestTimeoutMs: 120_000, timeoutMs: 900_000 });
 });
 
@@ -106,6 +107,16 @@ describe("E2B's SDK: commands", () => {
     assert.notEqual((await sbx.commands.run(`kill -0 ${sleeper.pid} 2>/dev/null; echo $?`)).stdout, '0\n', 'killed');
     assert.equal(await sbx.commands.kill(999_999), false, 'an unknown pid is false');
     await assert.rejects(sbx.commands.connect(999_999), NotFoundError);
+  });
+
+  it('a command cut off by its sandbox being killed says so, as E2B has it', async () => {
+    const doomed = await Sandbox.create({ apiKey, apiUrl: server.url, sandboxUrl: server.url, requestTimeoutMs: 120_000 });
+    const running = doomed.commands.run('sleep 60').catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 1500));
+    await doomed.kill();
+    const err = await running;
+    assert.ok(err instanceof TimeoutError, `TimeoutError, got ${err}`);
+    assert.match((err as Error).message, /killed or reached its end of life/);
   });
 
   it('keeps a command running when its client goes away mid-stream', async () => {
@@ -310,6 +321,15 @@ describe('envd on the wire', () => {
     );
     await fs.removeWatcher({ watcherId });
     await assert.rejects(fs.getWatcherEvents({ watcherId }), (e: ConnectError) => e.code === Code.NotFound);
+  });
+
+  it('takes a form field named file as the file at the URL path (a signed upload URL, as E2B documents it)', async () => {
+    const form = new FormData();
+    form.append('file', 'file content');
+    const r = await fetch(`${server.url}/files?path=hello.txt`, { method: 'POST', headers: headers(), body: form });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.deepEqual(await r.json(), [{ name: 'hello.txt', type: 'file', path: '/home/user/hello.txt' }]);
+    assert.equal(await sbx.files.read('hello.txt'), 'file content');
   });
 
   it('takes multipart uploads as the Python SDK sends them: one form, each part named by its path', async () => {

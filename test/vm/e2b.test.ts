@@ -86,6 +86,59 @@ describe("E2B's SDK against vmbox", () => {
     for (const s of made) await s.kill();
   });
 
+  it('lists newest first (or as ordered), filters by start and template, and connect never shortens a timeout', async () => {
+    const older = await Sandbox.create('base', { ...opts(), metadata: { order: 'yes' } });
+    const newer = await Sandbox.create('base', { ...opts(), metadata: { order: 'yes' }, timeoutMs: 300_000 });
+    const ids = async (q: Parameters<typeof Sandbox.list>[0]) =>
+      (await Sandbox.list({ ...opts(), ...q }).nextItems()).map((s) => s.sandboxId);
+    assert.deepEqual(await ids({ query: { metadata: { order: 'yes' } } }), [newer.sandboxId, older.sandboxId]);
+    assert.deepEqual(await ids({ query: { metadata: { order: 'yes' } }, order: 'asc' }), [older.sandboxId, newer.sandboxId]);
+    const newerStart = (await newer.getInfo()).startedAt;
+    const after = await ids({ query: { metadata: { order: 'yes' }, startedAfter: new Date(newerStart.getTime() + 1000) } });
+    assert.deepEqual(after, [], 'nothing started a second after the newest');
+    assert.equal((await ids({ query: { metadata: { order: 'yes' }, template: 'unknown-template' } })).length, 0);
+    assert.equal((await ids({ query: { metadata: { order: 'yes' }, template: 'base' } })).length, 2);
+
+    const endAt = (await newer.getInfo()).endAt.getTime();
+    await Sandbox.connect(newer.sandboxId, { ...opts(), timeoutMs: 10_000 });
+    assert.ok((await newer.getInfo()).endAt.getTime() >= endAt - 1000, 'a shorter timeout on connect leaves endAt');
+    await Sandbox.connect(newer.sandboxId, { ...opts(), timeoutMs: 900_000 });
+    assert.ok((await newer.getInfo()).endAt.getTime() > endAt + 500_000, 'a longer one moves it');
+
+    // Metrics in a window that ended before the sandbox existed: none.
+    const long = Math.floor(newerStart.getTime() / 1000) - 3600;
+    assert.deepEqual(await newer.getMetrics({ start: new Date(long * 1000), end: new Date((long + 60) * 1000) }), []);
+    await older.kill();
+    await newer.kill();
+  });
+
+  it('pauses at its timeout when asked (with memory, or its disk alone), and connect wakes it', async () => {
+    const withMemory = await Sandbox.create('base', { ...opts(), timeoutMs: 3000, lifecycle: { onTimeout: 'pause', autoResume: false } });
+    const diskOnly = await Sandbox.create('base', {
+      ...opts(),
+      timeoutMs: 3000,
+      lifecycle: { onTimeout: { action: 'pause', keepMemory: false } },
+    });
+    await withMemory.commands.run('echo kept > /tmp/mem; sleep 600 >/dev/null 2>&1 &');
+    await diskOnly.files.write('/home/user/marker', 'on disk');
+    const boot = (await diskOnly.commands.run('cat /proc/sys/kernel/random/boot_id')).stdout;
+    for (const s of [withMemory, diskOnly])
+      assert.ok(await waitFor(async () => (await s.getInfo()).state === 'paused', 30_000), 'paused at its timeout');
+    assert.equal(await withMemory.isRunning(), false);
+    await withMemory.connect();
+    assert.equal((await withMemory.getInfo()).state, 'running');
+    assert.equal((await withMemory.commands.run('cat /tmp/mem; pgrep -x sleep >/dev/null && echo still')).stdout, 'kept\nstill\n');
+    await diskOnly.connect();
+    assert.equal(await diskOnly.files.read('/home/user/marker'), 'on disk');
+    assert.notEqual((await diskOnly.commands.run('cat /proc/sys/kernel/random/boot_id')).stdout, boot, 'booted again from its disk');
+    await assert.rejects(
+      Sandbox.create('base', { ...opts(), timeoutMs: 3000, lifecycle: { onTimeout: 'pause', autoResume: true } }),
+      /autoResume is not supported/,
+    );
+    await withMemory.kill();
+    await diskOnly.kill();
+  });
+
   it('refuses a missing or wrong key, and a timeout ends (removes) the sandbox as E2B’s do', async () => {
     await assert.rejects(Sandbox.create('base', { ...opts(), apiKey: `e2b_${'0'.repeat(40)}` }), AuthenticationError);
     const bare = await fetch(`${apiUrl}/v2/sandboxes`);

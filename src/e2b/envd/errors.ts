@@ -1,4 +1,5 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import type { IncomingMessage } from 'node:http';
+import { Code, ConnectError, createContextKey, type HandlerContext } from '@connectrpc/connect';
 import { type ErrorCode, httpStatus, VmboxError } from '../../errors.js';
 
 /**
@@ -43,4 +44,18 @@ export function httpError(err: unknown): { status: number; body: { code: number;
         : httpStatus(err.code)
       : 500;
   return { status, body: { code: status, message: err instanceof Error ? err.message : String(err) } };
+}
+
+/** The HTTP request under a Connect call, so a stream can end as a dead sandbox's would. */
+export const rawRequest = createContextKey<IncomingMessage | undefined>(undefined);
+
+/**
+ * A sandbox that ends under a stream (killed, timed out, its VM gone) takes
+ * E2B's envd with it: the client sees the connection drop, then a health check
+ * saying 502, and E2B's SDKs report "the sandbox was killed or reached its end
+ * of life". An end-of-stream error would read as a timeout instead.
+ */
+export function dropIfSandboxEnded(err: unknown, ctx: HandlerContext): void {
+  if (err instanceof VmboxError && ['sandboxStopped', 'vmDied', 'channelClosed'].includes(err.code))
+    ctx.values.get(rawRequest)?.socket.destroy();
 }

@@ -76,10 +76,13 @@ export const envdFileRoutes =
       const c = await callerOf(req, 'write');
       const written: WriteInfo[] = [];
       if (req.isMultipart()) {
-        for await (const part of req.files()) {
-          const name = req.query.path ?? part.filename;
+        for await (const part of req.parts()) {
+          if (part.fieldname !== 'file') continue;
+          // A file part names its path; a plain field (a string appended as `file`) takes the URL's.
+          const name = req.query.path ?? (part.type === 'file' ? part.filename : undefined);
           if (!name) throw new VmboxError('invalidArgument', 'each file part needs a file name (its path) when the URL names no path');
-          written.push(await write(m, c, name, part.file));
+          const content = part.type === 'file' ? part.file : Readable.from([Buffer.from(String(part.value))]);
+          written.push(await write(m, c, name, content));
         }
         if (!written.length) throw new VmboxError('invalidArgument', 'no file in the form: send each as a part named file');
       } else {

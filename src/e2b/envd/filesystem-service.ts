@@ -9,7 +9,7 @@ import { EventQueue } from '../../util/event-queue.js';
 import { EventType, type Filesystem, type FilesystemEventSchema, WatchDirResponseSchema } from '../gen/filesystem/filesystem_pb.js';
 import type { EnvdAdmission, EnvdCaller } from './caller.js';
 import { e2bEntry } from './entries.js';
-import { toConnectError } from './errors.js';
+import { dropIfSandboxEnded, toConnectError } from './errors.js';
 import { type GuestUsers, resolvePath } from './guest-users.js';
 import { keepalive } from './keepalive.js';
 
@@ -138,6 +138,7 @@ export function filesystemService(
             event: item === 'keepalive' ? { case: 'keepalive', value: {} } : { case: 'filesystem', value: item },
           });
       } catch (err) {
+        dropIfSandboxEnded(err, ctx);
         throw toConnectError(err);
       } finally {
         stop();

@@ -5,7 +5,7 @@ import type { ExecExit } from '../../spec/processes.js';
 import type { EventQueue } from '../../util/event-queue.js';
 import type { Process, ProcessEventSchema, ProcessSelector } from '../gen/process/process_pb.js';
 import type { EnvdAdmission } from './caller.js';
-import { toConnectError } from './errors.js';
+import { dropIfSandboxEnded, toConnectError } from './errors.js';
 import { resolvePath } from './guest-users.js';
 import { keepalive } from './keepalive.js';
 import type { EnvdProcess, EnvdProcesses, ProcessOutput, Selector } from './processes.js';
@@ -147,6 +147,7 @@ async function* stream(proc: EnvdProcess, q: EventQueue<ProcessOutput>, ctx: Han
       }
     }
   } catch (err) {
+    dropIfSandboxEnded(err, ctx);
     throw toConnectError(err);
   } finally {
     ctx.signal.removeEventListener('abort', gone);

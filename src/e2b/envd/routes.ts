@@ -1,10 +1,11 @@
+import { createContextValues } from '@connectrpc/connect';
 import { fastifyConnectPlugin } from '@connectrpc/connect-fastify';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { SandboxManager } from '../../runtime/manager.js';
 import { Filesystem } from '../gen/filesystem/filesystem_pb.js';
 import { Process } from '../gen/process/process_pb.js';
 import { EnvdAdmission } from './caller.js';
-import { httpError } from './errors.js';
+import { httpError, rawRequest } from './errors.js';
 import { envdFileRoutes } from './files-http.js';
 import { filesystemService } from './filesystem-service.js';
 import { GuestUsers } from './guest-users.js';
@@ -37,6 +38,7 @@ export const envdRoutes =
         router.service(Filesystem, fs);
       },
       readMaxBytes: MAX_MESSAGE_BYTES,
+      contextValues: (req) => createContextValues().set(rawRequest, req.raw),
       // E2B's SDKs send no Connect-Protocol-Version header.
       requireConnectProtocolHeader: false,
     });
