@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "chan.h"
@@ -39,6 +40,49 @@ static void stat_fields(struct jw *w, const struct stat *st) {
   jw_key_num(w, "mtimeMs", (double)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000);
 }
 
+/* User metadata, E2B's way: extended attributes named user.e2b.KEY, reported
+ * as {"KEY": "value"} and replaced whole by a write that carries any. */
+#define META_PREFIX "user.e2b."
+#define META_PREFIX_LEN (sizeof META_PREFIX - 1)
+
+static void add_metadata(struct jw *w, const char *path) {
+  char names[8192];
+  ssize_t n = llistxattr(path, names, sizeof names);
+  if (n <= 0) return;
+  struct jw m;
+  jw_begin(&m);
+  int count = 0;
+  for (char *k = names; k < names + n; k += strlen(k) + 1) {
+    if (strncmp(k, META_PREFIX, META_PREFIX_LEN)) continue;
+    char val[4096];
+    ssize_t vn = lgetxattr(path, k, val, sizeof val - 1);
+    if (vn < 0) continue;
+    val[vn] = 0;
+    jw_key_str(&m, k + META_PREFIX_LEN, val);
+    count++;
+  }
+  if (count) jw_key_raw(w, "metadata", jw_end(&m));
+  jw_free(&m);
+}
+
+/* The file's user.e2b.* attributes become `meta` ("KEY=value" strings); -1 with errno. */
+static int replace_metadata(int fd, const struct json_field *meta) {
+  char names[8192];
+  ssize_t n = flistxattr(fd, names, sizeof names);
+  for (char *k = names; n > 0 && k < names + n; k += strlen(k) + 1)
+    if (!strncmp(k, META_PREFIX, META_PREFIX_LEN)) fremovexattr(fd, k);
+  for (size_t i = 0; i < meta->arr_len; i++) {
+    const char *kv = meta->arr[i], *eq = strchr(kv, '=');
+    char name[256];
+    if (!eq || eq == kv || snprintf(name, sizeof name, META_PREFIX "%.*s", (int)(eq - kv), kv) >= (int)sizeof name) {
+      errno = EINVAL;
+      return -1;
+    }
+    if (fsetxattr(fd, name, eq + 1, strlen(eq + 1), 0) < 0) return -1;
+  }
+  return 0;
+}
+
 static void do_stat(uint32_t id, const char *path) {
   struct stat st;
   if (lstat(path, &st) < 0) { proto_send_errno(id, errno, "stat", path); return; }
@@ -50,6 +94,7 @@ static void do_stat(uint32_t id, const char *path) {
     ssize_t n = readlink(path, target, sizeof target - 1);
     if (n >= 0) { target[n] = 0; jw_key_str(&w, "linkTarget", target); }
   }
+  add_metadata(&w, path);
   proto_send_json(K_DONE, id, jw_end(&w));
   jw_free(&w);
 }
@@ -77,6 +122,8 @@ static void do_list(uint32_t id, const char *path) {
       ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
       if (n >= 0) { target[n] = 0; jw_key_str(&w, "linkTarget", target); }
     }
+    char full[4096];
+    if (snprintf(full, sizeof full, "%s/%s", path, e->d_name) < (int)sizeof full) add_metadata(&w, full);
     jw_raw(&w, "}");
     if (w.len > MAX_PAYLOAD / 2) {
       jw_raw(&w, "]");
@@ -218,6 +265,11 @@ static int open_temp(const char *dest, char *tmp, size_t cap, mode_t mode, const
 
 static void open_write(uint32_t id, const struct json_obj *req, const char *path) {
   bool append = json_bool(req, "append", false);
+  const struct json_field *meta = json_get(req, "metadata");
+  if (meta && meta->type != J_STRARR) {
+    proto_send_error(id, "invalidArgument", "metadata must be an array of KEY=VALUE strings", path);
+    return;
+  }
   char parent[4096];
   snprintf(parent, sizeof parent, "%s", path);
   char *slash = strrchr(parent, '/');
@@ -247,6 +299,11 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
     int fd = open(path, flags, (mode_t)json_num(req, "mode", 0644));
     if (fd < 0) { proto_send_errno(id, errno, "write", path); return; }
     if (!exists && owner) fchown(fd, owner->uid, owner->gid);
+    if (meta && replace_metadata(fd, meta) < 0) {
+      proto_send_errno(id, errno, "write metadata", path);
+      close(fd);
+      return;
+    }
     struct chan *c = chan_new(id, CH_WRITE);
     c->file_fd = fd;
     pending_add(c, NULL, path, path);
@@ -259,6 +316,12 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
       snprintf(msg, sizeof msg, "write %s: no such directory %s (make it first, or ask for the parents to be made)", path, parent);
       proto_send_error(id, "notFound", msg, parent);
     } else proto_send_errno(id, errno, "write", path);
+    return;
+  }
+  if (meta && replace_metadata(fd, meta) < 0) {
+    proto_send_errno(id, errno, "write metadata", path);
+    close(fd);
+    unlink(tmp);
     return;
   }
   struct chan *c = chan_new(id, CH_WRITE);

@@ -12,9 +12,11 @@ import type { ApiKeys } from './api-keys.js';
  * features on by version: this is the highest whose features vmbox's envd
  * (src/e2b/envd/) serves — recursive watches (0.1.4), stdin on or off (0.3.0),
  * the sandbox's default user (0.4.0), closing stdin (0.5.2), octet-stream
- * uploads (0.5.7). Not file metadata in xattrs (0.6.2), so not beyond.
+ * uploads (0.5.7), file metadata in user.e2b.* attributes (0.6.2), entries in
+ * watch events (0.6.3), and the network-mount flag on watches (0.6.4: vmbox
+ * watches whatever its guest kernel can).
  */
-export const ENVD_VERSION = '0.5.7';
+export const ENVD_VERSION = '0.6.4';
 
 /** E2B's default template, `base`, is vmbox's built-in `e2b-base` (Debian with bash, python3, git, user `user`). */
 const E2B_TEMPLATES: Record<string, string> = { base: 'e2b-base' };

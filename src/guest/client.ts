@@ -350,9 +350,12 @@ export class AgentClient implements ChannelHost {
   async writeFile(
     path: string,
     data: Uint8Array | string | AsyncIterable<Uint8Array>,
-    opts: { mode?: number; append?: boolean; mkdirs?: boolean; inPlace?: boolean } & OwnedBy = {},
+    opts: { mode?: number; append?: boolean; mkdirs?: boolean; inPlace?: boolean; metadata?: Record<string, string> } & OwnedBy = {},
   ): Promise<{ size: number }> {
-    const ch = this.open({ op: 'write', path, ...opts });
+    const { metadata, ...rest } = opts;
+    // KEY=VALUE strings: the agent's JSON is flat. Given, they replace the file's metadata whole.
+    const meta = metadata && Object.entries(metadata).map(([k, v]) => `${k}=${v}`);
+    const ch = this.open({ op: 'write', path, ...rest, ...(meta ? { metadata: meta } : {}) });
     try {
       if (typeof data === 'string' || data instanceof Uint8Array) {
         await ch.write(Kind.data, typeof data === 'string' ? Buffer.from(data) : data);

@@ -24,8 +24,11 @@ export class SandboxFiles {
     ref: string,
     path: string,
     content: AsyncIterable<Uint8Array> | Uint8Array | string,
-    /** `inPlace`: truncate and write the file itself rather than replace it whole when done. */
-    opts: { mode?: number; append?: boolean; makeParents?: boolean; inPlace?: boolean } & OwnedBy = {},
+    /**
+     * `inPlace`: an existing file is truncated and written itself rather than replaced whole when done.
+     * `metadata`: the file's user metadata (user.e2b.* attributes) becomes exactly this.
+     */
+    opts: { mode?: number; append?: boolean; makeParents?: boolean; inPlace?: boolean; metadata?: Record<string, string> } & OwnedBy = {},
   ): Promise<{ path: string; name: string; size: number }> {
     const { makeParents, ...rest } = opts;
     const { size } = await this.agent(ref).writeFile(path, content, { ...rest, mkdirs: makeParents ?? true });

@@ -9,6 +9,9 @@ export const FileStatSchema = Type.Object({
   gid: Type.Integer(),
   mtimeMs: Type.Number(),
   linkTarget: Type.Optional(Type.String()),
+  metadata: Type.Optional(
+    Type.Record(Type.String(), Type.String(), { description: "User metadata: the file's user.e2b.* extended attributes, by KEY" }),
+  ),
 });
 export type FileStat = Static<typeof FileStatSchema>;
 

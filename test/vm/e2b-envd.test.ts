@@ -226,6 +226,21 @@ describe("E2B's SDK: files", () => {
     await sbx.files.remove('t'); // what is not there is removed already
   });
 
+  it('keeps user metadata as E2B does (user.e2b.* attributes): set on write, replaced by the next, shown by getInfo and list', async () => {
+    const info = await sbx.files.write('meta.txt', 'x', { metadata: { author: 'mish', purpose: 'upload' } });
+    assert.deepEqual(info.metadata, { author: 'mish', purpose: 'upload' });
+    assert.deepEqual((await sbx.files.getInfo('meta.txt')).metadata, { author: 'mish', purpose: 'upload' });
+    await sbx.files.write('meta.txt', 'y', { metadata: { author: 'other' }, useOctetStream: true });
+    assert.deepEqual((await sbx.files.getInfo('meta.txt')).metadata, { author: 'other' }, 'replaced whole');
+    await sbx.files.rename('meta.txt', 'meta2.txt');
+    const listed = (await sbx.files.list('.')).find((e) => e.name === 'meta2.txt');
+    assert.deepEqual(listed?.metadata, { author: 'other' });
+    await sbx.commands.run(`python3 -c "import os; os.setxattr('meta2.txt', 'user.e2b.tool', b'python')"`);
+    assert.deepEqual((await sbx.files.getInfo('meta2.txt')).metadata, { author: 'other', tool: 'python' });
+    await sbx.files.write('meta2.txt', 'z');
+    assert.equal((await sbx.files.getInfo('meta2.txt')).metadata, undefined, 'an upload without metadata clears it');
+  });
+
   it('watches a directory (recursive too), names relative to it, and stops cleanly', async () => {
     await sbx.files.makeDir('w');
     await sbx.files.write('w/existing.txt', 'x');
@@ -244,6 +259,14 @@ describe("E2B's SDK: files", () => {
     );
     await h.stop();
     assert.ok(await waitFor(async () => (await inotify()) === before, 10_000), 'the guest watch ended with the stream');
+    const withEntries: Array<{ name: string; size?: number }> = [];
+    const h2 = await sbx.files.watchDir('w', (e) => void withEntries.push({ name: e.name, size: e.entry?.size }), { includeEntry: true });
+    await sbx.files.write('w/sized.txt', '12345');
+    assert.ok(
+      await waitFor(async () => withEntries.some((e) => e.name === 'sized.txt' && e.size === 5), 15_000),
+      JSON.stringify(withEntries),
+    );
+    await h2.stop();
     await assert.rejects(
       sbx.files.watchDir('w/missing', () => {}),
       FileNotFoundError,

@@ -17,7 +17,8 @@ const TYPES: Record<EntryInfo['type'], FileType> = {
 /**
  * A guest entry as E2B describes it: owner and group by name, the permission
  * bits alone in `mode` and spelled out in `permissions` as Go writes a
- * FileMode (E2B's envd is Go), a symlink's target made absolute.
+ * FileMode (E2B's envd is Go), a symlink's target made absolute, user
+ * metadata (user.e2b.* attributes) by key.
  */
 export function e2bEntry(e: EntryInfo, accounts: GuestAccounts): E2bEntry {
   return {
@@ -31,6 +32,7 @@ export function e2bEntry(e: EntryInfo, accounts: GuestAccounts): E2bEntry {
     group: accounts.groupNames.get(e.gid) ?? String(e.gid),
     modifiedTime: timestampFromMs(Math.floor(e.mtimeMs)),
     ...(e.linkTarget !== undefined ? { symlinkTarget: posix.resolve(posix.dirname(e.path), e.linkTarget) } : {}),
+    ...(e.metadata ? { metadata: e.metadata } : {}),
   };
 }
 

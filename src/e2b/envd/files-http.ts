@@ -17,6 +17,21 @@ interface WriteInfo {
   name: string;
   type: 'file';
   path: string;
+  metadata?: Record<string, string>;
+}
+
+const METADATA_HEADER = 'x-metadata-';
+
+/**
+ * `X-Metadata-KEY: value` headers: the written files' user metadata (KEY
+ * lowercased, as HTTP has it). Every upload sets it whole: none clears it.
+ */
+function metadataOf(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers))
+    if (name.startsWith(METADATA_HEADER) && name.length > METADATA_HEADER.length && value !== undefined)
+      out[name.slice(METADATA_HEADER.length)] = Array.isArray(value) ? value.join(', ') : value;
+  return out;
 }
 
 /**
@@ -74,6 +89,7 @@ export const envdFileRoutes =
 
     app.post<Q>('/files', async (req, reply) => {
       const c = await callerOf(req, 'write');
+      const metadata = metadataOf(req.headers);
       const written: WriteInfo[] = [];
       if (req.isMultipart()) {
         for await (const part of req.parts()) {
@@ -82,7 +98,7 @@ export const envdFileRoutes =
           const name = req.query.path ?? (part.type === 'file' ? part.filename : undefined);
           if (!name) throw new VmboxError('invalidArgument', 'each file part needs a file name (its path) when the URL names no path');
           const content = part.type === 'file' ? part.file : Readable.from([Buffer.from(String(part.value))]);
-          written.push(await write(m, c, name, content));
+          written.push(await write(m, c, name, content, metadata));
         }
         if (!written.length) throw new VmboxError('invalidArgument', 'no file in the form: send each as a part named file');
       } else {
@@ -91,17 +107,23 @@ export const envdFileRoutes =
         if (!(body instanceof Readable))
           throw new VmboxError('invalidArgument', 'send the file as application/octet-stream or multipart/form-data');
         if (req.headers['content-encoding'] === 'gzip') body = body.pipe(createGunzip());
-        written.push(await write(m, c, req.query.path, body));
+        written.push(await write(m, c, req.query.path, body, metadata));
       }
       return sendJson(reply, written);
     });
   };
 
 /** One file to the guest, as the caller, parents made; an existing file is overwritten in place (E2B's watchers see a write). */
-async function write(m: SandboxManager, c: EnvdCaller, name: string, content: AsyncIterable<Uint8Array>): Promise<WriteInfo> {
+async function write(
+  m: SandboxManager,
+  c: EnvdCaller,
+  name: string,
+  content: AsyncIterable<Uint8Array>,
+  metadata: Record<string, string>,
+): Promise<WriteInfo> {
   const path = resolvePath(name, c.home);
-  await m.files.write(c.sandboxId, path, content, { owner: c.user, makeParents: true, inPlace: true });
-  return { name: posix.basename(path), type: 'file', path };
+  await m.files.write(c.sandboxId, path, content, { owner: c.user, makeParents: true, inPlace: true, metadata });
+  return { name: posix.basename(path), type: 'file', path, ...(Object.keys(metadata).length ? { metadata } : {}) };
 }
 
 /** Resolves true once the request body has all been read (and dropped), false if that took past `ms`. */

@@ -60,11 +60,32 @@ export function filesystemService(
         throw toConnectError(err);
       }
     };
-  /** A watch of `path`, its events named relative to it, started (or failed) before this returns. */
-  const watch = async (c: EnvdCaller, path: string, recursive: boolean, onEvents: (events: FsEvent[]) => void) => {
-    const w = m.files.watch(c.sandboxId, path, { recursive }, (events) =>
-      onEvents(events.flatMap((e) => (e.type === 'overflow' ? [] : [{ name: posix.relative(path, e.path), type: EVENT_TYPES[e.type] }]))),
-    );
+  /**
+   * A watch of `path`, its events named relative to it, started (or failed)
+   * before this returns. With `includeEntry`, each event whose entry is still
+   * there carries it (looked up in order, so events keep theirs).
+   */
+  const watch = async (
+    c: EnvdCaller,
+    path: string,
+    o: { recursive: boolean; includeEntry: boolean },
+    onEvents: (events: FsEvent[]) => void,
+  ) => {
+    let inOrder = Promise.resolve();
+    const described = async (e: WatchEvent): Promise<FsEvent> => {
+      const event: FsEvent = { name: posix.relative(path, e.path), type: EVENT_TYPES[e.type as keyof typeof EVENT_TYPES] };
+      if (!o.includeEntry || e.type === 'remove' || e.type === 'rename') return event;
+      return entry(c, e.path).then(
+        (info) => ({ ...event, entry: info }),
+        () => event, // gone again since
+      );
+    };
+    const w = m.files.watch(c.sandboxId, path, { recursive: o.recursive }, (events) => {
+      const wanted = events.filter((e) => e.type !== 'overflow');
+      if (!o.includeEntry)
+        return onEvents(wanted.map((e) => ({ name: posix.relative(path, e.path), type: EVENT_TYPES[e.type as keyof typeof EVENT_TYPES] })));
+      inOrder = inOrder.then(async () => onEvents(await Promise.all(wanted.map(described))));
+    });
     try {
       await w.ready;
     } catch (err) {
@@ -111,7 +132,7 @@ export function filesystemService(
       let stop: () => void = () => {};
       try {
         const c = await caller(ctx);
-        const w = await watch(c, resolvePath(req.path, c.home), req.recursive, (events) => {
+        const w = await watch(c, resolvePath(req.path, c.home), req, (events) => {
           for (const e of events) void q.push(e);
           if (q.size > MAX_PENDING_EVENTS) q.fail(new ConnectError('the watch fell too far behind its events', Code.ResourceExhausted));
         });
@@ -150,7 +171,7 @@ export function filesystemService(
         throw new ConnectError(`a sandbox may have ${MAX_WATCHERS} watchers at once: remove one first`, Code.ResourceExhausted);
       const id = randomUUID();
       const watcher: PolledWatcher = { sandboxId: c.sandboxId, events: [], stop: () => {} };
-      const w = await watch(c, resolvePath(req.path, c.home), req.recursive, (events) => {
+      const w = await watch(c, resolvePath(req.path, c.home), req, (events) => {
         watcher.events.push(...events);
         // A reader that stopped polling loses the oldest, not the server its memory.
         if (watcher.events.length > MAX_PENDING_EVENTS) watcher.events.splice(0, watcher.events.length - MAX_PENDING_EVENTS);
