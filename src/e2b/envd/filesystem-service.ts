@@ -158,6 +158,8 @@ export function filesystemService(
           yield create(WatchDirResponseSchema, {
             event: item === 'keepalive' ? { case: 'keepalive', value: {} } : { case: 'filesystem', value: item },
           });
+        // Its deadline passed (or its client went away): said as such, not as a watch that ended.
+        if (ctx.signal.aborted) throw ConnectError.from(ctx.signal.reason);
       } catch (err) {
         dropIfSandboxEnded(err, ctx);
         throw toConnectError(err);

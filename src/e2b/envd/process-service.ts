@@ -146,6 +146,8 @@ async function* stream(proc: EnvdProcess, q: EventQueue<ProcessOutput>, ctx: Han
         return;
       }
     }
+    // Cut short: the deadline (Connect-Timeout-Ms) passed, or the client went away.
+    throw ConnectError.from(ctx.signal.reason ?? new ConnectError('the process stream ended', Code.Aborted));
   } catch (err) {
     dropIfSandboxEnded(err, ctx);
     throw toConnectError(err);
