@@ -1,30 +1,16 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { httpStatus, SpecError, VmboxError } from '../errors.js';
 import type { SandboxManager } from '../runtime/manager.js';
-import type { ApiKeyRecord } from '../runtime/state.js';
-import type { NetworkPolicyInput } from '../spec/network.js';
 import type { SandboxInfo } from '../spec/sandboxes.js';
 import { accessToken } from './access-token.js';
 import type { ApiKeys } from './api-keys.js';
-
-/**
- * The envd version vmbox reports. E2B's SDKs refuse below 0.1.0 and switch
- * features on by version: this is the highest whose features vmbox's envd
- * (src/e2b/envd/) serves — recursive watches (0.1.4), stdin on or off (0.3.0),
- * the sandbox's default user (0.4.0), closing stdin (0.5.2), octet-stream
- * uploads (0.5.7), file metadata in user.e2b.* attributes (0.6.2), entries in
- * watch events (0.6.3), and the network-mount flag on watches (0.6.4: vmbox
- * watches whatever its guest kernel can).
- */
-export const ENVD_VERSION = '0.6.4';
-
-/** E2B's default template, `base`, is vmbox's built-in `e2b-base` (Debian with bash, python3, git, user `user`). */
-const E2B_TEMPLATES: Record<string, string> = { base: 'e2b-base' };
-const imageOf = (templateID: string | undefined) => E2B_TEMPLATES[templateID ?? 'base'] ?? (templateID as string);
-const templateOf = (image: string) => Object.entries(E2B_TEMPLATES).find(([, i]) => i === image)?.[0] ?? image;
+import { createdShape, type E2bNetwork, e2bState, imageOf, listedShape, networkOf, startOf, templateOf } from './shapes.js';
+import { type KeyedRequest, snapshotRoutes, visibleSnapshot } from './snapshot-routes.js';
 
 /** E2B's sandbox timeout when a create names none, in seconds. */
 const DEFAULT_TIMEOUT_S = 300;
+/** No outbound traffic at all: `allow_internet_access: false` with no rule allowing any. */
+const CLOSED = { defaultAction: 'deny' as const, allow: [], deny: [] };
 
 export interface E2bOptions {
   manager: SandboxManager;
@@ -33,16 +19,15 @@ export interface E2bOptions {
   secret: Buffer;
 }
 
-type Keyed = FastifyRequest & { apiKey?: ApiKeyRecord };
+type Keyed = KeyedRequest;
+type E2bNetworkUpdate = E2bNetwork['network'] & { allow_internet_access?: boolean; rules?: object; egressProxy?: unknown };
 type Id = { Params: { id: string } };
 
-interface CreateBody {
+interface CreateBody extends E2bNetwork {
   templateID?: string;
   timeout?: number;
   metadata?: Record<string, string>;
   envVars?: Record<string, string>;
-  allow_internet_access?: boolean;
-  network?: { allowOut?: string[]; denyOut?: string[] };
   secure?: boolean;
   autoPause?: boolean;
   autoPauseMemory?: boolean;
@@ -59,7 +44,7 @@ interface CreateBody {
  * admin key sees all). Errors are E2B's `{ code, message }`, `code` the status.
  */
 /** The paths E2B's API serves here: they carry an API key, not vmbox's bearer token. */
-export const isE2bPath = (url: string) => /^\/+(v2\/)?sandboxes(\/|\?|$)/.test(url);
+export const isE2bPath = (url: string) => /^\/+((v2\/)?sandboxes|snapshots|templates)(\/|\?|$)/.test(url);
 
 export const e2bRoutes =
   (o: E2bOptions): FastifyPluginAsync =>
@@ -83,14 +68,7 @@ export const e2bRoutes =
       }
       return m.get(rec.id);
     };
-    const created = (s: SandboxInfo) => ({
-      sandboxID: s.id,
-      templateID: templateOf(s.image),
-      clientID: 'vmbox',
-      envdVersion: ENVD_VERSION,
-      envdAccessToken: token(s.id),
-      domain: null,
-    });
+    const created = (s: SandboxInfo) => createdShape(s, token(s.id));
 
     const create = async (req: Keyed, reply: FastifyReply) => {
       const b = (req.body ?? {}) as CreateBody;
@@ -104,9 +82,11 @@ export const e2bRoutes =
       const timeout = b.timeout ?? DEFAULT_TIMEOUT_S;
       if (!Number.isInteger(timeout) || timeout < 1)
         throw new SpecError('timeout', `must be a whole number of seconds, at least 1, got ${timeout}`);
+      // A template that names a snapshot this key took restores it (E2B's snapshots are templates).
+      const snapshot = b.templateID ? visibleSnapshot(m, req, b.templateID) : undefined;
       const info = await m.create(
         {
-          image: imageOf(b.templateID),
+          ...(snapshot ? { snapshot: snapshot.id } : { image: imageOf(b.templateID) }),
           labels: b.metadata,
           env: b.envVars ?? {},
           maxDurationMs: timeout * 1000,
@@ -114,7 +94,7 @@ export const e2bRoutes =
           // pause at their timeout: with memory (vmbox's pause) or their disk alone (a stop).
           ephemeral: !b.autoPause,
           ...(b.autoPause ? { onTimeout: b.autoPauseMemory === false ? ('stop' as const) : ('pause' as const) } : {}),
-          ...networkOf(b),
+          network: networkOf(b),
         },
         { apiKey: req.apiKey?.id },
       );
@@ -124,21 +104,7 @@ export const e2bRoutes =
     app.post('/sandboxes', create);
     app.post('/v2/sandboxes', create);
 
-    const listed = (s: SandboxInfo) => ({
-      sandboxID: s.id,
-      templateID: templateOf(s.image),
-      alias: s.name,
-      clientID: 'vmbox',
-      startedAt: new Date(s.startedAt ?? s.createdAt).toISOString(),
-      endAt: new Date((s.startedAt ?? s.createdAt) + (s.spec.maxDurationMs ?? 0)).toISOString(),
-      cpuCount: s.cpus,
-      memoryMB: s.memoryMib,
-      diskSizeMB: s.spec.diskMib ?? 0,
-      metadata: s.labels,
-      state: e2bState(s),
-      envdVersion: ENVD_VERSION,
-      lifecycle: { onTimeout: s.spec.onTimeout ? 'pause' : 'kill', autoResume: false },
-    });
+    const listed = listedShape;
     // A stopped sandbox is kept only when it paused at its timeout without memory: E2B calls it paused.
     const mine = (req: Keyed) =>
       m.list({ states: ['running', 'paused', 'stopped'], ...(req.apiKey?.admin ? {} : { apiKey: req.apiKey?.id }) });
@@ -222,6 +188,29 @@ export const e2bRoutes =
     app.post<Id & { Body: { timeout?: number } }>('/v2/sandboxes/:id/connect', connect);
     app.post<Id & { Body: { timeout?: number } }>('/sandboxes/:id/resume', connect);
 
+    app.put<Id>('/sandboxes/:id/network', async (req, reply) => {
+      const s = visible(req, req.params.id);
+      const { allow_internet_access, rules: perHost, egressProxy, ...rules } = (req.body ?? {}) as E2bNetworkUpdate;
+      if ((perHost && Object.keys(perHost).length) || egressProxy)
+        throw new VmboxError(
+          'invalidArgument',
+          'per-host network rules and an egress proxy are not supported by vmbox: use allowOut and denyOut',
+        );
+      // Replaces the rules whole, as E2B's does; what it leaves out is cleared (open, E2B's default).
+      await m.networking.update(s.id, networkOf({ allow_internet_access, network: rules }) ?? CLOSED);
+      return reply.code(204).send();
+    });
+    app.post<Id & { Body: { duration?: number } }>('/sandboxes/:id/refreshes', async (req, reply) => {
+      const s = visible(req, req.params.id);
+      const duration = req.body?.duration ?? DEFAULT_TIMEOUT_S;
+      if (!Number.isInteger(duration) || duration < 0 || duration > 3600) throw new SpecError('duration', 'must be 0 to 3600 seconds');
+      const left = startOf(s) + (s.spec.maxDurationMs ?? 0) - Date.now();
+      if (duration * 1000 > left) m.setTimeout(s.id, Math.max(1, duration * 1000));
+      return reply.code(204).send();
+    });
+
+    snapshotRoutes(app, { m, visible, created, defaultTimeoutS: DEFAULT_TIMEOUT_S });
+
     app.get<Id & { Querystring: { start?: string; end?: string } }>('/sandboxes/:id/metrics', async (req) => {
       const s = visible(req, req.params.id);
       // The window, in unix seconds (E2B's); without one, what the sampler holds.
@@ -243,26 +232,3 @@ export const e2bRoutes =
         }));
     });
   };
-
-/** E2B's states: a sandbox kept stopped paused at its timeout without its memory. */
-function e2bState(s: SandboxInfo): 'running' | 'paused' {
-  return s.state === 'paused' || s.state === 'stopped' ? 'paused' : 'running';
-}
-
-const startOf = (s: SandboxInfo) => s.startedAt ?? s.createdAt;
-
-/**
- * E2B's sandboxes reach the internet unless told not to; vmbox's are closed
- * unless given a policy. `allow_internet_access: false` closes it; `network`
- * lists outbound rules (vmbox's rule syntax: domains, CIDRs, ports).
- */
-function networkOf(b: CreateBody): { network?: NetworkPolicyInput } {
-  if (b.allow_internet_access === false && !b.network?.allowOut?.length) return {};
-  return {
-    network: {
-      defaultAction: b.allow_internet_access === false ? 'deny' : 'allow',
-      allow: b.network?.allowOut ?? [],
-      deny: b.network?.denyOut ?? [],
-    },
-  };
-}

@@ -21,7 +21,13 @@ import type { SandboxManager } from './manager.js';
  */
 const SHARED_FROM = 4;
 
-export async function forkSandbox(m: SandboxManager, ref: string, req: ForkRequest = {}): Promise<SandboxInfo[]> {
+/** What the copies differ in beyond the request: who made them (an E2B key), how long they live. */
+export interface ForkAs {
+  apiKey?: string;
+  maxDurationMs?: number;
+}
+
+export async function forkSandbox(m: SandboxManager, ref: string, req: ForkRequest = {}, as: ForkAs = {}): Promise<SandboxInfo[]> {
   const parent = m.find(ref);
   checkTransition(parent.name, parent.state, 'fork');
   const count = req.names?.length ?? req.count ?? 1;
@@ -35,8 +41,13 @@ export async function forkSandbox(m: SandboxManager, ref: string, req: ForkReque
   const made = await Promise.allSettled(
     Array.from({ length: count }, (_, i) =>
       m.create(
-        { snapshot: snapshot.id, ...(req.names?.[i] ? { name: req.names[i] } : {}), ...(req.labels ? { labels: req.labels } : {}) },
-        { hostPaths: true, fork: { parent: parent.id } },
+        {
+          snapshot: snapshot.id,
+          ...(req.names?.[i] ? { name: req.names[i] } : {}),
+          ...(req.labels ? { labels: req.labels } : {}),
+          ...(as.maxDurationMs ? { maxDurationMs: as.maxDurationMs } : {}),
+        },
+        { hostPaths: true, fork: { parent: parent.id }, apiKey: as.apiKey },
       ),
     ),
   );

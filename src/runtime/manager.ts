@@ -12,7 +12,7 @@ import type { ForkRequest, TemplateInfo } from '../spec/snapshots.js';
 import { formatMs } from '../util/duration.js';
 import type { MemoryFile, VmmProvider } from '../vmm/provider.js';
 import { SandboxFiles } from './files.js';
-import { forkSandbox } from './forking.js';
+import { type ForkAs, forkSandbox } from './forking.js';
 import { ImageService } from './images.js';
 import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
@@ -176,8 +176,8 @@ export class SandboxManager {
   }
 
   /** Running copies of a running sandbox, which carries on as it was. */
-  fork(ref: string, req: ForkRequest = {}): Promise<SandboxInfo[]> {
-    return forkSandbox(this, ref, req);
+  fork(ref: string, req: ForkRequest = {}, as: ForkAs = {}): Promise<SandboxInfo[]> {
+    return forkSandbox(this, ref, req, as);
   }
 
   /** Makes the template warm creates of this image and shape restore (now, not in the background). */

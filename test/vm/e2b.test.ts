@@ -139,6 +139,56 @@ describe("E2B's SDK against vmbox", () => {
     await diskOnly.kill();
   });
 
+  it('forks, snapshots (a template for later creates), lists and deletes snapshots, updates the network, refreshes', async () => {
+    const src = await Sandbox.create('base', { ...opts(), metadata: { role: 'source' } });
+    await src.commands.run('echo before > /home/user/state');
+    const copies = await src.fork({ count: 2 });
+    assert.equal(copies.length, 2);
+    for (const copy of copies) {
+      assert.ok(!(copy instanceof Error), String(copy));
+      assert.equal((await (copy as Sandbox).files.read('/home/user/state')).trim(), 'before');
+    }
+    await (copies[0] as Sandbox).files.write('/home/user/state', 'diverged');
+    assert.equal((await src.files.read('/home/user/state')).trim(), 'before', 'the source carries on as it was');
+    assert.equal(
+      (await Sandbox.list({ ...opts(), query: { metadata: { role: 'source' } } }).nextItems()).length,
+      3,
+      'copies are the key’s',
+    );
+
+    const snap = await src.createSnapshot({ name: 'e2b-snap' });
+    assert.deepEqual(snap.names, ['e2b-snap']);
+    const listed = await Sandbox.listSnapshots({ ...opts(), sandboxId: src.sandboxId }).nextItems();
+    assert.deepEqual(
+      listed.map((s) => s.snapshotId),
+      [snap.snapshotId],
+    );
+    assert.equal((await Sandbox.listSnapshots({ ...opts(), apiKey: otherKey }).nextItems()).length, 0, 'another key sees none');
+    const restored = await Sandbox.create(snap.snapshotId, opts());
+    assert.equal((await restored.files.read('/home/user/state')).trim(), 'before');
+    await restored.kill();
+    assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, opts()), true);
+    assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, opts()), false, 'gone');
+
+    await src.updateNetwork({ allowOut: ['example.com'], allowInternetAccess: false } as never);
+    const token = readFileSync(join(server.home.home, 'token'), 'utf8').trim();
+    const policy = (await (
+      await fetch(`${apiUrl}/v1/sandboxes/${src.sandboxId}/network`, { headers: { authorization: `Bearer ${token}` } })
+    ).json()) as { defaultAction: string; allow: string[] };
+    assert.equal(policy.defaultAction, 'deny');
+    assert.deepEqual(policy.allow, ['example.com']);
+
+    const before = (await src.getInfo()).endAt.getTime();
+    const r = await fetch(`${apiUrl}/sandboxes/${src.sandboxId}/refreshes`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ duration: 3600 }),
+    });
+    assert.equal(r.status, 204);
+    assert.ok((await src.getInfo()).endAt.getTime() > before, 'refreshed');
+    for (const s of [src, ...copies] as Sandbox[]) await s.kill();
+  });
+
   it('refuses a missing or wrong key, and a timeout ends (removes) the sandbox as E2B’s do', async () => {
     await assert.rejects(Sandbox.create('base', { ...opts(), apiKey: `e2b_${'0'.repeat(40)}` }), AuthenticationError);
     const bare = await fetch(`${apiUrl}/v2/sandboxes`);
