@@ -162,10 +162,14 @@ export const e2bRoutes =
       m.setTimeout(s.id, Math.max(1, (timeout as number) * 1000));
       return reply.code(204).send();
     });
-    app.post<Id>('/sandboxes/:id/pause', async (req, reply) => {
+    app.post<Id & { Body: { memory?: boolean } }>('/sandboxes/:id/pause', async (req, reply) => {
       const s = visible(req, req.params.id);
       if (e2bState(s) === 'paused') return reply.code(409).send({ code: 409, message: `sandbox ${s.id} is already paused` });
-      await m.pause(s.id);
+      if (req.body?.memory === false) {
+        // Its disk alone: a stop that keeps the sandbox; connect boots it again.
+        m.setEphemeral(s.id, false);
+        await m.stop(s.id, { reason: 'paused without its memory through the E2B API' });
+      } else await m.pause(s.id);
       return reply.code(204).send();
     });
     // Connect (and the older resume): a paused sandbox is resumed (one that paused without
@@ -174,7 +178,11 @@ export const e2bRoutes =
       const s = visible(req, req.params.id);
       const wasPaused = e2bState(s) === 'paused';
       if (s.state === 'paused') await m.resume(s.id);
-      else if (s.state === 'stopped') await m.start(s.id);
+      else if (s.state === 'stopped') {
+        await m.start(s.id);
+        // Gone at its end again, unless it pauses at its timeout.
+        m.setEphemeral(s.id, !s.spec.onTimeout);
+      }
       const timeout = req.body?.timeout;
       if (timeout !== undefined) {
         const now = m.get(s.id);

@@ -364,6 +364,13 @@ export class SandboxManager {
     return this.info(rec.id);
   }
 
+  /** Whether the sandbox is removed when it stops (E2B's sandboxes are, but for one paused with its disk alone). */
+  setEphemeral(ref: string, ephemeral: boolean): SandboxInfo {
+    const rec = this.find(ref);
+    if ((rec.spec.ephemeral ?? false) !== ephemeral) this.db.update(rec.id, { spec: { ...rec.spec, ephemeral } });
+    return this.info(rec.id);
+  }
+
   /** An API call on the sandbox: it is not idle. */
   touch(ref: string): void {
     const rec = this.db.find(ref);

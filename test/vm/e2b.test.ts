@@ -135,6 +135,13 @@ describe("E2B's SDK against vmbox", () => {
       Sandbox.create('base', { ...opts(), timeoutMs: 3000, lifecycle: { onTimeout: 'pause', autoResume: true } }),
       /autoResume is not supported/,
     );
+    // Paused by hand without its memory: kept (an E2B sandbox is otherwise removed when it ends), booted by connect.
+    const boot2 = (await diskOnly.commands.run('cat /proc/sys/kernel/random/boot_id')).stdout;
+    await diskOnly.pause({ keepMemory: false });
+    assert.equal((await diskOnly.getInfo()).state, 'paused');
+    await diskOnly.connect();
+    assert.notEqual((await diskOnly.commands.run('cat /proc/sys/kernel/random/boot_id')).stdout, boot2);
+    assert.equal(await diskOnly.files.read('/home/user/marker'), 'on disk');
     await withMemory.kill();
     await diskOnly.kill();
   });
