@@ -20,6 +20,7 @@
 #include "exec.h"
 #include "json.h"
 #include "proto.h"
+#include "limits.h"
 #include "ring.h"
 #include "user.h"
 
@@ -51,6 +52,8 @@ struct launch {
   int ngroups;
   int in, out, err;
   const char *pty; /* the terminal's slave side: becomes stdio and the controlling tty */
+  char **rlimits; /* "NAME=SOFT:HARD", applied before the identity changes */
+  size_t nrlimits;
 };
 
 static void child_fail(const char *what, const char *arg, int e, int code) {
@@ -87,6 +90,7 @@ static void child(const struct launch *l) {
     dup2(l->out, 1);
     dup2(l->err, 2);
   }
+  if (limits_apply(l->rlimits, l->nrlimits) < 0) child_fail("setting resource limits", NULL, errno, 126);
   /* Raw system calls: only this task changes identity, with no libc bookkeeping. */
   if (syscall(SYS_setgroups, l->ngroups, l->groups) < 0) child_fail("setting supplementary groups", NULL, errno, 126);
   if (syscall(SYS_setgid, l->gid) < 0) child_fail("switching group", NULL, errno, 126);
@@ -144,6 +148,11 @@ void exec_open(uint32_t id, const struct json_obj *req) {
     proto_send_error(id, "invalidArgument", err, NULL);
     return;
   }
+  const struct json_field *rlimits = json_get(req, "rlimits");
+  if (rlimits && (rlimits->type != J_STRARR || limits_check(rlimits->arr, rlimits->arr_len, err, sizeof err) < 0)) {
+    proto_send_error(id, "invalidArgument", rlimits->type != J_STRARR ? "rlimits must be an array of strings" : err, NULL);
+    return;
+  }
   struct stat st;
   if (stat(cwd, &st) < 0) { proto_send_errno(id, errno, "working directory", cwd); return; }
   if (!S_ISDIR(st.st_mode)) { proto_send_errno(id, ENOTDIR, "working directory", cwd); return; }
@@ -186,6 +195,7 @@ void exec_open(uint32_t id, const struct json_obj *req) {
   struct launch l = {
     .argv = argv->arr, .envp = envp, .cwd = cwd, .uid = ident.uid, .gid = ident.gid,
     .in = inp[0], .out = outp[1], .err = errp[1], .pty = pty ? slave : NULL,
+    .rlimits = rlimits ? rlimits->arr : NULL, .nrlimits = rlimits ? rlimits->arr_len : 0,
   };
   l.path = env_value(envp, "PATH");
   if (ident.named) {

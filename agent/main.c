@@ -21,6 +21,7 @@
 #include "init.h"
 #include "json.h"
 #include "log.h"
+#include "mounts.h"
 #include "net.h"
 #include "oom.h"
 #include "processes.h"
@@ -80,6 +81,7 @@ static void on_open(uint32_t id, const uint8_t *p, size_t n) {
   else if (!strcmp(op, "watch")) watch_open(id, &req);
   else if (!strcmp(op, "net.up")) net_up(id);
   else if (!strcmp(op, "connect")) net_connect(id, &req);
+  else if (!strcmp(op, "mount")) mounts_request(id, &req);
   else if (!strcmp(op, "shutdown")) {
     proto_send_json(K_DONE, id, "{}");
     proto_out_flush();

@@ -16,6 +16,8 @@ export const paths = {
   sandbox: (id: string) => join(vmboxHome(), 'sandboxes', id),
   snapshots: () => join(vmboxHome(), 'snapshots'),
   snapshot: (id: string) => join(vmboxHome(), 'snapshots', id),
+  /** Named volumes: one directory each, shared by the sandboxes that mount it. */
+  volumes: () => join(vmboxHome(), 'volumes'),
   /** Images booted to "agent ready" and saved, which warm creates restore. */
   templates: () => join(vmboxHome(), 'templates'),
   /** The server's API socket (mode 0600). */

@@ -6,12 +6,13 @@ import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
 import { composeArgv } from './argv.js';
 import { connectOptions } from './client.js';
+import { addMountFlags, type MountFlags, mountsFromFlags } from './mounts.js';
 import { addNetworkFlags, type NetworkFlags, networkFromFlags, secretsFromFlags } from './network.js';
 import { pullFor } from './pull.js';
 import { imageOptions, int, parsePairs, size } from './sandboxes.js';
 import { checkTimeout, streamProcess } from './stream.js';
 
-interface RunOptions extends NetworkFlags {
+interface RunOptions extends NetworkFlags, MountFlags {
   image: string;
   cpus?: number;
   memory?: number;
@@ -48,7 +49,7 @@ export function runCommand(): Command {
     .option('--cold', 'boot, even when the image has a warm-start template')
     .argument('[command...]', 'the command and its arguments, after --')
     .passThroughOptions();
-  return addNetworkFlags(cmd, { ports: false, secrets: true }).action(async (command: string[], opts: RunOptions) => {
+  return addNetworkFlags(addMountFlags(cmd), { ports: false, secrets: true }).action(async (command: string[], opts: RunOptions) => {
     process.exitCode = await run(command, opts);
   });
 }
@@ -66,6 +67,7 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     env: parsePairs('-e', opts.env),
     workdir: opts.workdir,
     user: opts.user,
+    ...mountsFromFlags(opts),
   };
   validateSpec(spec); // bad input fails before any pull or boot
   // The server pulls (progress shown here) and says what the image runs; the

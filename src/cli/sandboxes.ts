@@ -7,6 +7,7 @@ import { validateSpec } from '../spec/sandbox.js';
 import { composeArgv } from './argv.js';
 import { connectOptions, openConnection, sandboxHandle } from './client.js';
 import { humanDuration, parseDuration, parseSizeMib, table } from './format.js';
+import { addMountFlags, type MountFlags, mountsFromFlags } from './mounts.js';
 import { addNetworkFlags, type NetworkFlags, networkFromFlags, parsePublish, secretsFromFlags } from './network.js';
 import { type PullFlags, pullFor } from './pull.js';
 
@@ -48,7 +49,7 @@ export function imageOptions(f: PullFlags): { pull: 'if-missing' | 'never'; plat
   return { pull: f.pull === 'never' ? 'never' : 'if-missing', platform: f.platform, insecure: f.insecure };
 }
 
-interface CreateFlags extends NetworkFlags {
+interface CreateOnlyFlags extends NetworkFlags {
   name?: string;
   image: string;
   cpus?: number;
@@ -71,6 +72,8 @@ interface CreateFlags extends NetworkFlags {
   onTimeout?: 'stop' | 'pause';
   cold?: boolean;
 }
+
+type CreateFlags = CreateOnlyFlags & MountFlags;
 
 /** `vmbox create`: a named sandbox that keeps running. */
 export function createCommand(): Command {
@@ -112,7 +115,7 @@ export function createCommand(): Command {
     )
     .argument('[command...]', 'the default command and its arguments, after --')
     .passThroughOptions();
-  return addNetworkFlags(cmd, { ports: true, secrets: true }).action(async (command: string[], f: CreateFlags) => {
+  return addNetworkFlags(addMountFlags(cmd), { ports: true, secrets: true }).action(async (command: string[], f: CreateFlags) => {
     if (f.fromSnapshot) return createFromSnapshot(cmd, f);
     const spec = specFromFlags(f);
     validateSpec(spec);
@@ -154,6 +157,7 @@ function specFromFlags(f: CreateFlags) {
     onTimeout: f.onTimeout,
     ephemeral: f.ephemeral,
     metricsIntervalMs: f.metricsInterval,
+    ...mountsFromFlags(f),
   };
 }
 

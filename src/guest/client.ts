@@ -12,6 +12,8 @@ export interface ExecRequest {
   argv: string[];
   /** KEY=VALUE strings; the whole environment of the process. */
   env?: string[];
+  /** NAME=SOFT:HARD strings (setrlimit's names, lower case, -1 unlimited), set before the user is switched. */
+  rlimits?: string[];
   cwd?: string;
   /** A name, a uid, or uid:gid / name:group. */
   user?: string;
@@ -57,6 +59,17 @@ export interface GuestProcess {
 /** What a file operation creates (files, directories, links) belongs to this guest user (a name, uid, or uid:gid); root when absent. */
 export interface OwnedBy {
   owner?: string;
+}
+
+/** A mount the agent makes: a 9p share by its tag, or a tmpfs. */
+export interface GuestMount {
+  fstype: '9p' | 'tmpfs';
+  source: string;
+  target: string;
+  /** ro, noexec, nosuid, nodev */
+  flags: string[];
+  /** The filesystem's own options (9p's transport and size, tmpfs's size). */
+  data?: string;
 }
 
 export interface DirEntry extends FileStat {
@@ -405,6 +418,10 @@ export class AgentClient implements ChannelHost {
   }
   rename(from: string, to: string): Promise<void> {
     return this.request('rename', { from, to });
+  }
+  /** Mounts a 9p share (by its tag) or a tmpfs at a guest path, making the path. */
+  mount(m: GuestMount): Promise<void> {
+    return this.request('mount', { ...m });
   }
   /** Gives the guest its route to the host: every TCP connection and DNS query comes here from now on. */
   netUp(): Promise<void> {

@@ -1,10 +1,10 @@
 import { basename, dirname, join } from 'node:path';
 import { VmboxError, VmDiedError } from '../errors.js';
-import { AgentClient } from '../guest/client.js';
+import { AgentClient, type GuestMount } from '../guest/client.js';
 import { ensureAssets } from '../setup/assets.js';
 import type { Patch, SandboxSpec } from '../spec/sandbox.js';
 import { mark } from '../util/trace.js';
-import type { MemoryFile, VmHandle, VmmProvider } from '../vmm/provider.js';
+import type { MemoryFile, ShareSpec, VmHandle, VmmProvider } from '../vmm/provider.js';
 import { applyPatches } from './patches.js';
 
 /** The copy-on-write disk of a sandbox, in its directory. */
@@ -37,6 +37,9 @@ export class Machine {
       restoreFrom?: string;
       /** Guest RAM in a file: shared (a template being made) or private over a template's (a warm clone). */
       memoryFile?: MemoryFile;
+      /** Host directories exported to the guest (9p), and the mounts the agent makes once it answers. */
+      shares?: ShareSpec[];
+      mounts?: GuestMount[];
       signal?: AbortSignal;
       onSpawn?: (pid: number) => void;
     },
@@ -52,17 +55,19 @@ export class Machine {
         accel: assets.accel.accel,
         kernelPath: assets.kernelPath,
         initrdPath: assets.initrd,
-        kernelArgs: [`vmbox.hostname=${hostnameOf(o.id)}`],
+        kernelArgs: [`vmbox.hostname=${hostnameOf(o.id, o.spec)}`],
         rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' },
         runDir: o.dir,
+        ...(o.shares?.length ? { shares: o.shares } : {}),
         ...(o.restoreFrom ? { restoreFrom: o.restoreFrom } : {}),
         ...(o.memoryFile ? { memoryFile: o.memoryFile } : {}),
       });
       o.onSpawn?.(vm.pid);
       mark('vm started');
-      const agent = await connectAgent(vm, hostnameOf(o.id), o.signal);
+      const agent = await connectAgent(vm, hostnameOf(o.id, o.spec), o.signal);
       mark('agent ready');
       if (o.patches?.length) await applyPatches(agent, o.patches);
+      for (const m of o.mounts ?? []) await agent.mount(m);
       return new Machine(vm, agent);
     } catch (err) {
       const tail = vm?.consoleTail() ?? '';
@@ -78,8 +83,8 @@ export class Machine {
   }
 
   /** Reconnects to a VM an earlier process started (after a server restart). */
-  static async adopt(vm: VmHandle): Promise<Machine> {
-    return new Machine(vm, await connectAgent(vm, hostnameOf(vm.id), undefined, 10_000));
+  static async adopt(vm: VmHandle, spec?: Pick<SandboxSpec, 'hostname'>): Promise<Machine> {
+    return new Machine(vm, await connectAgent(vm, hostnameOf(vm.id, spec), undefined, 10_000));
   }
 
   /**
@@ -102,9 +107,9 @@ export class Machine {
   }
 }
 
-/** A sandbox's hostname: its own, also when its VM is a restored copy of another's (the hello sets it). */
-export function hostnameOf(id: string): string {
-  return `vmbox-${id.slice(0, 8)}`;
+/** A sandbox's hostname: the spec's, else its own; also when its VM is a restored copy of another's (the hello sets it). */
+export function hostnameOf(id: string, spec?: Pick<SandboxSpec, 'hostname'>): string {
+  return spec?.hostname ?? `vmbox-${id.slice(0, 8)}`;
 }
 
 /** What a saved VM's memory was running: a restore needs the same kernel and agent (their cache keys). */

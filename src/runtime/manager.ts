@@ -18,6 +18,7 @@ import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
 import { readLog, SandboxLog } from './logs.js';
 import { Machine } from './machine.js';
+import { prepareMounts, sandboxMounts } from './mounts.js';
 import { SandboxNetworking } from './networking.js';
 import { pauseSandbox, resumeSandbox } from './pausing.js';
 import { PolicyClock } from './policies.js';
@@ -28,6 +29,7 @@ import { describeStart, makeDisk, planNew, planRestore, restoreSpec, snapshotRef
 import type { SandboxRecord, StateDb } from './state.js';
 import { Templates } from './templates.js';
 import { Turns } from './turns.js';
+import { Volumes } from './volumes.js';
 
 export interface ListFilter {
   labels?: Record<string, string>;
@@ -65,6 +67,8 @@ export class SandboxManager {
   readonly images: ImageService;
   readonly snapshots: SandboxSnapshots;
   readonly templates: Templates;
+  /** Named volumes: directories sandboxes mount, kept when they go. */
+  readonly volumes: Volumes;
   private readonly live = new Map<string, LiveSandbox>();
   private readonly logs = new Map<string, SandboxLog>();
   private readonly policies = new PolicyClock(this);
@@ -79,6 +83,12 @@ export class SandboxManager {
     this.networking = new SandboxNetworking(this);
     this.snapshots = new SandboxSnapshots(this);
     this.templates = new Templates(opts.db, opts.provider);
+    this.volumes = new Volumes(opts.db, (name) =>
+      this.db
+        .list()
+        .filter((r) => !r.removing && r.spec.mounts?.some((m) => m.type === 'volume' && m.source === name))
+        .map((r) => r.name),
+    );
     this.images.templatesPrune = (keep) => this.templates.prune(keep);
   }
 
@@ -133,10 +143,11 @@ export class SandboxManager {
       : await planNew(image, spec, this.templates, opts.pull?.warm !== false);
     const id = randomBytes(8).toString('hex');
     const name = spec.name ?? `sbx-${id.slice(0, 8)}`;
+    const mounted = prepareMounts(spec, { hostPaths: opts.hostPaths ?? false, volumes: this.volumes });
     const rec: SandboxRecord = {
       id,
       name,
-      spec: { ...spec, name },
+      spec: { ...mounted, name },
       image,
       state: 'creating',
       reason: null,
@@ -165,6 +176,8 @@ export class SandboxManager {
         patches: plan.patches ? spec.patches : undefined,
         restoreFrom: plan.restoreFrom,
         memoryFile: plan.memoryFile,
+        // A warm clone's guest is the template's: it mounts what this sandbox wants, as a booted one does.
+        freshGuest: plan.origin.start === 'cold' || plan.origin.start === 'warm',
       });
     } catch (err) {
       this.forget(id);
@@ -195,8 +208,9 @@ export class SandboxManager {
    */
   async bootInto(
     rec: SandboxRecord,
-    opts: { signal?: AbortSignal; patches?: Patch[]; restoreFrom?: string; memoryFile?: MemoryFile },
+    opts: { signal?: AbortSignal; patches?: Patch[]; restoreFrom?: string; memoryFile?: MemoryFile; freshGuest?: boolean },
   ): Promise<void> {
+    const mounts = sandboxMounts(rec.spec, this.volumes);
     const machine = await Machine.boot(this.provider, {
       id: rec.id,
       dir: this.dir(rec.id),
@@ -204,6 +218,9 @@ export class SandboxManager {
       patches: opts.patches,
       restoreFrom: opts.restoreFrom,
       memoryFile: opts.memoryFile,
+      shares: mounts.shares,
+      // A restored guest has its mounts in its memory already.
+      mounts: (opts.freshGuest ?? !opts.restoreFrom) ? mounts.guest : [],
       signal: opts.signal,
       onSpawn: (pid) => this.db.update(rec.id, { pid }),
     });

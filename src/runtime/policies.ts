@@ -42,7 +42,11 @@ export class PolicyClock {
         this.m.system(id, `${reason}: pausing`);
         this.m
           .pause(id, { reason })
-          .catch((err) => this.m.system(id, `policy pause failed: ${(err as Error).message}`))
+          .catch((err) => {
+            // One that cannot pause (host directories mounted) stops: the policy's end is kept, not its kind.
+            this.m.system(id, `policy pause failed, stopping instead: ${(err as Error).message}`);
+            return this.m.stop(id, { reason }).catch(() => {});
+          })
           .finally(() => this.pausing.delete(id));
         continue;
       }

@@ -29,6 +29,7 @@ export class SandboxProcesses {
         {
           argv,
           env: environment(rec, opts.env),
+          rlimits: Object.entries(rec.spec.rlimits ?? {}).map(([name, l]) => `${name}=${l?.soft}:${l?.hard}`),
           cwd: opts.cwd ?? rec.spec.workdir ?? rec.image.config.workingDir,
           user: opts.user ?? rec.spec.user ?? rec.image.config.user,
           stdin: opts.stdin || pty,

@@ -44,7 +44,7 @@ async function recoverOne(m: SandboxManager, rec: SandboxRecord): Promise<void> 
   try {
     // A server that died mid-snapshot or mid-fork left the guest paused for its disk copy: it runs on.
     await vm.resume().catch(() => {});
-    const machine = await Machine.adopt(vm);
+    const machine = await Machine.adopt(vm, rec.spec);
     const network = await m.networking.attach(rec, machine, { lenient: true });
     m.db.update(rec.id, { state: 'running', pid: vm.pid });
     m.adopt(rec, machine, network);

@@ -11,6 +11,7 @@ import { diskUse, listDir } from '../util/dir.js';
 import { sha256File } from '../util/sha256.js';
 import { guestIdentity, OVERLAY } from './machine.js';
 import type { SandboxManager } from './manager.js';
+import { refuseSavingShares } from './mounts.js';
 import { exportSnapshot, importSnapshot } from './snapshot-archive.js';
 import { SnapshotMemories } from './snapshot-memory.js';
 import { SNAPSHOT_FILES, type SnapshotRecord, snapshotInfo } from './snapshot-record.js';
@@ -69,6 +70,7 @@ export class SandboxSnapshots {
     const live = sbx.state === 'running' ? this.m.liveOf(sbx.id) : undefined;
     if (sbx.state === 'running' && !live) throw new VmboxError('invalidState', `sandbox ${sbx.name} has no VM attached: restart it`);
     const kind = live || sbx.state === 'paused' ? 'memory' : 'disk';
+    if (kind === 'memory') refuseSavingShares(sbx.spec, sbx.name, 'be snapshotted or forked while it runs');
     const rec: SnapshotRecord = {
       id,
       name,

@@ -39,6 +39,14 @@ export interface ApiKeyRecord {
   lastUsedAt: number | null;
 }
 
+/** A named volume: a directory under $VMBOX_HOME/volumes that outlives the sandboxes mounting it. */
+export interface VolumeRecord {
+  name: string;
+  kind: 'directory';
+  labels: Record<string, string>;
+  createdAt: number;
+}
+
 export interface EventRecord {
   sandboxId: string;
   at: number;
@@ -87,6 +95,11 @@ const migrations = [
      last_used_at INTEGER
    );
    ALTER TABLE sandboxes ADD COLUMN api_key TEXT;`,
+  `CREATE TABLE volumes (
+     name TEXT PRIMARY KEY,
+     record TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   );`,
 ];
 
 interface Row {
@@ -294,6 +307,32 @@ export class StateDb {
     return (this.db.prepare('SELECT record FROM snapshots ORDER BY created_at').all() as { record: string }[]).map((r) =>
       JSON.parse(r.record),
     );
+  }
+
+  /** Claims a volume's name; a taken name fails (alreadyExists). */
+  insertVolume(rec: VolumeRecord): void {
+    try {
+      this.db.prepare('INSERT INTO volumes (name, record, created_at) VALUES (?, ?, ?)').run(rec.name, JSON.stringify(rec), rec.createdAt);
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT'))
+        throw new VmboxError('alreadyExists', `a volume named ${rec.name} already exists: pick another name, or mount it`);
+      throw err;
+    }
+  }
+
+  volume(name: string): VolumeRecord | undefined {
+    const r = this.db.prepare('SELECT record FROM volumes WHERE name = ?').get(name) as { record: string } | undefined;
+    return r && JSON.parse(r.record);
+  }
+
+  volumes(): VolumeRecord[] {
+    return (this.db.prepare('SELECT record FROM volumes ORDER BY created_at').all() as { record: string }[]).map((r) =>
+      JSON.parse(r.record),
+    );
+  }
+
+  deleteVolume(name: string): void {
+    this.db.prepare('DELETE FROM volumes WHERE name = ?').run(name);
   }
 
   deleteSnapshot(id: string): void {

@@ -20,6 +20,7 @@ const FILES = { disk: OVERLAY, memory: 'memory', state: 'vm.state', meta: 'templ
 /** Why a spec cannot start from a template (it changes what the guest booted with), or undefined when it can. */
 export function warmRefusal(spec: SandboxSpec): string | undefined {
   if (spec.diskMib !== undefined) return 'diskMib changes the disk the guest boots with';
+  if (spec.mounts?.some((m) => m.type !== 'tmpfs')) return 'bind and volume mounts are devices a template was not made with';
   return undefined;
 }
 

@@ -2,6 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SpecError } from '../errors.js';
+import { checkMountsAndLimits, HOSTNAME, MountSchema, RlimitsSchema } from './mounts.js';
 import { type NetworkPolicyInput, NetworkPolicySchema, type PublishedPortInput, PublishedPortSchema, SecretSchema } from './network.js';
 
 export const MIN_MEMORY_MIB = 64;
@@ -109,6 +110,11 @@ export const SandboxSpecSchema = Type.Object(
     metricsIntervalMs: Type.Optional(
       Type.Integer({ minimum: 0, description: 'How often metrics are sampled; 0 turns sampling off (default 1000)' }),
     ),
+    mounts: Type.Optional(
+      Type.Array(MountSchema, { maxItems: 32, description: 'Host directories, named volumes and tmpfs mounted in the guest' }),
+    ),
+    hostname: Type.Optional(Type.String({ pattern: HOSTNAME, description: "The guest's hostname (default: sandbox-derived)" })),
+    rlimits: Type.Optional(RlimitsSchema),
   },
   { additionalProperties: false },
 );
@@ -138,6 +144,9 @@ export function validateSpec(input: unknown, limits = hostLimits()): SandboxSpec
       `must be between ${MIN_MEMORY_MIB} and ${limits.memoryMib} MiB (this host's memory), got ${spec.memoryMib}`,
     );
   }
+  checkMountsAndLimits(spec, (field, why) => {
+    throw new SpecError(field, why);
+  });
   return spec;
 }
 

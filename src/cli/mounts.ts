@@ -1,0 +1,86 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { VmboxError } from '../errors.js';
+import type { Mount, Rlimits } from '../spec/mounts.js';
+import { parseSizeMib } from './format.js';
+
+export interface MountFlags {
+  volume?: string[];
+  tmpfs?: string[];
+  hostname?: string;
+  ulimit?: string[];
+}
+
+const collect = (v: string, acc: string[]) => [...acc, v];
+
+/** `-v`, `--tmpfs`, `--hostname`, `--ulimit`, as docker spells them. */
+export function addMountFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      '-v, --volume <SRC:DST[:OPTS]>',
+      'mount a host directory (SRC a path: ./src, /data) or a named volume (SRC a name) at DST; OPTS: ro, noexec, nosuid, nodev (repeatable)',
+      collect,
+      [],
+    )
+    .option('--tmpfs <DST[:OPTS]>', 'a tmpfs at DST; OPTS: size=256m, ro, noexec, nosuid, nodev (repeatable)', collect, [])
+    .option('--hostname <name>', "the guest's hostname")
+    .option('--ulimit <NAME=SOFT[:HARD]>', 'a resource limit of every process, e.g. nofile=4096:8192 (repeatable)', collect, []);
+}
+
+/** The spec fields the flags say; host paths are made absolute against this directory. */
+export function mountsFromFlags(f: MountFlags, cwd = process.cwd()): { mounts?: Mount[]; hostname?: string; rlimits?: Rlimits } {
+  const mounts: Mount[] = [...(f.volume ?? []).map((v) => volumeFlag(v, cwd)), ...(f.tmpfs ?? []).map((t) => tmpfsFlag(t))];
+  const rlimits = Object.fromEntries((f.ulimit ?? []).map(ulimitFlag)) as Rlimits;
+  return {
+    ...(mounts.length ? { mounts } : {}),
+    ...(f.hostname ? { hostname: f.hostname } : {}),
+    ...(Object.keys(rlimits).length ? { rlimits } : {}),
+  };
+}
+
+function volumeFlag(text: string, cwd: string): Mount {
+  const [source, target, opts = '', ...rest] = text.split(':');
+  if (!source || !target || rest.length)
+    throw new VmboxError('invalidArgument', `-v ${text}: expected SRC:DST[:OPTS], e.g. ./src:/work:ro or cache:/root/.cache`);
+  const flags = options('-v', text, opts, ['ro', 'rw', 'noexec', 'nosuid', 'nodev']);
+  const common = { target, ...flags };
+  // A path (it has a slash or starts with a dot) is a host directory; anything else names a volume.
+  if (source.includes('/') || source.startsWith('.')) return { type: 'bind', source: resolve(cwd, source), ...common };
+  return { type: 'volume', source, ...common };
+}
+
+function tmpfsFlag(text: string): Mount {
+  const [target = '', opts = ''] = text.split(/:(.*)/s);
+  let sizeMib: number | undefined;
+  const rest = opts
+    .split(',')
+    .filter(Boolean)
+    .filter((o) => {
+      if (!o.startsWith('size=')) return true;
+      sizeMib = parseSizeMib(o.slice(5));
+      return false;
+    });
+  const flags = options('--tmpfs', text, rest.join(','), ['ro', 'noexec', 'nosuid', 'nodev']);
+  // Docker's default: half the memory; here a fixed default the spec check holds against the memory.
+  return { type: 'tmpfs', target, sizeMib: sizeMib ?? 64, ...flags };
+}
+
+function options(flag: string, text: string, opts: string, known: string[]) {
+  const out: { readOnly?: boolean; noexec?: boolean; nosuid?: boolean; nodev?: boolean } = {};
+  for (const o of opts.split(',').filter(Boolean)) {
+    if (!known.includes(o)) throw new VmboxError('invalidArgument', `${flag} ${text}: unknown option ${o} (known: ${known.join(', ')})`);
+    if (o === 'ro') out.readOnly = true;
+    else if (o === 'noexec' || o === 'nosuid' || o === 'nodev') out[o] = true;
+  }
+  return out;
+}
+
+function ulimitFlag(text: string): [string, { soft: number; hard: number }] {
+  const m = /^([a-z]+)=(-?\w+)(?::(-?\w+))?$/.exec(text);
+  const num = (v: string) => (v === 'unlimited' ? -1 : Number(v));
+  const soft = m?.[2] === undefined ? Number.NaN : num(m[2]);
+  const hard = m?.[3] === undefined ? soft : num(m[3]);
+  if (!m || !Number.isInteger(soft) || !Number.isInteger(hard))
+    throw new VmboxError('invalidArgument', `--ulimit ${text}: expected NAME=SOFT[:HARD], e.g. nofile=4096:8192 (unlimited is -1)`);
+  return [m[1] as string, { soft, hard }];
+}

@@ -1,0 +1,106 @@
+import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { SpecError, VmboxError } from '../errors.js';
+import type { GuestMount } from '../guest/client.js';
+import type { Mount } from '../spec/mounts.js';
+import type { SandboxSpec } from '../spec/sandbox.js';
+import type { ShareSpec } from '../vmm/provider.js';
+import type { Volumes } from './volumes.js';
+
+/**
+ * 9p's options in the guest: 9P2000.L (Linux semantics, xattrs), 256 KiB
+ * messages (fewer round trips for large files), and no page cache but for
+ * mmap, so a host write is seen at the guest's next read.
+ */
+const NINE_P_OPTIONS = 'trans=virtio,version=9p2000.L,msize=262144,cache=mmap';
+
+/** What a sandbox's mounts are to the VM (9p shares QEMU exports) and to its agent (mounts it makes). */
+export interface SandboxMounts {
+  shares: ShareSpec[];
+  guest: GuestMount[];
+}
+
+/**
+ * Checks a create's mounts before anything is made: host directories exist
+ * and may be named (only by clients on this machine), volumes as their mode
+ * wants, xattrs where stat virtualization is strict. Then makes the volumes
+ * the mounts want made. Throws SpecError naming the mount.
+ */
+export function prepareMounts(spec: SandboxSpec, o: { hostPaths: boolean; volumes: Volumes }): SandboxSpec {
+  const mounts = spec.mounts ?? [];
+  if (!mounts.length) return spec;
+  const resolved = mounts.map((m, i): Mount => {
+    if (m.type !== 'bind') return m;
+    const field = `mounts.${i}.source`;
+    if (!o.hostPaths)
+      throw new SpecError(
+        field,
+        "a bind mount names a host directory, which only clients on the server's machine may do (its unix socket)",
+      );
+    if (!isAbsolute(m.source)) throw new SpecError(field, `must be an absolute host path, got ${m.source}`);
+    let isDir = false;
+    try {
+      isDir = statSync(m.source).isDirectory();
+    } catch {
+      throw new SpecError(field, `no such host directory: ${m.source}`);
+    }
+    if (!isDir) throw new SpecError(field, `${m.source} is not a directory: bind mounts share directories`);
+    const stat = m.statVirtualization ?? 'relaxed';
+    if (stat === 'off') return m;
+    const xattrs = hasUserXattrs(m.source);
+    if (!xattrs && stat === 'strict')
+      throw new SpecError(
+        `mounts.${i}.statVirtualization`,
+        `${m.source} is on a filesystem without extended attributes, where guest owners and modes cannot be kept: use relaxed or off`,
+      );
+    // Relaxed falls back to the host's own metadata; recorded, so later boots do the same.
+    return xattrs ? m : { ...m, statVirtualization: 'off' };
+  });
+  o.volumes.check(resolved);
+  o.volumes.ensure(resolved);
+  return { ...spec, mounts: resolved };
+}
+
+/** The shares and guest mounts of a spec whose mounts were prepared. */
+export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMounts {
+  const out: SandboxMounts = { shares: [], guest: [] };
+  for (const [i, m] of (spec.mounts ?? []).entries()) {
+    const flags = [m.readOnly && 'ro', m.noexec && 'noexec', m.nosuid && 'nosuid', m.nodev && 'nodev'].filter((f): f is string => !!f);
+    if (m.type === 'tmpfs') {
+      out.guest.push({ fstype: 'tmpfs', source: 'tmpfs', target: m.target, flags, data: `size=${m.sizeMib}m,mode=1777` });
+      continue;
+    }
+    const tag = `vmbox${i}`;
+    const hostPath = m.type === 'bind' ? m.source : volumes.dataDir(m.source);
+    const passthrough = m.type === 'bind' && m.statVirtualization === 'off';
+    // Read-only twice: QEMU refuses writes to the export, and the guest mounts it ro.
+    out.shares.push({ tag, hostPath, readOnly: m.readOnly, security: passthrough ? 'passthrough' : 'mapped-xattr' });
+    out.guest.push({ fstype: '9p', source: tag, target: m.target, flags, data: NINE_P_OPTIONS });
+  }
+  return out;
+}
+
+/** Whether a sandbox holds host directories QEMU cannot save with its memory (9p state). */
+export function refuseSavingShares(spec: SandboxSpec, name: string, what: string): void {
+  if (!spec.mounts?.some((m) => m.type !== 'tmpfs')) return;
+  throw new VmboxError(
+    'invalidState',
+    `sandbox ${name} mounts host directories or volumes (9p), whose state QEMU cannot save with its memory: it cannot ${what}; stop it first (a stopped sandbox snapshots its disk)`,
+  );
+}
+
+/** Whether the host filesystem under `dir` takes user extended attributes (9p's mapped-xattr keeps guest owners there). */
+function hasUserXattrs(dir: string): boolean {
+  try {
+    // Node has no xattr call; the host's Python (there on every machine vmbox sets up) has.
+    execFileSync(
+      'python3',
+      ['-c', 'import os,sys\nd=sys.argv[1]\nos.setxattr(d, "user.vmbox.probe", b"1")\nos.removexattr(d, "user.vmbox.probe")', dir],
+      { stdio: 'ignore', timeout: 10_000 },
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}

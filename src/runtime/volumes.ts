@@ -1,0 +1,109 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { SpecError, VmboxError } from '../errors.js';
+import { paths } from '../paths.js';
+import type { Mount } from '../spec/mounts.js';
+import { VOLUME_NAME } from '../spec/mounts.js';
+import type { VolumeCreate, VolumeInfo } from '../spec/volumes.js';
+import type { StateDb, VolumeRecord } from './state.js';
+
+/**
+ * Named volumes: a directory each under `$VMBOX_HOME/volumes/NAME/data`,
+ * recorded in the state database (the name is claimed there first), shared by
+ * every sandbox that mounts it, and kept when they go. One is removed only
+ * while no sandbox mounts it.
+ */
+export class Volumes {
+  constructor(
+    private readonly db: StateDb,
+    /** The sandboxes whose spec mounts each volume, by volume name. */
+    private readonly mountedBy: (name: string) => string[],
+  ) {}
+
+  dataDir(name: string): string {
+    return join(paths.volumes(), name, 'data');
+  }
+
+  create(req: VolumeCreate): VolumeInfo {
+    if (!new RegExp(VOLUME_NAME).test(req.name)) throw new SpecError('name', `must match ${VOLUME_NAME}, got ${JSON.stringify(req.name)}`);
+    const rec: VolumeRecord = { name: req.name, kind: 'directory', labels: req.labels ?? {}, createdAt: Date.now() };
+    this.db.insertVolume(rec);
+    try {
+      mkdirSync(this.dataDir(rec.name), { recursive: true, mode: 0o755 });
+    } catch (err) {
+      this.db.deleteVolume(rec.name);
+      throw err;
+    }
+    return this.info(rec);
+  }
+
+  list(): VolumeInfo[] {
+    return this.db.volumes().map((v) => this.info(v));
+  }
+
+  get(name: string): VolumeInfo {
+    return this.info(this.find(name));
+  }
+
+  remove(name: string): void {
+    const rec = this.find(name);
+    const users = this.mountedBy(rec.name);
+    if (users.length)
+      throw new VmboxError(
+        'invalidState',
+        `volume ${rec.name} is mounted by ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first`,
+      );
+    this.db.deleteVolume(rec.name);
+    rmSync(join(paths.volumes(), rec.name), { recursive: true, force: true });
+  }
+
+  /** Removes every volume no sandbox mounts; returns their names. */
+  prune(): string[] {
+    const gone = this.db.volumes().filter((v) => this.mountedBy(v.name).length === 0);
+    for (const v of gone) this.remove(v.name);
+    return gone.map((v) => v.name);
+  }
+
+  /** What a create's volume mounts need, checked before anything is made: `existing` ones exist, `create` ones do not. */
+  check(mounts: Mount[]): void {
+    for (const [i, m] of mounts.entries()) {
+      if (m.type !== 'volume') continue;
+      const exists = this.db.volume(m.source) !== undefined;
+      if (m.mode === 'existing' && !exists)
+        throw new SpecError(
+          `mounts.${i}.source`,
+          `no volume named ${m.source}: make it with vmbox volume create ${m.source}, or mount with mode ensure-exists`,
+        );
+      if (m.mode === 'create' && exists)
+        throw new SpecError(
+          `mounts.${i}.source`,
+          `a volume named ${m.source} exists already (mode create wants a new one): pick another name, or mode ensure-exists`,
+        );
+    }
+  }
+
+  /** Makes the volumes a create's mounts want that are not there yet (after `check`). */
+  ensure(mounts: Mount[]): void {
+    for (const m of mounts) if (m.type === 'volume' && !this.db.volume(m.source)) this.create({ name: m.source });
+  }
+
+  private find(name: string): VolumeRecord {
+    const rec = this.db.volume(name);
+    if (!rec) throw new VmboxError('notFound', `no volume named ${name}: see vmbox volume ls`);
+    return rec;
+  }
+
+  private info(v: VolumeRecord): VolumeInfo {
+    return { ...v, sizeBytes: treeSize(this.dataDir(v.name)), path: this.dataDir(v.name), usedBy: this.mountedBy(v.name) };
+  }
+}
+
+/** Host disk a directory tree takes (du), 0 when it cannot be read. */
+function treeSize(dir: string): number {
+  try {
+    return Number(execFileSync('du', ['-sk', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\t')[0]) * 1024;
+  } catch {
+    return 0;
+  }
+}
