@@ -34,7 +34,7 @@ describe('the state database', () => {
     const path = join(dir, 'a.db');
     new StateDb(path).close();
     const raw = new Database(path);
-    assert.equal(raw.pragma('user_version', { simple: true }), 4);
+    assert.equal(raw.pragma('user_version', { simple: true }), 5);
     assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
     raw.close();
   });
@@ -47,7 +47,7 @@ describe('the state database', () => {
     // Back to schema 1: no owner column, as an older vmbox left it.
     const raw = new Database(path);
     raw.exec(
-      'ALTER TABLE sandboxes DROP COLUMN owner; ALTER TABLE sandboxes DROP COLUMN origin; ALTER TABLE sandboxes DROP COLUMN api_key; DROP TABLE snapshots; DROP TABLE api_keys;',
+      'ALTER TABLE sandboxes DROP COLUMN owner; ALTER TABLE sandboxes DROP COLUMN origin; ALTER TABLE sandboxes DROP COLUMN api_key; DROP TABLE snapshots; DROP TABLE api_keys; DROP TABLE volumes;',
     );
     raw.pragma('user_version = 1');
     raw.close();
