@@ -17,6 +17,7 @@ import { createCommand, inspectCommand, lifecycleCommand, lsCommand, rmCommand }
 import { serveCommand } from './serve.js';
 import { forkCommand, snapshotCommand, templateCommand } from './snapshots.js';
 import { statsCommand } from './stats.js';
+import { volumeCommand } from './volumes.js';
 
 const program = new Command('vmbox')
   .description('Hardware-isolated microVM sandboxes')
@@ -50,6 +51,7 @@ program.addCommand(imagesCommand());
 program.addCommand(imageCommand());
 program.addCommand(rmiCommand());
 program.addCommand(apiKeyCommand());
+program.addCommand(volumeCommand());
 program.addCommand(doctorCommand());
 
 exitQuietlyOnClosedPipes();

@@ -18,6 +18,7 @@ import { logRoutes } from './routes/logs.js';
 import { networkRoutes } from './routes/network.js';
 import { sandboxRoutes } from './routes/sandboxes.js';
 import { snapshotRoutes } from './routes/snapshots.js';
+import { volumeRoutes } from './routes/volumes.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -99,6 +100,7 @@ export async function buildApp(
   await app.register(fileRoutes(manager));
   await app.register(networkRoutes(manager));
   await app.register(snapshotRoutes(manager));
+  await app.register(volumeRoutes(manager.volumes));
   await app.register(imageRoutes(images));
   if (opts.e2bSecret) {
     const keys = new ApiKeys(manager.db);

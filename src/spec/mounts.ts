@@ -1,4 +1,5 @@
-import { type Static, Type } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 
 export const VOLUME_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
 
@@ -120,4 +121,15 @@ export function normalTarget(p: string): string {
     else parts.push(seg);
   }
   return `/${parts.join('/')}`;
+}
+
+/**
+ * A mount the union refused, checked against the kind it names, so the error
+ * names the field (`target`, `sizeMib`), not "expected union value".
+ */
+export function mountError(value: unknown): { path: string; schema: TSchema; value: unknown; message: string } | undefined {
+  const kind = (value as { type?: unknown } | null)?.type;
+  const member = MountSchema.anyOf.find((m) => m.properties.type.const === kind);
+  if (!member) return { path: '/type', schema: MountSchema, value: kind, message: 'must be bind, volume or tmpfs' };
+  return Value.Errors(member, value).First();
 }

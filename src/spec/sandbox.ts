@@ -2,7 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SpecError } from '../errors.js';
-import { checkMountsAndLimits, HOSTNAME, MountSchema, RlimitsSchema } from './mounts.js';
+import { checkMountsAndLimits, HOSTNAME, MountSchema, mountError, RlimitsSchema } from './mounts.js';
 import { type NetworkPolicyInput, NetworkPolicySchema, type PublishedPortInput, PublishedPortSchema, SecretSchema } from './network.js';
 
 export const MIN_MEMORY_MIB = 64;
@@ -135,7 +135,12 @@ export function hostLimits(): { cpus: number; memoryMib: number } {
 export function validateSpec(input: unknown, limits = hostLimits()): SandboxSpec {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new SpecError('spec', 'must be an object');
   const spec = Value.Default(SandboxSpecSchema, structuredClone(input)) as SandboxSpec;
-  const first = Value.Errors(SandboxSpecSchema, spec).First();
+  let first = Value.Errors(SandboxSpecSchema, spec).First();
+  const mount = first && /^\/mounts\/\d+$/.exec(first.path);
+  if (first && mount) {
+    const inner = mountError(first.value);
+    if (inner) first = { ...first, ...inner, path: `${mount[0]}${inner.path}` };
+  }
   if (first) throw new SpecError(fieldName(first.path), describe(first.schema, first.value, first.message));
   if (spec.cpus > limits.cpus) throw new SpecError('cpus', `must be between 1 and ${limits.cpus} (this host's CPUs), got ${spec.cpus}`);
   if (spec.memoryMib > limits.memoryMib) {

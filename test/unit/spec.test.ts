@@ -41,3 +41,44 @@ describe('validateSpec', () => {
     fails('nope', 'spec', /object/);
   });
 });
+
+describe('validateSpec: mounts, hostname, rlimits', () => {
+  const refused = (input: object, field: string, why: RegExp) => {
+    assert.throws(
+      () => validateSpec(input),
+      (e: unknown) => e instanceof SpecError && e.field === field && why.test(e.message),
+      `${JSON.stringify(input)} → ${field}`,
+    );
+  };
+  const bind = (target: string) => ({ type: 'bind', source: '/srv', target });
+
+  it('keeps good mounts, a hostname and limits', () => {
+    const spec = validateSpec({
+      mounts: [
+        bind('/work'),
+        { type: 'volume', source: 'cache', target: '/c', readOnly: true },
+        { type: 'tmpfs', target: '/t', sizeMib: 64 },
+      ],
+      hostname: 'dev1',
+      rlimits: { nofile: { soft: 1024, hard: 4096 }, core: { soft: 0, hard: -1 } },
+    });
+    assert.equal(spec.mounts?.length, 3);
+  });
+
+  it('names the field of a bad mount, not the union', () => {
+    refused({ mounts: [bind('relative')] }, 'mounts.0.target', /absolute path/);
+    refused({ mounts: [{ type: 'tmpfs', target: '/t' }] }, 'mounts.0.sizeMib', /./);
+    refused({ mounts: [{ type: 'nfs', target: '/t' }] }, 'mounts.0.type', /bind, volume or tmpfs/);
+    refused({ mounts: [{ type: 'volume', source: 'bad name', target: '/t' }] }, 'mounts.0.source', /must match/);
+  });
+
+  it('refuses reserved, duplicate and oversized targets, and soft above hard', () => {
+    for (const t of ['/', '/proc', '/sys/kernel', '/dev']) refused({ mounts: [bind(t)] }, 'mounts.0.target', /guest's own system/);
+    refused({ mounts: [bind('/a'), bind('/a/../a/')] }, 'mounts.1.target', /mounts\.0's target too/);
+    refused({ memoryMib: 256, mounts: [{ type: 'tmpfs', target: '/t', sizeMib: 512 }] }, 'mounts.0.sizeMib', /at most memoryMib \(256\)/);
+    refused({ rlimits: { nofile: { soft: 10, hard: 5 } } }, 'rlimits.nofile', /soft \(10\) is above hard \(5\)/);
+    refused({ rlimits: { nofile: { soft: -1, hard: 5 } } }, 'rlimits.nofile', /above hard/);
+    refused({ rlimits: { nofiles: { soft: 1, hard: 1 } } }, 'rlimits.nofiles', /not a known field/);
+    refused({ hostname: 'bad_host' }, 'hostname', /must match/);
+  });
+});

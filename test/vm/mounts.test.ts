@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Sandbox } from '../../src/index.js';
+import { cliIn } from '../fixtures/cli.js';
+import { isolatedHome, type TestHome } from '../fixtures/home.js';
+
+/*
+ * Host directories, named volumes and tmpfs in real guests, and the rest of
+ * the spec that shapes a guest's system: hostname and resource limits.
+ */
+let t: TestHome;
+let host: string;
+const { ok, refused } = cliIn(() => t.env);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+before(() => {
+  t = isolatedHome({ empty: true });
+  process.env.VMBOX_HOME = t.home;
+  delete process.env.VMBOX_SOCKET;
+  host = mkdtempSync(join(tmpdir(), 'vmbox-bind-'));
+});
+
+after(async () => {
+  await t.cleanup();
+  rmSync(host, { recursive: true, force: true });
+});
+
+describe('bind mounts', () => {
+  it('carry files both ways, every byte value and 64 MiB, read-only and noexec enforced', async () => {
+    const dir = join(host, 'rw');
+    mkdirSync(dir);
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    writeFileSync(join(dir, 'all-bytes'), bytes);
+    const big = randomBytes(64 * 1024 * 1024);
+    writeFileSync(join(dir, 'big'), big);
+    mkdirSync(join(host, 'ro'));
+    writeFileSync(join(host, 'ro', 'kept'), 'kept');
+    const sbx = await Sandbox.create({
+      mounts: [
+        { type: 'bind', source: dir, target: '/work' },
+        { type: 'bind', source: join(host, 'ro'), target: '/ref', readOnly: true },
+        { type: 'bind', source: dir, target: '/noexec', noexec: true },
+      ],
+    });
+    try {
+      const seen = await sbx.commands.run(['sh', '-c', 'sha256sum /work/all-bytes /work/big | cut -d" " -f1']);
+      assert.deepEqual(seen.stdout.trim().split('\n'), [sha(bytes), sha(big)], 'the guest reads the host bytes');
+      await sbx.commands
+        .run(['sh', '-c', 'head -c 1048576 /dev/urandom > /work/from-guest && sha256sum /work/from-guest'])
+        .then((r) => assert.equal(r.stdout.split(' ')[0], sha(readFileSync(join(dir, 'from-guest'))), 'the host reads the guest bytes'));
+      writeFileSync(join(dir, 'later'), 'written on the host while mounted');
+      assert.equal((await sbx.commands.run(['cat', '/work/later'])).stdout, 'written on the host while mounted');
+
+      const ro = await sbx.commands.run(['sh', '-c', 'echo x > /ref/new; echo $?; cat /ref/kept']);
+      assert.match(ro.stderr, /Read-only file system/);
+      assert.equal(ro.stdout, '1\nkept');
+      assert.equal(existsSync(join(host, 'ro', 'new')), false);
+
+      await sbx.commands.run(['sh', '-c', 'printf "#!/bin/sh\\necho ran\\n" > /work/script && chmod +x /work/script']);
+      assert.equal((await sbx.commands.run(['/work/script'])).stdout, 'ran\n');
+      const noexec = (await sbx.commands.run(['/noexec/script']).catch((e: unknown) => e)) as { exitCode: number; stderr: string };
+      assert.equal(noexec.exitCode, 126, 'noexec: the same file does not run from the noexec mount');
+      assert.match(noexec.stderr, /Permission denied/);
+    } finally {
+      await sbx.kill();
+    }
+  });
+
+  it("keeps a guest chown in xattrs: the host file's owner stays, the guest sees it after a restart", async () => {
+    const dir = join(host, 'owners');
+    mkdirSync(dir);
+    const sbx = await Sandbox.create({ name: 'owners', mounts: [{ type: 'bind', source: dir, target: '/o' }] });
+    try {
+      await sbx.commands.run(['sh', '-c', 'echo x > /o/f && chown 1234:2345 /o/f']);
+      assert.equal(statSync(join(dir, 'f')).uid, process.getuid?.(), "the host file keeps the server's owner");
+      await ok('restart', 'owners');
+      const again = await Sandbox.connect('owners');
+      assert.equal((await again.commands.run(['stat', '-c', '%u:%g', '/o/f'])).stdout, '1234:2345\n');
+      // 9p state cannot be saved with a VM's memory: a pause is refused, clearly.
+      const paused = await refused('pause', 'owners');
+      assert.match(paused, /mounts host directories or volumes .*cannot be paused/);
+    } finally {
+      await sbx.kill();
+    }
+  });
+});
+
+describe('named volumes, tmpfs, hostname, limits', () => {
+  it('shares a volume between two running sandboxes and keeps it after they go', async () => {
+    await ok('volume', 'create', 'shared', '--label', 'team=a');
+    const a = await Sandbox.create({ name: 'va', mounts: [{ type: 'volume', source: 'shared', target: '/data' }] });
+    const b = await Sandbox.create({ name: 'vb', mounts: [{ type: 'volume', source: 'shared', target: '/data', readOnly: true }] });
+    try {
+      await a.commands.run(['sh', '-c', 'echo from-a > /data/note']);
+      assert.equal((await b.commands.run(['cat', '/data/note'])).stdout, 'from-a\n', 'the other sandbox reads it at once');
+      assert.match(await ok('volume', 'ls'), /shared\s+directory\s+.*va,vb/);
+      assert.match(await refused('volume', 'rm', 'shared'), /volume shared is mounted by va, vb: remove them first/);
+    } finally {
+      await a.kill();
+      await b.kill();
+    }
+    const inspect = JSON.parse(await ok('volume', 'inspect', 'shared')) as { labels: Record<string, string>; path: string };
+    assert.deepEqual(inspect.labels, { team: 'a' });
+    assert.equal(readFileSync(join(inspect.path, 'note'), 'utf8'), 'from-a\n', 'it outlived its sandboxes');
+    // ensure-exists (the default) makes one; prune removes what nothing mounts.
+    const c = await Sandbox.create({ mounts: [{ type: 'volume', source: 'made-by-mount', target: '/m' }] });
+    await c.kill();
+    assert.deepEqual((await ok('volume', 'prune')).trim().split('\n').sort(), ['made-by-mount', 'shared']);
+    assert.equal((await ok('volume', 'ls')).trim().split('\n').length, 1, 'only the header is left');
+  });
+
+  it('bounds a tmpfs by its size, names the host, limits every process', async () => {
+    const out = await ok(
+      'run',
+      '--tmpfs',
+      '/scratch:size=8m',
+      '--hostname',
+      'devbox',
+      '--ulimit',
+      'nofile=1000:2000',
+      '--',
+      'sh',
+      '-c',
+      'hostname; ulimit -n; ulimit -Hn; dd if=/dev/zero of=/scratch/fill bs=1M count=16 2>/dev/null; echo dd=$?; wc -c < /scratch/fill; echo still-working',
+    );
+    const [name, soft, hard, dd, filled, last] = out.trim().split('\n');
+    assert.deepEqual([name, soft, hard, dd, last], ['devbox', '1000', '2000', 'dd=1', 'still-working'], out);
+    assert.ok(Number(filled) <= 8 * 1024 * 1024 && Number(filled) > 7 * 1024 * 1024, `the tmpfs stopped the write at its size: ${filled}`);
+  });
+
+  it('refuses bad mounts and limits with one line naming the field, leaving nothing behind', async () => {
+    const cases: [string[], RegExp][] = [
+      [['-v', `${join(host, 'missing')}:/x`], /mounts\.0\.source: no such host directory/],
+      [['-v', `${host}:relative`], /mounts\.0\.target: must be an absolute path/],
+      [['-v', `${host}:/proc`], /mounts\.0\.target: .* \(\/, \/proc, \/sys, \/dev\)/],
+      [['-v', `${host}:/a`, '-v', `${host}:/a/`], /mounts\.1\.target: \/a\/ is mounts\.0's target too/],
+      [['--tmpfs', '/t:size=1g', '--memory', '256'], /mounts\.0\.sizeMib: .* at most memoryMib \(256\)/],
+      [['--ulimit', 'nofile=10:5'], /rlimits\.nofile: soft \(10\) is above hard \(5\)/],
+      [['--ulimit', 'nofiles=10'], /rlimits: .*|nofiles/],
+    ];
+    for (const [flags, why] of cases) assert.match(await refused('create', '--name', 'bad', ...flags), why, flags.join(' '));
+    await assert.rejects(
+      Sandbox.create({ name: 'bad', mounts: [{ type: 'volume', source: 'nosuch', target: '/x', mode: 'existing' }] }),
+      /mounts\.0\.source: no volume named nosuch: make it with vmbox volume create nosuch/,
+    );
+    assert.doesNotMatch(await ok('ls'), /\bbad\b/, 'no sandbox was made');
+    assert.doesNotMatch(await ok('volume', 'ls'), /nosuch/, 'no volume was made');
+  });
+});
