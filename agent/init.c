@@ -143,9 +143,24 @@ int init_agent_port(void) {
 
 /* Without ACPI a power-off only halts the CPU; the kernel runs with
  * `reboot=t` and QEMU with -no-reboot, so a reboot ends the QEMU process. */
+/* Disks mounted besides the root (volumes, disk images), unmounted last first so each is left clean. */
+static void unmount_disks(void) {
+  FILE *f = fopen("/proc/self/mounts", "re");
+  if (!f) return;
+  char line[1024], points[32][256];
+  int n = 0;
+  while (n < 32 && fgets(line, sizeof line, f)) {
+    char dev[256], point[256];
+    if (sscanf(line, "%255s %255s", dev, point) == 2 && !strncmp(dev, "/dev/vd", 7) && strcmp(point, "/")) snprintf(points[n++], 256, "%s", point);
+  }
+  fclose(f);
+  while (n-- > 0) umount2(points[n], 0);
+}
+
 void init_power_off(void) {
   kill(-1, SIGKILL);
   sync();
+  unmount_disks();
   mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);
   reboot(RB_AUTOBOOT);
   _exit(0);

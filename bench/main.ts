@@ -13,6 +13,7 @@ import { processMetrics } from '../src/vmm/qemu/provider.js';
 import { testRuntime } from '../test/fixtures/runtime.js';
 import { e2bBench } from './e2b.js';
 import { imageBench } from './images.js';
+import { mountBench } from './mounts.js';
 import { networkBench } from './network.js';
 import { serverBench } from './server.js';
 import { snapshotBench } from './snapshots.js';
@@ -140,6 +141,7 @@ const sections: Record<string, () => Promise<Row[]>> = {
   network: () => networkBench(RUNS),
   snapshots: () => snapshotBench(SNAPSHOT_RUNS),
   e2b: () => e2bBench(RUNS),
+  mounts: () => mountBench(Math.min(RUNS, 5)),
   images: imageBench,
 };
 const chosen = only ? only.split(',') : Object.keys(sections);

@@ -5,13 +5,16 @@ import type { Mount, Rlimits } from '../spec/mounts.js';
 import { parseSizeMib } from './format.js';
 
 export interface MountFlags {
+  /** `--disk`: a root disk size, or host disk images to mount. */
+  disk?: string[];
   volume?: string[];
   tmpfs?: string[];
   hostname?: string;
   ulimit?: string[];
 }
 
-const collect = (v: string, acc: string[]) => [...acc, v];
+export const collectFlag = (v: string, acc: string[]) => [...acc, v];
+const collect = collectFlag;
 
 /** `-v`, `--tmpfs`, `--hostname`, `--ulimit`, as docker spells them. */
 export function addMountFlags(cmd: Command): Command {
@@ -29,7 +32,11 @@ export function addMountFlags(cmd: Command): Command {
 
 /** The spec fields the flags say; host paths are made absolute against this directory. */
 export function mountsFromFlags(f: MountFlags, cwd = process.cwd()): { mounts?: Mount[]; hostname?: string; rlimits?: Rlimits } {
-  const mounts: Mount[] = [...(f.volume ?? []).map((v) => volumeFlag(v, cwd)), ...(f.tmpfs ?? []).map((t) => tmpfsFlag(t))];
+  const mounts: Mount[] = [
+    ...(f.disk ?? []).filter((d) => d.includes(':')).map((d) => diskMountFlag(d, cwd)),
+    ...(f.volume ?? []).map((v) => volumeFlag(v, cwd)),
+    ...(f.tmpfs ?? []).map((t) => tmpfsFlag(t)),
+  ];
   const rlimits = Object.fromEntries((f.ulimit ?? []).map(ulimitFlag)) as Rlimits;
   return {
     ...(mounts.length ? { mounts } : {}),
@@ -47,6 +54,24 @@ function volumeFlag(text: string, cwd: string): Mount {
   // A path (it has a slash or starts with a dot) is a host directory; anything else names a volume.
   if (source.includes('/') || source.startsWith('.')) return { type: 'bind', source: resolve(cwd, source), ...common };
   return { type: 'volume', source, ...common };
+}
+
+/** `--disk 10G` sizes the root disk (the last one given); `--disk FILE:DST[:OPTS]` mounts are in mountsFromFlags. */
+export function diskFromFlags(values: string[]): { diskMib?: number } {
+  const sizes = values.filter((d) => !d.includes(':'));
+  return sizes.length ? { diskMib: parseSizeMib(sizes[sizes.length - 1] as string) } : {};
+}
+
+function diskMountFlag(text: string, cwd: string): Mount {
+  const [source, target, opts = '', ...rest] = text.split(':');
+  if (!source || !target || rest.length)
+    throw new VmboxError('invalidArgument', `--disk ${text}: expected FILE:DST[:OPTS], e.g. ./data.qcow2:/data`);
+  return {
+    type: 'disk',
+    source: resolve(cwd, source),
+    target,
+    ...options('--disk', text, opts, ['ro', 'rw', 'noexec', 'nosuid', 'nodev']),
+  };
 }
 
 function tmpfsFlag(text: string): Mount {

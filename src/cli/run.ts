@@ -6,17 +6,16 @@ import { validateSpec } from '../spec/sandbox.js';
 import { mark, printTrace } from '../util/trace.js';
 import { composeArgv } from './argv.js';
 import { connectOptions } from './client.js';
-import { addMountFlags, type MountFlags, mountsFromFlags } from './mounts.js';
+import { addMountFlags, collectFlag, diskFromFlags, type MountFlags, mountsFromFlags } from './mounts.js';
 import { addNetworkFlags, type NetworkFlags, networkFromFlags, secretsFromFlags } from './network.js';
 import { pullFor } from './pull.js';
-import { imageOptions, int, parsePairs, size } from './sandboxes.js';
+import { imageOptions, int, parsePairs } from './sandboxes.js';
 import { checkTimeout, streamProcess } from './stream.js';
 
 interface RunOptions extends NetworkFlags, MountFlags {
   image: string;
   cpus?: number;
   memory?: number;
-  disk?: number;
   env: string[];
   workdir?: string;
   user?: string;
@@ -36,7 +35,12 @@ export function runCommand(): Command {
     .option('--image <name>', 'image to start from', 'base')
     .option('--cpus <n>', 'virtual CPUs', int('--cpus'))
     .option('--memory <mib>', 'memory in MiB', int('--memory'))
-    .option('--disk <size>', "disk size, e.g. 10G (default: the image's, 2G for base)", size)
+    .option(
+      '--disk <SIZE|FILE:DST[:OPTS]>',
+      "root disk size, e.g. 10G (default: the image's, 2G for base); or a host disk image (qcow2, raw, vmdk) mounted at DST (repeatable)",
+      collectFlag,
+      [],
+    )
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
     .option('-w, --workdir <dir>', 'working directory in the guest')
     .option('-u, --user <user>', 'user name, uid, or uid:gid')
@@ -63,7 +67,7 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     image: opts.image,
     cpus: opts.cpus,
     memoryMib: opts.memory,
-    diskMib: opts.disk,
+    ...diskFromFlags(opts.disk ?? []),
     env: parsePairs('-e', opts.env),
     workdir: opts.workdir,
     user: opts.user,

@@ -7,7 +7,7 @@ import { validateSpec } from '../spec/sandbox.js';
 import { composeArgv } from './argv.js';
 import { connectOptions, openConnection, sandboxHandle } from './client.js';
 import { humanDuration, parseDuration, parseSizeMib, table } from './format.js';
-import { addMountFlags, type MountFlags, mountsFromFlags } from './mounts.js';
+import { addMountFlags, collectFlag, diskFromFlags, type MountFlags, mountsFromFlags } from './mounts.js';
 import { addNetworkFlags, type NetworkFlags, networkFromFlags, parsePublish, secretsFromFlags } from './network.js';
 import { type PullFlags, pullFor } from './pull.js';
 
@@ -54,7 +54,6 @@ interface CreateOnlyFlags extends NetworkFlags {
   image: string;
   cpus?: number;
   memory?: number;
-  disk?: number;
   env: string[];
   label: string[];
   workdir?: string;
@@ -83,7 +82,12 @@ export function createCommand(): Command {
     .option('--image <name>', 'image to start from', 'base')
     .option('--cpus <n>', 'virtual CPUs', int('--cpus'))
     .option('--memory <mib>', 'memory in MiB', int('--memory'))
-    .option('--disk <size>', "disk size, e.g. 10G (default: the image's, 2G for base)", size)
+    .option(
+      '--disk <SIZE|FILE:DST[:OPTS]>',
+      "root disk size, e.g. 10G (default: the image's, 2G for base); or a host disk image (qcow2, raw, vmdk) mounted at DST (repeatable)",
+      collectFlag,
+      [],
+    )
     .option('-e, --env <KEY=VALUE>', 'environment of every command (repeatable)', collect, [])
     .option('-l, --label <KEY=VALUE>', 'label (repeatable)', collect, [])
     .option('-w, --workdir <dir>', 'working directory of commands')
@@ -146,7 +150,7 @@ function specFromFlags(f: CreateFlags) {
     image: f.image,
     cpus: f.cpus,
     memoryMib: f.memory,
-    diskMib: f.disk,
+    ...diskFromFlags(f.disk ?? []),
     env: parsePairs('-e', f.env),
     labels: parsePairs('--label', f.label),
     workdir: f.workdir,

@@ -1,8 +1,8 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import type { VolumeInfo } from '../spec/volumes.js';
 import { openConnection } from './client.js';
 import { humanAge, humanBytes, table } from './format.js';
-import { parsePairs } from './sandboxes.js';
+import { parsePairs, size } from './sandboxes.js';
 
 /** `vmbox volume create|ls|inspect|rm|prune`: named directories sandboxes mount (`-v NAME:/path`). */
 export function volumeCommand(): Command {
@@ -20,9 +20,20 @@ export function volumeCommand(): Command {
     .description('make a volume')
     .argument('<name>', 'its name')
     .option('-l, --label <KEY=VALUE>', 'label (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
-    .action((name: string, f: { label: string[] }) =>
+    .addOption(
+      new Option('--kind <kind>', 'directory: shared by many sandboxes at once; disk: an ext4 disk, one writer at a time')
+        .choices(['directory', 'disk'])
+        .default('directory'),
+    )
+    .option('--size <size>', "a disk volume's capacity, e.g. 4g (default 1g)", size)
+    .action((name: string, f: { label: string[]; kind: 'directory' | 'disk'; size?: number }) =>
       withConn(async (conn) => {
-        const v = await conn.request<VolumeInfo>('POST', '/v1/volumes', { name, labels: parsePairs('--label', f.label) });
+        const v = await conn.request<VolumeInfo>('POST', '/v1/volumes', {
+          name,
+          kind: f.kind,
+          ...(f.size ? { sizeMib: f.size } : {}),
+          labels: parsePairs('--label', f.label),
+        });
         process.stdout.write(`${v.name}\n`);
       }),
     );

@@ -61,9 +61,9 @@ export interface OwnedBy {
   owner?: string;
 }
 
-/** A mount the agent makes: a 9p share by its tag, or a tmpfs. */
+/** A mount the agent makes: a 9p share by its tag, a disk by its serial (`data`: its filesystem, else probed), or a tmpfs. */
 export interface GuestMount {
-  fstype: '9p' | 'tmpfs';
+  fstype: '9p' | 'tmpfs' | 'block';
   source: string;
   target: string;
   /** ro, noexec, nosuid, nodev */

@@ -4,7 +4,7 @@ import { AgentClient, type GuestMount } from '../guest/client.js';
 import { ensureAssets } from '../setup/assets.js';
 import type { Patch, SandboxSpec } from '../spec/sandbox.js';
 import { mark } from '../util/trace.js';
-import type { MemoryFile, ShareSpec, VmHandle, VmmProvider } from '../vmm/provider.js';
+import type { DiskSpec, MemoryFile, ShareSpec, VmHandle, VmmProvider } from '../vmm/provider.js';
 import { applyPatches } from './patches.js';
 
 /** The copy-on-write disk of a sandbox, in its directory. */
@@ -39,6 +39,7 @@ export class Machine {
       memoryFile?: MemoryFile;
       /** Host directories exported to the guest (9p), and the mounts the agent makes once it answers. */
       shares?: ShareSpec[];
+      disks?: DiskSpec[];
       mounts?: GuestMount[];
       signal?: AbortSignal;
       onSpawn?: (pid: number) => void;
@@ -59,6 +60,7 @@ export class Machine {
         rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' },
         runDir: o.dir,
         ...(o.shares?.length ? { shares: o.shares } : {}),
+        ...(o.disks?.length ? { extraDisks: o.disks } : {}),
         ...(o.restoreFrom ? { restoreFrom: o.restoreFrom } : {}),
         ...(o.memoryFile ? { memoryFile: o.memoryFile } : {}),
       });

@@ -18,7 +18,7 @@ import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
 import { readLog, SandboxLog } from './logs.js';
 import { Machine } from './machine.js';
-import { prepareMounts, sandboxMounts } from './mounts.js';
+import { prepareMounts, refuseSecondWriter, sandboxMounts, writtenDisks } from './mounts.js';
 import { SandboxNetworking } from './networking.js';
 import { pauseSandbox, resumeSandbox } from './pausing.js';
 import { PolicyClock } from './policies.js';
@@ -144,6 +144,7 @@ export class SandboxManager {
     const id = randomBytes(8).toString('hex');
     const name = spec.name ?? `sbx-${id.slice(0, 8)}`;
     const mounted = prepareMounts(spec, { hostPaths: opts.hostPaths ?? false, volumes: this.volumes });
+    refuseSecondWriter(mounted, this.volumes, (key) => this.diskWriters(key));
     const rec: SandboxRecord = {
       id,
       name,
@@ -210,6 +211,7 @@ export class SandboxManager {
     rec: SandboxRecord,
     opts: { signal?: AbortSignal; patches?: Patch[]; restoreFrom?: string; memoryFile?: MemoryFile; freshGuest?: boolean },
   ): Promise<void> {
+    refuseSecondWriter(rec.spec, this.volumes, (key) => this.diskWriters(key, rec.id));
     const mounts = sandboxMounts(rec.spec, this.volumes);
     const machine = await Machine.boot(this.provider, {
       id: rec.id,
@@ -219,6 +221,7 @@ export class SandboxManager {
       restoreFrom: opts.restoreFrom,
       memoryFile: opts.memoryFile,
       shares: mounts.shares,
+      disks: mounts.disks,
       // A restored guest has its mounts in its memory already.
       mounts: (opts.freshGuest ?? !opts.restoreFrom) ? mounts.guest : [],
       signal: opts.signal,
@@ -348,7 +351,8 @@ export class SandboxManager {
     if (rec.state === 'running') {
       const reason = opts.reason ?? 'removed by request';
       this.db.update(rec.id, { state: 'stopping', reason });
-      await this.takeDown(rec.id, { timeoutMs: 2000, reason });
+      // A sandbox writing a disk volume or image shuts down cleanly, so the disk is left consistent.
+      await this.takeDown(rec.id, { timeoutMs: 2000, reason, graceful: writtenDisks(rec.spec, this.volumes).length > 0 });
     }
     this.forget(rec.id);
   }
@@ -379,6 +383,15 @@ export class SandboxManager {
     this.touch(rec.id);
     this.system(rec.id, `timeout set: stops in ${formatMs(ms)}`);
     return this.info(rec.id);
+  }
+
+  /** Sandboxes with a VM (or about to have one) that write the disk `key` names (writtenDisks). */
+  private diskWriters(key: string, except?: string): string[] {
+    const holding: SandboxRecord['state'][] = ['creating', 'starting', 'running', 'paused', 'stopping'];
+    return this.db
+      .list()
+      .filter((r) => r.id !== except && !r.removing && holding.includes(r.state) && writtenDisks(r.spec, this.volumes).includes(key))
+      .map((r) => r.name);
   }
 
   /** Whether the sandbox is removed when it stops (E2B's sandboxes are, but for one paused with its disk alone). */

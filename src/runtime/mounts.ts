@@ -5,7 +5,7 @@ import { SpecError, VmboxError } from '../errors.js';
 import type { GuestMount } from '../guest/client.js';
 import type { Mount } from '../spec/mounts.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
-import type { ShareSpec } from '../vmm/provider.js';
+import type { DiskSpec, ShareSpec } from '../vmm/provider.js';
 import type { Volumes } from './volumes.js';
 
 /**
@@ -15,11 +15,16 @@ import type { Volumes } from './volumes.js';
  */
 const NINE_P_OPTIONS = 'trans=virtio,version=9p2000.L,msize=262144,cache=mmap';
 
-/** What a sandbox's mounts are to the VM (9p shares QEMU exports) and to its agent (mounts it makes). */
+/** What a sandbox's mounts are to the VM (9p shares and disks QEMU exports) and to its agent (mounts it makes). */
 export interface SandboxMounts {
   shares: ShareSpec[];
+  disks: DiskSpec[];
   guest: GuestMount[];
 }
+
+/** Disk image formats QEMU opens here; anything else (or a corrupt file) is refused before a create. */
+const DISK_FORMATS = ['qcow2', 'raw', 'vmdk'] as const;
+type DiskFormat = (typeof DISK_FORMATS)[number];
 
 /**
  * Checks a create's mounts before anything is made: host directories exist
@@ -31,6 +36,15 @@ export function prepareMounts(spec: SandboxSpec, o: { hostPaths: boolean; volume
   const mounts = spec.mounts ?? [];
   if (!mounts.length) return spec;
   const resolved = mounts.map((m, i): Mount => {
+    if (m.type === 'disk') {
+      if (!o.hostPaths)
+        throw new SpecError(
+          `mounts.${i}.source`,
+          "a disk mount names a host file, which only clients on the server's machine may do (its unix socket)",
+        );
+      diskFormat(m.source, `mounts.${i}.source`);
+      return m;
+    }
     if (m.type !== 'bind') return m;
     const field = `mounts.${i}.source`;
     if (!o.hostPaths)
@@ -64,11 +78,24 @@ export function prepareMounts(spec: SandboxSpec, o: { hostPaths: boolean; volume
 
 /** The shares and guest mounts of a spec whose mounts were prepared. */
 export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMounts {
-  const out: SandboxMounts = { shares: [], guest: [] };
+  const out: SandboxMounts = { shares: [], disks: [], guest: [] };
   for (const [i, m] of (spec.mounts ?? []).entries()) {
     const flags = [m.readOnly && 'ro', m.noexec && 'noexec', m.nosuid && 'nosuid', m.nodev && 'nodev'].filter((f): f is string => !!f);
     if (m.type === 'tmpfs') {
       out.guest.push({ fstype: 'tmpfs', source: 'tmpfs', target: m.target, flags, data: `size=${m.sizeMib}m,mode=1777` });
+      continue;
+    }
+    const disk =
+      m.type === 'disk'
+        ? { path: m.source, format: diskFormat(m.source, `mounts.${i}.source`), fstype: m.fstype }
+        : m.type === 'volume' && volumes.record(m.source)?.kind === 'disk'
+          ? { path: volumes.diskPath(m.source), format: 'raw' as const, fstype: 'ext4' }
+          : undefined;
+    if (disk) {
+      // Found by its serial in the guest: the order of virtio devices is not the kernel's promise.
+      const serial = `vmbox-disk${i}`;
+      out.disks.push({ path: disk.path, format: disk.format, readOnly: m.readOnly, serial });
+      out.guest.push({ fstype: 'block', source: serial, target: m.target, flags, ...(disk.fstype ? { data: disk.fstype } : {}) });
       continue;
     }
     const tag = `vmbox${i}`;
@@ -81,12 +108,67 @@ export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMount
   return out;
 }
 
-/** Whether a sandbox holds host directories QEMU cannot save with its memory (9p state). */
+/**
+ * The disks a spec writes to (disk volumes and disk images not mounted read-only),
+ * as keys two sandboxes' mounts share: one writer at a time may hold each.
+ */
+export function writtenDisks(spec: SandboxSpec, volumes: Volumes): string[] {
+  return (spec.mounts ?? []).flatMap((m) => {
+    if (m.readOnly) return [];
+    if (m.type === 'disk') return [`disk ${m.source}`];
+    if (m.type === 'volume' && volumes.record(m.source)?.kind === 'disk') return [`volume ${m.source}`];
+    return [];
+  });
+}
+
+/** Refuses a second read-write mount of a disk: `holders` says who writes each key now. */
+export function refuseSecondWriter(spec: SandboxSpec, volumes: Volumes, holders: (key: string) => string[]): void {
+  for (const key of writtenDisks(spec, volumes)) {
+    const by = holders(key);
+    if (by.length)
+      throw new VmboxError(
+        'invalidState',
+        `${key} is mounted read-write by sandbox ${by.join(', ')}: one writer at a time (mount it read-only, or stop ${by.length > 1 ? 'them' : 'it'} first)`,
+      );
+  }
+}
+
+/** A host disk image's format, as qemu-img reads it: qcow2, raw or vmdk, whole and standing alone. */
+function diskFormat(path: string, field: string): DiskFormat {
+  if (!isAbsolute(path)) throw new SpecError(field, `must be an absolute host path, got ${path}`);
+  let info: { format?: string; 'backing-filename'?: string; 'format-specific'?: { data?: { extents?: { filename?: string }[] } } };
+  try {
+    if (!statSync(path).isFile()) throw new SpecError(field, `${path} is not a file: a disk mount takes a disk image`);
+    info = JSON.parse(
+      execFileSync('qemu-img', ['info', '--output=json', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 }),
+    );
+  } catch (err) {
+    if (err instanceof SpecError) throw err;
+    const why =
+      (err as { code?: string }).code === 'ENOENT'
+        ? 'no such file'
+        : 'not a disk image qemu-img can read (corrupt, or of an unknown format)';
+    throw new SpecError(field, `${path}: ${why}`);
+  }
+  const format = info.format as DiskFormat;
+  if (!DISK_FORMATS.includes(format)) throw new SpecError(field, `${path} is a ${info.format} image: qcow2, raw and vmdk are mounted`);
+  // A backing file (or a vmdk extent elsewhere) would hand the guest some other host file.
+  const elsewhere =
+    info['backing-filename'] ?? info['format-specific']?.data?.extents?.find((e) => e.filename && e.filename !== path)?.filename;
+  if (elsewhere) throw new SpecError(field, `${path} reads another file (${elsewhere}): give a standalone image (qemu-img convert)`);
+  return format;
+}
+
+/**
+ * Refuses to save the memory of a sandbox that mounts host directories,
+ * volumes or disk images: QEMU cannot save 9p state, and a copy of the memory
+ * would hold a disk another sandbox writes.
+ */
 export function refuseSavingShares(spec: SandboxSpec, name: string, what: string): void {
   if (!spec.mounts?.some((m) => m.type !== 'tmpfs')) return;
   throw new VmboxError(
     'invalidState',
-    `sandbox ${name} mounts host directories or volumes (9p), whose state QEMU cannot save with its memory: it cannot ${what}; stop it first (a stopped sandbox snapshots its disk)`,
+    `sandbox ${name} mounts host directories or volumes, whose state cannot be saved with its memory: it cannot ${what}; stop it first (a stopped sandbox snapshots its disk)`,
   );
 }
 

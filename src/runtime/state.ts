@@ -42,7 +42,10 @@ export interface ApiKeyRecord {
 /** A named volume: a directory under $VMBOX_HOME/volumes that outlives the sandboxes mounting it. */
 export interface VolumeRecord {
   name: string;
-  kind: 'directory';
+  /** directory: shared by any number of sandboxes (9p); disk: an ext4 image, one writer at a time (virtio-blk). */
+  kind: 'directory' | 'disk';
+  /** A disk volume's capacity. */
+  sizeMib?: number;
   labels: Record<string, string>;
   createdAt: number;
 }

@@ -8,11 +8,15 @@ import { VOLUME_NAME } from '../spec/mounts.js';
 import type { VolumeCreate, VolumeInfo } from '../spec/volumes.js';
 import type { StateDb, VolumeRecord } from './state.js';
 
+/** A disk volume's capacity when a create names none. */
+const DEFAULT_DISK_MIB = 1024;
+
 /**
- * Named volumes: a directory each under `$VMBOX_HOME/volumes/NAME/data`,
- * recorded in the state database (the name is claimed there first), shared by
- * every sandbox that mounts it, and kept when they go. One is removed only
- * while no sandbox mounts it.
+ * Named volumes, recorded in the state database (the name is claimed there
+ * first) and kept when their sandboxes go; one is removed only while no
+ * sandbox mounts it. A directory volume (`$VMBOX_HOME/volumes/NAME/data`) is
+ * shared by any number of sandboxes at once; a disk volume (`NAME/disk.ext4`,
+ * a sparse ext4 image) has one writer at a time.
  */
 export class Volumes {
   constructor(
@@ -25,14 +29,33 @@ export class Volumes {
     return join(paths.volumes(), name, 'data');
   }
 
+  diskPath(name: string): string {
+    return join(paths.volumes(), name, 'disk.ext4');
+  }
+
+  /** A volume's record (its kind), or undefined. */
+  record(name: string): VolumeRecord | undefined {
+    return this.db.volume(name);
+  }
+
   create(req: VolumeCreate): VolumeInfo {
     if (!new RegExp(VOLUME_NAME).test(req.name)) throw new SpecError('name', `must match ${VOLUME_NAME}, got ${JSON.stringify(req.name)}`);
-    const rec: VolumeRecord = { name: req.name, kind: 'directory', labels: req.labels ?? {}, createdAt: Date.now() };
+    const kind = req.kind ?? 'directory';
+    if (kind === 'directory' && req.sizeMib !== undefined) throw new SpecError('sizeMib', 'only a disk volume has a size (--kind disk)');
+    const rec: VolumeRecord = {
+      name: req.name,
+      kind,
+      ...(kind === 'disk' ? { sizeMib: req.sizeMib ?? DEFAULT_DISK_MIB } : {}),
+      labels: req.labels ?? {},
+      createdAt: Date.now(),
+    };
     this.db.insertVolume(rec);
     try {
-      mkdirSync(this.dataDir(rec.name), { recursive: true, mode: 0o755 });
+      if (kind === 'directory') mkdirSync(this.dataDir(rec.name), { recursive: true, mode: 0o755 });
+      else makeExt4(this.diskPath(rec.name), rec.sizeMib as number);
     } catch (err) {
       this.db.deleteVolume(rec.name);
+      rmSync(join(paths.volumes(), rec.name), { recursive: true, force: true });
       throw err;
     }
     return this.info(rec);
@@ -95,8 +118,16 @@ export class Volumes {
   }
 
   private info(v: VolumeRecord): VolumeInfo {
-    return { ...v, sizeBytes: treeSize(this.dataDir(v.name)), path: this.dataDir(v.name), usedBy: this.mountedBy(v.name) };
+    const path = v.kind === 'disk' ? this.diskPath(v.name) : this.dataDir(v.name);
+    return { ...v, sizeBytes: treeSize(path), path, usedBy: this.mountedBy(v.name) };
   }
+}
+
+/** A sparse ext4 image of `sizeMib`; its inode tables are left for the guest to use as they fill (uninit_bg). */
+function makeExt4(path: string, sizeMib: number): void {
+  mkdirSync(join(path, '..'), { recursive: true, mode: 0o755 });
+  execFileSync('truncate', ['-s', `${sizeMib}M`, path]);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', '-L', 'vmbox-volume', path], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 /** Host disk a directory tree takes (du), 0 when it cannot be read. */

@@ -46,6 +46,16 @@ export const MountSchema = Type.Union([
   ),
   Type.Object(
     {
+      type: Type.Literal('disk'),
+      source: Type.String({ minLength: 1, description: 'Host disk image: qcow2, raw or vmdk (absolute, on the server’s machine)' }),
+      target,
+      fstype: Type.Optional(Type.String({ pattern: '^[a-z0-9]{1,16}$', description: 'Its filesystem (default: probed, ext2/3/4)' })),
+      ...flags,
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
       type: Type.Literal('tmpfs'),
       target,
       sizeMib: Type.Integer({ minimum: 1, description: 'Its size limit in MiB (at most the sandbox’s memory)' }),
@@ -130,6 +140,6 @@ export function normalTarget(p: string): string {
 export function mountError(value: unknown): { path: string; schema: TSchema; value: unknown; message: string } | undefined {
   const kind = (value as { type?: unknown } | null)?.type;
   const member = MountSchema.anyOf.find((m) => m.properties.type.const === kind);
-  if (!member) return { path: '/type', schema: MountSchema, value: kind, message: 'must be bind, volume or tmpfs' };
+  if (!member) return { path: '/type', schema: MountSchema, value: kind, message: 'must be bind, volume, disk or tmpfs' };
   return Value.Errors(member, value).First();
 }

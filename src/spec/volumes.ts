@@ -6,6 +6,13 @@ const labels = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_./-]{1,63}$' }), 
 export const VolumeCreateSchema = Type.Object(
   {
     name: Type.String({ pattern: VOLUME_NAME, description: 'Its name, as mounts name it' }),
+    kind: Type.Optional(
+      Type.Union([Type.Literal('directory'), Type.Literal('disk')], {
+        description:
+          'directory (default): shared by any number of sandboxes at once; disk: an ext4 disk image of sizeMib, one writer at a time',
+      }),
+    ),
+    sizeMib: Type.Optional(Type.Integer({ minimum: 16, maximum: 1024 * 1024, description: "A disk volume's capacity (default 1024)" })),
     labels: Type.Optional(labels),
   },
   { additionalProperties: false },
@@ -14,11 +21,12 @@ export type VolumeCreate = Static<typeof VolumeCreateSchema>;
 
 export const VolumeInfoSchema = Type.Object({
   name: Type.String(),
-  kind: Type.Literal('directory'),
+  kind: Type.Union([Type.Literal('directory'), Type.Literal('disk')]),
+  sizeMib: Type.Optional(Type.Integer({ description: "A disk volume's capacity" })),
   labels: labels,
   createdAt: Type.Integer({ description: 'ms since the epoch' }),
   sizeBytes: Type.Integer({ description: 'Host disk its files take' }),
-  path: Type.String({ description: 'Its directory on the host' }),
+  path: Type.String({ description: 'Its directory (or disk image) on the host' }),
   usedBy: Type.Array(Type.String(), { description: 'Sandboxes that mount it (it cannot be removed while any do)' }),
 });
 export type VolumeInfo = Static<typeof VolumeInfoSchema>;

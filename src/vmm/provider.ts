@@ -7,6 +7,14 @@ import type { Duplex } from 'node:stream';
  */
 export type Accelerator = 'kvm' | 'hvf' | 'tcg';
 
+/** A disk image on virtio-blk; `serial` names it to the guest (/sys/block/vdX/serial). */
+export interface DiskSpec {
+  path: string;
+  format: 'qcow2' | 'raw' | 'vmdk';
+  readOnly?: boolean;
+  serial?: string;
+}
+
 /** A host directory shown to the guest (virtio-9p for QEMU), mounted by the agent by `tag`. */
 export interface ShareSpec {
   tag: string;
@@ -45,8 +53,8 @@ export interface VmSpec {
   /** Extra kernel command-line words (`vmbox.hostname=…`). */
   kernelArgs?: string[];
   rootDisk?: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean };
-  /** Further disks (volumes, disk images), in order after the root disk. */
-  extraDisks?: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean }[];
+  /** Further disks (volumes, disk images), in order after the root disk; the guest finds each by its serial. */
+  extraDisks?: DiskSpec[];
   shares?: ShareSpec[];
   nics?: NicSpec[];
   memoryFile?: MemoryFile;

@@ -68,7 +68,7 @@ describe('validateSpec: mounts, hostname, rlimits', () => {
   it('names the field of a bad mount, not the union', () => {
     refused({ mounts: [bind('relative')] }, 'mounts.0.target', /absolute path/);
     refused({ mounts: [{ type: 'tmpfs', target: '/t' }] }, 'mounts.0.sizeMib', /./);
-    refused({ mounts: [{ type: 'nfs', target: '/t' }] }, 'mounts.0.type', /bind, volume or tmpfs/);
+    refused({ mounts: [{ type: 'nfs', target: '/t' }] }, 'mounts.0.type', /bind, volume, disk or tmpfs/);
     refused({ mounts: [{ type: 'volume', source: 'bad name', target: '/t' }] }, 'mounts.0.source', /must match/);
   });
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,7 +83,7 @@ describe('bind mounts', () => {
       assert.equal((await again.commands.run(['stat', '-c', '%u:%g', '/o/f'])).stdout, '1234:2345\n');
       // 9p state cannot be saved with a VM's memory: a pause is refused, clearly.
       const paused = await refused('pause', 'owners');
-      assert.match(paused, /mounts host directories or volumes .*cannot be paused/);
+      assert.match(paused, /mounts host directories or volumes.*cannot be paused/);
     } finally {
       await sbx.kill();
     }
@@ -111,6 +112,44 @@ describe('named volumes, tmpfs, hostname, limits', () => {
     await c.kill();
     assert.deepEqual((await ok('volume', 'prune')).trim().split('\n').sort(), ['made-by-mount', 'shared']);
     assert.equal((await ok('volume', 'ls')).trim().split('\n').length, 1, 'only the header is left');
+  });
+
+  it('keeps a disk volume after its sandbox, one writer at a time; mounts qcow2 and raw images', async () => {
+    await ok('volume', 'create', 'dv', '--kind', 'disk', '--size', '128m');
+    const w = await Sandbox.create({ name: 'writer', mounts: [{ type: 'volume', source: 'dv', target: '/dv' }] });
+    await w.commands.run(['sh', '-c', 'echo kept > /dv/file']);
+    // A second read-write mount is refused while the writer runs; read-only is fine.
+    assert.match(await refused('create', '--name', 'second', '-v', 'dv:/dv'), /volume dv is mounted read-write by sandbox writer/);
+    await w.kill();
+    const again = await Sandbox.create({ mounts: [{ type: 'volume', source: 'dv', target: '/dv', readOnly: true }] });
+    assert.equal((await again.commands.run(['cat', '/dv/file'])).stdout, 'kept\n', 'the disk volume outlived its sandbox');
+    await again.kill();
+
+    const raw = join(host, 'data.raw');
+    writeFileSync(raw, '');
+    execFileSync('truncate', ['-s', '32M', raw]);
+    execFileSync('mkfs.ext4', ['-q', raw]);
+    const qcow2 = join(host, 'data.qcow2');
+    execFileSync('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+    const out = await ok(
+      'run',
+      '--disk',
+      `${qcow2}:/q`,
+      '--disk',
+      `${raw}:/r:ro`,
+      '--',
+      'sh',
+      '-c',
+      'echo q > /q/f && cat /q/f && mount | grep -c " /r type ext4 (ro"',
+    );
+    assert.equal(out, 'q\n1\n');
+
+    const corrupt = join(host, 'corrupt.qcow2');
+    writeFileSync(corrupt, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), randomBytes(4096)]));
+    assert.match(await refused('run', '--disk', `${corrupt}:/c`, '--', 'true'), /mounts\.0\.source: .*not a disk image qemu-img can read/);
+    const empty = join(host, 'empty.raw');
+    execFileSync('truncate', ['-s', '8M', empty]);
+    assert.match(await refused('run', '--disk', `${empty}:/e`, '--', 'true'), /no filesystem this guest knows/);
   });
 
   it('bounds a tmpfs by its size, names the host, limits every process', async () => {

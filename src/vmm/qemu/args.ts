@@ -130,7 +130,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
       '-drive',
       `id=disk${i},file=${d.path},format=${d.format},if=none,discard=unmap${ro}`,
       '-device',
-      `virtio-blk-device,drive=disk${i}`,
+      `virtio-blk-device,drive=disk${i}${d.serial ? `,serial=${d.serial}` : ''}`,
     );
   }
   for (const [i, s] of (spec.shares ?? []).entries()) {
