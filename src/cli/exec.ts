@@ -3,7 +3,7 @@ import { VmboxError } from '../errors.js';
 import type { Sandbox } from '../sdk/sandbox.js';
 import { sandboxHandle } from './client.js';
 import { parsePairs } from './sandboxes.js';
-import { checkTimeout, streamCommand } from './stream.js';
+import { checkTimeout, streamCommand, streamProcess } from './stream.js';
 import { LOGIN_SHELL, runOnTerminal } from './terminal.js';
 
 /** `vmbox exec NAME -- CMD`: runs a command in an existing sandbox. */
@@ -18,17 +18,28 @@ export function execCommand(): Command {
     .option('-i, --interactive', 'pass stdin to the command')
     .option('-t, --tty', 'run it on a terminal wired to this one (with -i: an interactive program, e.g. a shell)')
     .addOption(new Option('--timeout <seconds>', 'kill the command after this long').argParser(Number))
+    .option('--script <name>', "run one of the sandbox's named scripts (create --script NAME=BODY); the command's words become its $1…")
     .passThroughOptions()
     .action(
       async (
         ref: string,
         command: string[],
-        f: { env: string[]; workdir?: string; user?: string; interactive?: boolean; tty?: boolean; timeout?: number },
+        f: { env: string[]; workdir?: string; user?: string; interactive?: boolean; tty?: boolean; timeout?: number; script?: string },
       ) => {
         checkTimeout(f.timeout);
         const sbx = await sandboxHandle(ref);
         try {
-          const given = command[0] === '--' ? command.slice(1) : command;
+          let given = command[0] === '--' ? command.slice(1) : command;
+          // `vmbox exec NAME --script test`: after the sandbox's name, options pass through as words.
+          if (!f.script && given[0] === '--script' && given[1]) {
+            f.script = given[1];
+            given = given.slice(given[2] === '--' ? 3 : 2);
+          }
+          if (f.script) {
+            const flags = { ...f, env: parsePairs('-e', f.env) };
+            process.exitCode = await streamProcess((o) => sbx.commands.exec(given, { ...o, script: f.script }), flags);
+            return;
+          }
           const argv = given.length ? given : await defaultCommand(sbx);
           const flags = { ...f, env: parsePairs('-e', f.env) };
           process.exitCode = f.tty ? await runOnTerminal(sbx.commands, argv, flags) : await streamCommand(sbx.commands, argv, flags);

@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { VmboxError } from '../errors.js';
 import type { Mount, Rlimits } from '../spec/mounts.js';
+import type { SandboxSpec } from '../spec/sandbox.js';
 import { parseSizeMib } from './format.js';
 
 export interface MountFlags {
@@ -11,6 +12,11 @@ export interface MountFlags {
   tmpfs?: string[];
   hostname?: string;
   ulimit?: string[];
+  diskBps?: string;
+  diskIops?: string;
+  security?: 'default' | 'restricted';
+  script?: string[];
+  shell?: string;
 }
 
 export const collectFlag = (v: string, acc: string[]) => [...acc, v];
@@ -27,11 +33,24 @@ export function addMountFlags(cmd: Command): Command {
     )
     .option('--tmpfs <DST[:OPTS]>', 'a tmpfs at DST; OPTS: size=256m, ro, noexec, nosuid, nodev (repeatable)', collect, [])
     .option('--hostname <name>', "the guest's hostname")
-    .option('--ulimit <NAME=SOFT[:HARD]>', 'a resource limit of every process, e.g. nofile=4096:8192 (repeatable)', collect, []);
+    .option('--ulimit <NAME=SOFT[:HARD]>', 'a resource limit of every process, e.g. nofile=4096:8192 (repeatable)', collect, [])
+    .option('--disk-bps <rate>', 'I/O bytes per second of each disk, reads and writes together, e.g. 20m')
+    .option('--disk-iops <n>', 'I/O operations per second of each disk')
+    .option('--script <NAME=BODY>', 'a named shell script, run by vmbox exec SANDBOX --script NAME (repeatable)', collect, [])
+    .option('--shell <path>', 'the shell scripts run with (default /bin/sh)')
+    .addOption(
+      new Option('--security <profile>', 'restricted: no_new_privs and no CAP_SYS_ADMIN for every command (sudo and mount fail)').choices([
+        'default',
+        'restricted',
+      ]),
+    );
 }
 
 /** The spec fields the flags say; host paths are made absolute against this directory. */
-export function mountsFromFlags(f: MountFlags, cwd = process.cwd()): { mounts?: Mount[]; hostname?: string; rlimits?: Rlimits } {
+export function mountsFromFlags(
+  f: MountFlags,
+  cwd = process.cwd(),
+): Partial<Pick<SandboxSpec, 'mounts' | 'hostname' | 'rlimits' | 'diskIo' | 'securityProfile' | 'shell' | 'scripts'>> {
   const mounts: Mount[] = [
     ...(f.disk ?? []).filter((d) => d.includes(':')).map((d) => diskMountFlag(d, cwd)),
     ...(f.volume ?? []).map((v) => volumeFlag(v, cwd)),
@@ -41,7 +60,18 @@ export function mountsFromFlags(f: MountFlags, cwd = process.cwd()): { mounts?: 
   return {
     ...(mounts.length ? { mounts } : {}),
     ...(f.hostname ? { hostname: f.hostname } : {}),
+    ...(f.security ? { securityProfile: f.security } : {}),
+    ...(f.shell ? { shell: f.shell } : {}),
+    ...(f.script?.length ? { scripts: scriptsFlag(f.script) } : {}),
     ...(Object.keys(rlimits).length ? { rlimits } : {}),
+    ...(f.diskBps || f.diskIops
+      ? {
+          diskIo: {
+            ...(f.diskBps ? { bytesPerSec: parseSizeMib(f.diskBps) * 1024 * 1024 } : {}),
+            ...(f.diskIops ? { opsPerSec: Number(f.diskIops) } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -98,6 +128,16 @@ function options(flag: string, text: string, opts: string, known: string[]) {
     else if (o === 'noexec' || o === 'nosuid' || o === 'nodev') out[o] = true;
   }
   return out;
+}
+
+function scriptsFlag(values: string[]): Record<string, string> {
+  return Object.fromEntries(
+    values.map((v) => {
+      const i = v.indexOf('=');
+      if (i <= 0) throw new VmboxError('invalidArgument', `--script ${v}: expected NAME=BODY, e.g. test='npm test'`);
+      return [v.slice(0, i), v.slice(i + 1)];
+    }),
+  );
 }
 
 function ulimitFlag(text: string): [string, { soft: number; hard: number }] {

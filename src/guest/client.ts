@@ -14,6 +14,8 @@ export interface ExecRequest {
   env?: string[];
   /** NAME=SOFT:HARD strings (setrlimit's names, lower case, -1 unlimited), set before the user is switched. */
   rlimits?: string[];
+  /** The restricted profile: no_new_privs, and CAP_SYS_ADMIN dropped from the bounding set. */
+  restricted?: boolean;
   cwd?: string;
   /** A name, a uid, or uid:gid / name:group. */
   user?: string;

@@ -57,7 +57,7 @@ export class Machine {
         kernelPath: assets.kernelPath,
         initrdPath: assets.initrd,
         kernelArgs: [`vmbox.hostname=${hostnameOf(o.id, o.spec)}`],
-        rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' },
+        rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2', ...(o.spec.diskIo ? { throttle: o.spec.diskIo } : {}) },
         runDir: o.dir,
         ...(o.shares?.length ? { shares: o.shares } : {}),
         ...(o.disks?.length ? { extraDisks: o.disks } : {}),

@@ -80,7 +80,13 @@ export function prepareMounts(spec: SandboxSpec, o: { hostPaths: boolean; volume
 export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMounts {
   const out: SandboxMounts = { shares: [], disks: [], guest: [] };
   for (const [i, m] of (spec.mounts ?? []).entries()) {
-    const flags = [m.readOnly && 'ro', m.noexec && 'noexec', m.nosuid && 'nosuid', m.nodev && 'nodev'].filter((f): f is string => !!f);
+    const restricted = spec.securityProfile === 'restricted';
+    const flags = [
+      m.readOnly && 'ro',
+      m.noexec && 'noexec',
+      (m.nosuid || restricted) && 'nosuid',
+      (m.nodev || restricted) && 'nodev',
+    ].filter((f): f is string => !!f);
     if (m.type === 'tmpfs') {
       out.guest.push({ fstype: 'tmpfs', source: 'tmpfs', target: m.target, flags, data: `size=${m.sizeMib}m,mode=1777` });
       continue;
@@ -94,7 +100,13 @@ export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMount
     if (disk) {
       // Found by its serial in the guest: the order of virtio devices is not the kernel's promise.
       const serial = `vmbox-disk${i}`;
-      out.disks.push({ path: disk.path, format: disk.format, readOnly: m.readOnly, serial });
+      out.disks.push({
+        path: disk.path,
+        format: disk.format,
+        readOnly: m.readOnly,
+        serial,
+        ...(spec.diskIo ? { throttle: spec.diskIo } : {}),
+      });
       out.guest.push({ fstype: 'block', source: serial, target: m.target, flags, ...(disk.fstype ? { data: disk.fstype } : {}) });
       continue;
     }

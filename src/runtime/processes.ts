@@ -20,8 +20,9 @@ export type ExecOptions = Omit<ExecStart, 'argv'>;
 export class SandboxProcesses {
   constructor(private readonly m: SandboxManager) {}
 
-  /** Starts `argv` with the image's config, the spec's and the call's settings layered in that order. */
-  exec(ref: string, argv: string[], opts: ExecOptions, streams: ExecStreams = {}): GuestProcess {
+  /** Starts `argv` (or a named script) with the image's config, the spec's and the call's settings layered in that order. */
+  exec(ref: string, argvGiven: string[] | undefined, opts: ExecOptions, streams: ExecStreams = {}): GuestProcess {
+    const argv = opts.script ? this.script(ref, opts.script, argvGiven) : (argvGiven ?? []);
     if (argv.length === 0) throw new VmboxError('invalidArgument', 'empty command: give the program to run and its arguments');
     const pty = opts.pty !== undefined;
     return this.tracked(ref, `command ${argv.join(' ').slice(0, 200)}`, pty, streams, (rec, live, s) =>
@@ -30,6 +31,7 @@ export class SandboxProcesses {
           argv,
           env: environment(rec, opts.env),
           rlimits: Object.entries(rec.spec.rlimits ?? {}).map(([name, l]) => `${name}=${l?.soft}:${l?.hard}`),
+          restricted: rec.spec.securityProfile === 'restricted',
           cwd: opts.cwd ?? rec.spec.workdir ?? rec.image.config.workingDir,
           user: opts.user ?? rec.spec.user ?? rec.image.config.user,
           stdin: opts.stdin || pty,
@@ -41,6 +43,17 @@ export class SandboxProcesses {
         s,
       ),
     );
+  }
+
+  /** A named script as argv: the sandbox's shell running it (its arguments after, as $1…). */
+  private script(ref: string, name: string, args: string[] | undefined): string[] {
+    const spec = this.m.find(ref).spec;
+    const body = spec.scripts?.[name];
+    if (body === undefined) {
+      const known = Object.keys(spec.scripts ?? {});
+      throw new VmboxError('notFound', `sandbox ${spec.name} has no script ${name}${known.length ? ` (it has ${known.join(', ')})` : ''}`);
+    }
+    return [spec.shell ?? '/bin/sh', '-c', body, name, ...(args ?? [])];
   }
 
   /** Takes over a process started earlier (a background command, a terminal) by its pid. */

@@ -52,6 +52,9 @@ export interface RunOptions extends CommandOptions {
 /** Low-level: bytes, not strings, and the API's exec request (its field names and docs) as is. */
 export type ExecOptions = Omit<ExecStart, 'argv'> & ProcessStreams & { signal?: AbortSignal };
 
+/** What `run` runs: a shell command line, an argv, or one of the sandbox's named scripts. */
+export type Command = string | string[] | { script: string; args?: string[] };
+
 export interface CommandResult extends CommandExit {
   /** The command as given (a string runs under /bin/sh -c). */
   command: string;
@@ -296,23 +299,32 @@ export class Commands {
   /** Low-level: starts a command and streams its bytes; `exit` resolves with its code. Used by the CLI. */
   exec(argv: string[], opts: ExecOptions = {}): ProcessSocket {
     const { onStdout, onStderr, signal, ...start } = opts;
-    return new ProcessSocket(this.conn, `${base(this.ref)}/exec`, { argv, ...start }, { onStdout, onStderr }, signal);
+    return new ProcessSocket(
+      this.conn,
+      `${base(this.ref)}/exec`,
+      { ...(argv.length ? { argv } : {}), ...start },
+      { onStdout, onStderr },
+      signal,
+    );
   }
 
   /**
-   * Runs a command: a string through `/bin/sh -c`, an array as the argv.
+   * Runs a command: a string through `/bin/sh -c`, an array as the argv, or
+   * `{ script }` one of the sandbox's named scripts (its `args` as $1…).
    * Foreground (default): resolves with the result when it ends; a non-zero
    * exit throws CommandExitError unless `throwOnError: false`.
    * With `background: true`: resolves with a CommandHandle once it started.
    */
-  run(cmd: string | string[], opts: RunOptions & { background: true }): Promise<CommandHandle>;
-  run(cmd: string | string[], opts?: RunOptions & { background?: false }): Promise<CommandResult>;
-  async run(cmd: string | string[], opts: RunOptions = {}): Promise<CommandResult | CommandHandle> {
-    const argv = typeof cmd === 'string' ? ['/bin/sh', '-c', cmd] : cmd;
+  run(cmd: Command, opts: RunOptions & { background: true }): Promise<CommandHandle>;
+  run(cmd: Command, opts?: RunOptions & { background?: false }): Promise<CommandResult>;
+  async run(cmd: Command, opts: RunOptions = {}): Promise<CommandResult | CommandHandle> {
+    const script = typeof cmd === 'object' && !Array.isArray(cmd) ? cmd : undefined;
+    const argv = script ? script.args : typeof cmd === 'string' ? ['/bin/sh', '-c', cmd] : (cmd as string[]);
     const timeoutMs = opts.timeoutMs ?? 60_000;
     maxOutputOf(opts.maxOutputBytes);
     const start: ExecStart = {
-      argv,
+      ...(argv?.length ? { argv } : {}),
+      ...(script ? { script: script.script } : {}),
       env: opts.envs,
       cwd: opts.cwd,
       user: opts.user,
@@ -322,7 +334,7 @@ export class Commands {
     };
     const handle = await CommandHandle.open(
       (streams) => new ProcessSocket(this.conn, `${base(this.ref)}/exec`, start, streams, opts.signal),
-      { ...opts, timeoutMs, command: typeof cmd === 'string' ? cmd : cmd.join(' ') },
+      { ...opts, timeoutMs, command: script ? `script ${script.script}` : typeof cmd === 'string' ? cmd : (cmd as string[]).join(' ') },
       (pid) => this.kill(pid),
     );
     if (opts.background) return handle;

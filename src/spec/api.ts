@@ -40,9 +40,15 @@ export const LogsQuery = Type.Object(
 );
 
 /** The first message on an exec WebSocket. */
+/** A named script, as the spec's `scripts` name them. */
+export const SCRIPT_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
+
 export const ExecStart = Type.Object(
   {
-    argv: Type.Array(Type.String(), { minItems: 1, description: 'Program and arguments' }),
+    argv: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'Program and arguments (or a script)' })),
+    script: Type.Optional(
+      Type.String({ pattern: SCRIPT_NAME, description: "One of the sandbox's named scripts, run by its shell (instead of argv)" }),
+    ),
     env: Type.Optional(Type.Record(Type.String(), Type.String())),
     cwd: Type.Optional(Type.String({ pattern: '^/' })),
     user: Type.Optional(Type.String({ minLength: 1 })),

@@ -115,6 +115,27 @@ export const SandboxSpecSchema = Type.Object(
     ),
     hostname: Type.Optional(Type.String({ pattern: HOSTNAME, description: "The guest's hostname (default: sandbox-derived)" })),
     rlimits: Type.Optional(RlimitsSchema),
+    shell: Type.Optional(Type.String({ pattern: '^/', description: 'The shell scripts run with (default /bin/sh)' })),
+    scripts: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }), Type.String({ minLength: 1 }), {
+        description: 'Named shell scripts, run by name (vmbox exec NAME --script test)',
+      }),
+    ),
+    securityProfile: Type.Optional(
+      Type.Union([Type.Literal('default'), Type.Literal('restricted')], {
+        description:
+          "default: the guest's root is root (sudo, package managers work); restricted: every command runs with no_new_privs and without CAP_SYS_ADMIN (sudo and mount fail), and mounts are nosuid,nodev",
+      }),
+    ),
+    diskIo: Type.Optional(
+      Type.Object(
+        {
+          bytesPerSec: Type.Optional(Type.Integer({ minimum: 1024, description: 'Bytes per second, reads and writes together' })),
+          opsPerSec: Type.Optional(Type.Integer({ minimum: 1, description: 'Operations per second, reads and writes together' })),
+        },
+        { additionalProperties: false, description: 'I/O limits of each disk: the root and every disk volume or image' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -13,6 +13,13 @@ export interface DiskSpec {
   format: 'qcow2' | 'raw' | 'vmdk';
   readOnly?: boolean;
   serial?: string;
+  throttle?: DiskThrottle;
+}
+
+/** A disk's I/O budget (QEMU's block throttling), reads and writes together. */
+export interface DiskThrottle {
+  bytesPerSec?: number;
+  opsPerSec?: number;
 }
 
 /** A host directory shown to the guest (virtio-9p for QEMU), mounted by the agent by `tag`. */
@@ -52,7 +59,7 @@ export interface VmSpec {
   initrdPath: string;
   /** Extra kernel command-line words (`vmbox.hostname=…`). */
   kernelArgs?: string[];
-  rootDisk?: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean };
+  rootDisk?: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean; throttle?: DiskThrottle };
   /** Further disks (volumes, disk images), in order after the root disk; the guest finds each by its serial. */
   extraDisks?: DiskSpec[];
   shares?: ShareSpec[];

@@ -171,6 +171,48 @@ describe('named volumes, tmpfs, hostname, limits', () => {
     assert.ok(Number(filled) <= 8 * 1024 * 1024 && Number(filled) > 7 * 1024 * 1024, `the tmpfs stopped the write at its size: ${filled}`);
   });
 
+  it('runs named scripts with the spec’s shell, by name from the CLI and the SDK', async () => {
+    await ok('create', '--name', 'scripted', '--script', 'greet=echo "hi $1 from $0"', '--script', 'fail=exit 7');
+    assert.equal(await ok('exec', 'scripted', '--script', 'greet', '--', 'there'), 'hi there from greet\n');
+    const sbx = await Sandbox.connect('scripted');
+    assert.equal((await sbx.commands.run({ script: 'greet', args: ['sdk'] })).stdout, 'hi sdk from greet\n');
+    assert.equal((await sbx.commands.run({ script: 'fail' }, { throwOnError: false })).exitCode, 7);
+    assert.match(await refused('exec', 'scripted', '--script', 'nope'), /has no script nope \(it has greet, fail\)/);
+    await sbx.kill();
+  });
+
+  it('restricts commands in the restricted profile: no sudo, no mount, plain commands work', async () => {
+    const out = await ok(
+      'run',
+      '--image',
+      'e2b-base',
+      '--security',
+      'restricted',
+      '-v',
+      `${host}:/h`,
+      '--',
+      'sh',
+      '-c',
+      'echo plain; sudo -n true 2>/dev/null || echo sudo-refused; mkdir -p /tmp/m; sudo -n mount -t tmpfs none /tmp/m 2>/dev/null || echo mount-refused; grep NoNewPrivs /proc/self/status; mount | grep " /h " | grep -c nosuid,nodev',
+    );
+    assert.equal(out, 'plain\nsudo-refused\nmount-refused\nNoNewPrivs:\t1\n1\n');
+    const root = await ok('run', '--security', 'restricted', '--', 'sh', '-c', 'mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>&1; echo $?');
+    assert.match(root, /(not permitted|permission denied).*\n[1-9]\d*\n$/i, 'root without CAP_SYS_ADMIN cannot mount');
+  });
+
+  it('paces each disk by its I/O limit', async () => {
+    const out = await ok(
+      'run',
+      '--disk-bps',
+      '4m',
+      '--',
+      'sh',
+      '-c',
+      's=$(cut -d" " -f1 /proc/uptime); dd if=/dev/zero of=/root/f bs=1M count=12 oflag=direct 2>/dev/null; e=$(cut -d" " -f1 /proc/uptime); echo "$e $s" | awk "{print \\$1 - \\$2}"',
+    );
+    assert.ok(Number(out) >= 2, `12 MiB at 4 MiB/s takes about 3 s, took ${out.trim()} s`);
+  });
+
   it('refuses bad mounts and limits with one line naming the field, leaving nothing behind', async () => {
     const cases: [string[], RegExp][] = [
       [['-v', `${join(host, 'missing')}:/x`], /mounts\.0\.source: no such host directory/],

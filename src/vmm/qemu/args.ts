@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { Accelerator, VmSpec } from '../provider.js';
+import type { Accelerator, DiskThrottle, VmSpec } from '../provider.js';
 
 export const AGENT_PORT_NAME = 'vmbox.agent';
 
@@ -119,7 +119,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
       // A VM that only loads a state never runs: a null disk stands in, so it never opens (or locks) the real one.
       spec.loadOnly
         ? 'id=root,driver=null-co,read-zeroes=on,if=none'
-        : `id=root,file=${spec.rootDisk.path},format=${spec.rootDisk.format},if=none,discard=unmap,detect-zeroes=unmap${ro}`,
+        : `id=root,file=${spec.rootDisk.path},format=${spec.rootDisk.format},if=none,discard=unmap,detect-zeroes=unmap${ro}${throttling(spec.rootDisk.throttle)}`,
       '-device',
       'virtio-blk-device,drive=root',
     );
@@ -128,7 +128,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     const ro = d.readOnly ? ',read-only=on' : '';
     args.push(
       '-drive',
-      `id=disk${i},file=${d.path},format=${d.format},if=none,discard=unmap${ro}`,
+      `id=disk${i},file=${d.path},format=${d.format},if=none,discard=unmap${ro}${throttling(d.throttle)}`,
       '-device',
       `virtio-blk-device,drive=disk${i}${d.serial ? `,serial=${d.serial}` : ''}`,
     );
@@ -155,4 +155,9 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   // -S: a loaded VM whose source was running would start on its own.
   if (spec.loadOnly) args.push('-S');
   return args;
+}
+
+/** QEMU's block throttling options for a budget (nothing for none). */
+function throttling(t: DiskThrottle | undefined): string {
+  return `${t?.bytesPerSec ? `,throttling.bps-total=${t.bytesPerSec}` : ''}${t?.opsPerSec ? `,throttling.iops-total=${t.opsPerSec}` : ''}`;
 }
