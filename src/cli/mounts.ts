@@ -1,3 +1,4 @@
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { VmboxError } from '../errors.js';
@@ -17,6 +18,8 @@ export interface MountFlags {
   security?: 'default' | 'restricted';
   script?: string[];
   shell?: string;
+  rootfs?: string;
+  upperSize?: string;
 }
 
 export const collectFlag = (v: string, acc: string[]) => [...acc, v];
@@ -38,6 +41,11 @@ export function addMountFlags(cmd: Command): Command {
     .option('--disk-iops <n>', 'I/O operations per second of each disk')
     .option('--script <NAME=BODY>', 'a named shell script, run by vmbox exec SANDBOX --script NAME (repeatable)', collect, [])
     .option('--shell <path>', 'the shell scripts run with (default /bin/sh)')
+    .option(
+      '--rootfs <file>',
+      'a host disk image (qcow2, raw, vmdk; ext4 inside) as the root instead of the image (the file is not changed)',
+    )
+    .option('--upper-size <size>', "room to write beyond the image's own disk, e.g. 4g (the root grows to it)")
     .addOption(
       new Option('--security <profile>', 'restricted: no_new_privs and no CAP_SYS_ADMIN for every command (sudo and mount fail)').choices([
         'default',
@@ -50,7 +58,9 @@ export function addMountFlags(cmd: Command): Command {
 export function mountsFromFlags(
   f: MountFlags,
   cwd = process.cwd(),
-): Partial<Pick<SandboxSpec, 'mounts' | 'hostname' | 'rlimits' | 'diskIo' | 'securityProfile' | 'shell' | 'scripts'>> {
+): Partial<
+  Pick<SandboxSpec, 'mounts' | 'hostname' | 'rlimits' | 'diskIo' | 'securityProfile' | 'shell' | 'scripts' | 'rootDisk' | 'upperSizeMib'>
+> {
   const mounts: Mount[] = [
     ...(f.disk ?? []).filter((d) => d.includes(':')).map((d) => diskMountFlag(d, cwd)),
     ...(f.volume ?? []).map((v) => volumeFlag(v, cwd)),
@@ -62,6 +72,8 @@ export function mountsFromFlags(
     ...(f.hostname ? { hostname: f.hostname } : {}),
     ...(f.security ? { securityProfile: f.security } : {}),
     ...(f.shell ? { shell: f.shell } : {}),
+    ...(f.rootfs ? { rootDisk: rootfsFlag(f.rootfs, cwd) } : {}),
+    ...(f.upperSize ? { upperSizeMib: parseSizeMib(f.upperSize) } : {}),
     ...(f.script?.length ? { scripts: scriptsFlag(f.script) } : {}),
     ...(Object.keys(rlimits).length ? { rlimits } : {}),
     ...(f.diskBps || f.diskIops
@@ -128,6 +140,13 @@ function options(flag: string, text: string, opts: string, known: string[]) {
     else if (o === 'noexec' || o === 'nosuid' || o === 'nodev') out[o] = true;
   }
   return out;
+}
+
+function rootfsFlag(path: string, cwd: string): string {
+  const abs = resolve(cwd, path);
+  if (existsSync(abs) && statSync(abs).isDirectory())
+    throw new VmboxError('invalidArgument', `--rootfs ${path}: a host directory as the root is not supported yet: give a disk image`);
+  return abs;
 }
 
 function scriptsFlag(values: string[]): Record<string, string> {

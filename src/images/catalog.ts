@@ -13,6 +13,8 @@ export interface ResolvedImage {
   /** The manifest a pulled or imported image was flattened from: its blobs are kept while a sandbox records it. */
   digest?: string;
   rootfsPath: string;
+  /** The disk's format: raw for images vmbox flattens; a host disk image as root may be qcow2 or vmdk. */
+  format?: 'raw' | 'qcow2' | 'vmdk';
   config: {
     env: string[];
     workingDir: string;

@@ -18,7 +18,7 @@ import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
 import { readLog, SandboxLog } from './logs.js';
 import { Machine } from './machine.js';
-import { prepareMounts, refuseSecondWriter, sandboxMounts, writtenDisks } from './mounts.js';
+import { diskBytes, prepareMounts, refuseSecondWriter, rootDiskImage, sandboxMounts, writtenDisks } from './mounts.js';
 import { SandboxNetworking } from './networking.js';
 import { pauseSandbox, resumeSandbox } from './pausing.js';
 import { PolicyClock } from './policies.js';
@@ -136,7 +136,16 @@ export class SandboxManager {
     if (!opts.hostPaths) refuseHostPaths(spec);
     this.networking.check(spec);
     if (snapshot) await this.snapshots.check(snapshot);
-    const image = snapshot ? snapshot.image : await this.images.resolve(spec.image, opts.pull);
+    const image = snapshot
+      ? snapshot.image
+      : spec.rootDisk
+        ? rootDiskImage(spec.rootDisk, opts.hostPaths ?? false)
+        : await this.images.resolve(spec.image, opts.pull);
+    if (spec.upperSizeMib !== undefined && !snapshot) {
+      if (spec.diskMib !== undefined) throw new SpecError('upperSizeMib', 'give diskMib or upperSizeMib, not both');
+      // Room to write beyond the image: the root disk grows by it (the agent grows the filesystem at boot).
+      spec.diskMib = Math.ceil(diskBytes(image) / MIB) + spec.upperSizeMib;
+    }
     throwIfAborted(opts.signal);
     const plan = snapshot
       ? planRestore(snapshot, this.snapshots.dir(snapshot.id), opts.fork)
@@ -530,6 +539,8 @@ function refuseHostPaths(spec: SandboxSpec): void {
     "op copy reads a host path, which only clients on the server's machine may name (its unix socket): over TCP, send the content in the request (op write with text or base64)",
   );
 }
+
+const MIB = 1024 * 1024;
 
 /** The caller went away (Ctrl-C mid-create): stop before the next costly step. */
 function throwIfAborted(signal?: AbortSignal): void {

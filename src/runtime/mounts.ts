@@ -3,6 +3,7 @@ import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import type { GuestMount } from '../guest/client.js';
+import { builtinConfig, type ResolvedImage } from '../images/catalog.js';
 import type { Mount } from '../spec/mounts.js';
 import type { SandboxSpec } from '../spec/sandbox.js';
 import type { DiskSpec, ShareSpec } from '../vmm/provider.js';
@@ -146,7 +147,7 @@ export function refuseSecondWriter(spec: SandboxSpec, volumes: Volumes, holders:
 }
 
 /** A host disk image's format, as qemu-img reads it: qcow2, raw or vmdk, whole and standing alone. */
-function diskFormat(path: string, field: string): DiskFormat {
+export function diskFormat(path: string, field: string): DiskFormat {
   if (!isAbsolute(path)) throw new SpecError(field, `must be an absolute host path, got ${path}`);
   let info: { format?: string; 'backing-filename'?: string; 'format-specific'?: { data?: { extents?: { filename?: string }[] } } };
   try {
@@ -197,4 +198,21 @@ function hasUserXattrs(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A host disk image as a sandbox's root: checked as a disk mount's is, booted with the base image's config. */
+export function rootDiskImage(path: string, hostPaths: boolean): ResolvedImage {
+  if (!hostPaths)
+    throw new SpecError('rootDisk', "a root disk names a host file, which only clients on the server's machine may do (its unix socket)");
+  const format = diskFormat(path, 'rootDisk');
+  return { name: `disk:${path}`, rootfsPath: path, format, config: builtinConfig.base as ResolvedImage['config'] };
+}
+
+/** The size of an image's disk as the guest sees it (a qcow2's or vmdk's virtual size). */
+export function diskBytes(image: ResolvedImage): number {
+  if ((image.format ?? 'raw') === 'raw') return statSync(image.rootfsPath).size;
+  const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', image.rootfsPath], { encoding: 'utf8' })) as {
+    'virtual-size': number;
+  };
+  return info['virtual-size'];
 }

@@ -15,7 +15,7 @@ export async function createOverlay(
   basePath: string,
   overlayPath: string,
   sizeMib?: number,
-  baseFormat: 'raw' | 'qcow2' = 'raw',
+  baseFormat: 'raw' | 'qcow2' | 'vmdk' = 'raw',
 ): Promise<void> {
   if (sizeMib !== undefined) {
     const baseMib = Math.ceil(statSync(basePath).size / MIB);

@@ -20,7 +20,7 @@ import { warmRefusal } from './templates.js';
  */
 export interface StartPlan {
   origin: SandboxOrigin;
-  base: { path: string; format: 'raw' | 'qcow2'; emptyOverlay?: string };
+  base: { path: string; format: 'raw' | 'qcow2' | 'vmdk'; emptyOverlay?: string };
   restoreFrom?: string;
   memoryFile?: MemoryFile;
   /** Files of the snapshot the new sandbox directory needs (the secrets its guest memory holds). */
@@ -33,7 +33,7 @@ export interface StartPlan {
 export async function planNew(image: ResolvedImage, spec: SandboxSpec, templates: Templates, warm: boolean): Promise<StartPlan> {
   const cold = (coldReason?: string): StartPlan => ({
     origin: { start: 'cold', ...(coldReason ? { coldReason } : {}) },
-    base: { path: image.rootfsPath, format: 'raw' },
+    base: { path: image.rootfsPath, format: image.format ?? 'raw' },
     copies: [],
     patches: true,
   });

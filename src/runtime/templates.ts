@@ -21,6 +21,7 @@ const FILES = { disk: OVERLAY, memory: 'memory', state: 'vm.state', meta: 'templ
 export function warmRefusal(spec: SandboxSpec): string | undefined {
   if (spec.diskMib !== undefined) return 'diskMib changes the disk the guest boots with';
   if (spec.mounts?.some((m) => m.type !== 'tmpfs')) return 'bind and volume mounts are devices a template was not made with';
+  if (spec.rootDisk) return 'a host disk image as root boots';
   return undefined;
 }
 

@@ -115,6 +115,20 @@ export const SandboxSpecSchema = Type.Object(
     ),
     hostname: Type.Optional(Type.String({ pattern: HOSTNAME, description: "The guest's hostname (default: sandbox-derived)" })),
     rlimits: Type.Optional(RlimitsSchema),
+    rootDisk: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'A host disk image (qcow2, raw or vmdk, ext4 inside) as the root instead of the image; a per-sandbox layer keeps the file unchanged',
+      }),
+    ),
+    upperSizeMib: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_DISK_MIB,
+        description: "MiB the sandbox may write beyond the image's own disk (the root grows to it)",
+      }),
+    ),
     shell: Type.Optional(Type.String({ pattern: '^/', description: 'The shell scripts run with (default /bin/sh)' })),
     scripts: Type.Optional(
       Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }), Type.String({ minLength: 1 }), {

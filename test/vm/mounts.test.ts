@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox } from '../../src/index.js';
+import { baseImageDir } from '../../src/setup/base-image.js';
 import { cliIn } from '../fixtures/cli.js';
 import { isolatedHome, type TestHome } from '../fixtures/home.js';
 
@@ -219,6 +220,32 @@ describe('named volumes, tmpfs, hostname, limits', () => {
       's=$(cut -d" " -f1 /proc/uptime); dd if=/dev/zero of=/root/f bs=1M count=12 oflag=direct 2>/dev/null; e=$(cut -d" " -f1 /proc/uptime); echo "$e $s" | awk "{print \\$1 - \\$2}"',
     );
     assert.ok(Number(out) >= 2, `12 MiB at 4 MiB/s takes about 3 s, took ${out.trim()} s`);
+  });
+
+  it('boots a host disk image as the root, leaving the file unchanged, with room to write past its size', async () => {
+    // The built-in base image's disk, as a user's qcow2 (the home shares the kernel cache only: make the image first).
+    await ok('run', '--', 'true');
+    const base = join(baseImageDir(), 'rootfs.ext4'); // this test's home (VMBOX_HOME is set above)
+    assert.ok(existsSync(base), base);
+    const root = join(host, 'root.qcow2');
+    execFileSync('qemu-img', ['convert', '-O', 'qcow2', base, root]);
+    const before = sha(readFileSync(root));
+    const out = await ok(
+      'run',
+      '--rootfs',
+      root,
+      '--upper-size',
+      '512m',
+      '--',
+      'sh',
+      '-c',
+      'echo w > /written && cat /written && df -m / | tail -1 | awk "{print \\$2}"',
+    );
+    const [written, sizeMib] = out.trim().split('\n');
+    assert.equal(written, 'w');
+    assert.ok(Number(sizeMib) > 2300, `the root grew past the image's 2 GiB: ${sizeMib} MiB`);
+    assert.equal(sha(readFileSync(root)), before, 'the image file is unchanged');
+    assert.match(await refused('run', '--rootfs', host, '--', 'true'), /a host directory as the root is not supported yet/);
   });
 
   it('refuses bad mounts and limits with one line naming the field, leaving nothing behind', async () => {
