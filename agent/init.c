@@ -84,11 +84,19 @@ int init_system(void) {
   if (!cmdline_get("vmbox.rootfs", rootfs, sizeof rootfs)) strcpy(rootfs, "ext4");
   mkdir(NEWROOT, 0755);
   /* noinit_itable: never start ext4lazyinit, which would compete with the
-   * first commands for the CPU (images are built with their tables zeroed). */
-  if (mount(root, NEWROOT, rootfs, 0, strcmp(rootfs, "ext4") ? NULL : "noinit_itable") < 0) {
-    log_msg("cannot mount root disk %s: %s", root, strerror(errno));
+   * first commands for the CPU (images are built with their tables zeroed).
+   * A 9p root is a host directory the host exports under the tag `root`. */
+  const char *data = !strcmp(rootfs, "ext4") ? "noinit_itable"
+                     : !strcmp(rootfs, "9p") ? "trans=virtio,version=9p2000.L,msize=262144,cache=mmap"
+                                             : NULL;
+  if (mount(root, NEWROOT, rootfs, 0, data) < 0) {
+    log_msg("cannot mount root %s (%s): %s", root, rootfs, strerror(errno));
     return -1;
   }
+  /* A host directory need not have the mount points the system moves in. */
+  mkdir(NEWROOT "/dev", 0755);
+  mkdir(NEWROOT "/proc", 0555);
+  mkdir(NEWROOT "/sys", 0555);
   if (!strcmp(rootfs, "ext4") && disk_grow_ext4(root, NEWROOT) < 0)
     log_msg("cannot grow the root file system to its disk: %s", strerror(errno)); /* it still works at its old size */
   /* Move the kernel filesystems into the image root, then make it `/`

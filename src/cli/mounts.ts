@@ -42,8 +42,8 @@ export function addMountFlags(cmd: Command): Command {
     .option('--script <NAME=BODY>', 'a named shell script, run by vmbox exec SANDBOX --script NAME (repeatable)', collect, [])
     .option('--shell <path>', 'the shell scripts run with (default /bin/sh)')
     .option(
-      '--rootfs <file>',
-      'a host disk image (qcow2, raw, vmdk; ext4 inside) as the root instead of the image (the file is not changed)',
+      '--rootfs <path>',
+      'the root instead of the image: a host directory (the guest writes into it) or a disk image (qcow2, raw, vmdk; ext4 inside; the file is not changed)',
     )
     .option('--upper-size <size>', "room to write beyond the image's own disk, e.g. 4g (the root grows to it)")
     .addOption(
@@ -59,7 +59,10 @@ export function mountsFromFlags(
   f: MountFlags,
   cwd = process.cwd(),
 ): Partial<
-  Pick<SandboxSpec, 'mounts' | 'hostname' | 'rlimits' | 'diskIo' | 'securityProfile' | 'shell' | 'scripts' | 'rootDisk' | 'upperSizeMib'>
+  Pick<
+    SandboxSpec,
+    'mounts' | 'hostname' | 'rlimits' | 'diskIo' | 'securityProfile' | 'shell' | 'scripts' | 'rootDisk' | 'rootDir' | 'upperSizeMib'
+  >
 > {
   const mounts: Mount[] = [
     ...(f.disk ?? []).filter((d) => d.includes(':')).map((d) => diskMountFlag(d, cwd)),
@@ -72,7 +75,7 @@ export function mountsFromFlags(
     ...(f.hostname ? { hostname: f.hostname } : {}),
     ...(f.security ? { securityProfile: f.security } : {}),
     ...(f.shell ? { shell: f.shell } : {}),
-    ...(f.rootfs ? { rootDisk: rootfsFlag(f.rootfs, cwd) } : {}),
+    ...(f.rootfs ? rootfsFlag(f.rootfs, cwd) : {}),
     ...(f.upperSize ? { upperSizeMib: parseSizeMib(f.upperSize) } : {}),
     ...(f.script?.length ? { scripts: scriptsFlag(f.script) } : {}),
     ...(Object.keys(rlimits).length ? { rlimits } : {}),
@@ -142,11 +145,10 @@ function options(flag: string, text: string, opts: string, known: string[]) {
   return out;
 }
 
-function rootfsFlag(path: string, cwd: string): string {
+/** `--rootfs`: a host directory (9p) or a disk image file as the root. */
+function rootfsFlag(path: string, cwd: string): { rootDir: string } | { rootDisk: string } {
   const abs = resolve(cwd, path);
-  if (existsSync(abs) && statSync(abs).isDirectory())
-    throw new VmboxError('invalidArgument', `--rootfs ${path}: a host directory as the root is not supported yet: give a disk image`);
-  return abs;
+  return existsSync(abs) && statSync(abs).isDirectory() ? { rootDir: abs } : { rootDisk: abs };
 }
 
 function scriptsFlag(values: string[]): Record<string, string> {

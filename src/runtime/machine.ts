@@ -9,6 +9,8 @@ import { applyPatches } from './patches.js';
 
 /** The copy-on-write disk of a sandbox, in its directory. */
 export const OVERLAY = 'rootfs.qcow2';
+/** The 9p tag of a root that is a host directory. */
+const ROOT_TAG = 'vmboxroot';
 
 const bootTimeoutMs = () => Number(process.env.VMBOX_BOOT_TIMEOUT_MS || 60_000);
 
@@ -56,10 +58,23 @@ export class Machine {
         accel: assets.accel.accel,
         kernelPath: assets.kernelPath,
         initrdPath: assets.initrd,
-        kernelArgs: [`vmbox.hostname=${hostnameOf(o.id, o.spec)}`],
-        rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2', ...(o.spec.diskIo ? { throttle: o.spec.diskIo } : {}) },
+        kernelArgs: [
+          `vmbox.hostname=${hostnameOf(o.id, o.spec)}`,
+          ...(o.spec.rootDir ? [`vmbox.root=${ROOT_TAG}`, 'vmbox.rootfs=9p'] : []),
+        ],
+        // A host directory as root is a 9p share (first, below); otherwise the sandbox's own disk layer.
+        ...(o.spec.rootDir
+          ? {}
+          : { rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' as const, ...(o.spec.diskIo ? { throttle: o.spec.diskIo } : {}) } }),
         runDir: o.dir,
-        ...(o.shares?.length ? { shares: o.shares } : {}),
+        ...(o.shares?.length || o.spec.rootDir
+          ? {
+              shares: [
+                ...(o.spec.rootDir ? [{ tag: ROOT_TAG, hostPath: o.spec.rootDir, security: 'passthrough' as const }] : []),
+                ...(o.shares ?? []),
+              ],
+            }
+          : {}),
         ...(o.disks?.length ? { extraDisks: o.disks } : {}),
         ...(o.restoreFrom ? { restoreFrom: o.restoreFrom } : {}),
         ...(o.memoryFile ? { memoryFile: o.memoryFile } : {}),

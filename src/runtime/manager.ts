@@ -18,7 +18,7 @@ import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
 import { readLog, SandboxLog } from './logs.js';
 import { Machine } from './machine.js';
-import { diskBytes, prepareMounts, refuseSecondWriter, rootDiskImage, sandboxMounts, writtenDisks } from './mounts.js';
+import { diskBytes, prepareMounts, refuseSecondWriter, rootDirImage, rootDiskImage, sandboxMounts, writtenDisks } from './mounts.js';
 import { SandboxNetworking } from './networking.js';
 import { pauseSandbox, resumeSandbox } from './pausing.js';
 import { PolicyClock } from './policies.js';
@@ -140,7 +140,11 @@ export class SandboxManager {
       ? snapshot.image
       : spec.rootDisk
         ? rootDiskImage(spec.rootDisk, opts.hostPaths ?? false)
-        : await this.images.resolve(spec.image, opts.pull);
+        : spec.rootDir
+          ? rootDirImage(spec.rootDir, opts.hostPaths ?? false)
+          : await this.images.resolve(spec.image, opts.pull);
+    if (spec.rootDir && (spec.upperSizeMib !== undefined || spec.diskMib !== undefined || spec.rootDisk))
+      throw new SpecError('rootDir', 'a host directory as root has no disk: leave out diskMib, upperSizeMib and rootDisk');
     if (spec.upperSizeMib !== undefined && !snapshot) {
       if (spec.diskMib !== undefined) throw new SpecError('upperSizeMib', 'give diskMib or upperSizeMib, not both');
       // Room to write beyond the image: the root disk grows by it (the agent grows the filesystem at boot).
@@ -179,7 +183,7 @@ export class SandboxManager {
         this.db.update(id, { spec: rec.spec });
       }
       this.system(id, `created ${describeStart(rec, snapshot?.name)} (${spec.cpus} CPU, ${spec.memoryMib} MiB)`);
-      await makeDisk(plan, dir, spec.diskMib);
+      if (!spec.rootDir) await makeDisk(plan, dir, spec.diskMib);
       throwIfAborted(opts.signal);
       await this.bootInto(rec, {
         signal: opts.signal,

@@ -61,7 +61,7 @@ export function prepareMounts(spec: SandboxSpec, o: { hostPaths: boolean; volume
       throw new SpecError(field, `no such host directory: ${m.source}`);
     }
     if (!isDir) throw new SpecError(field, `${m.source} is not a directory: bind mounts share directories`);
-    const stat = m.statVirtualization ?? 'relaxed';
+    const stat = m.statVirtualization ?? 'off';
     if (stat === 'off') return m;
     const xattrs = hasUserXattrs(m.source);
     if (!xattrs && stat === 'strict')
@@ -113,7 +113,7 @@ export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMount
     }
     const tag = `vmbox${i}`;
     const hostPath = m.type === 'bind' ? m.source : volumes.dataDir(m.source);
-    const passthrough = m.type === 'bind' && m.statVirtualization === 'off';
+    const passthrough = m.type === 'bind' && (m.statVirtualization ?? 'off') === 'off';
     // Read-only twice: QEMU refuses writes to the export, and the guest mounts it ro.
     out.shares.push({ tag, hostPath, readOnly: m.readOnly, security: passthrough ? 'passthrough' : 'mapped-xattr' });
     out.guest.push({ fstype: '9p', source: tag, target: m.target, flags, data: NINE_P_OPTIONS });
@@ -178,7 +178,7 @@ export function diskFormat(path: string, field: string): DiskFormat {
  * would hold a disk another sandbox writes.
  */
 export function refuseSavingShares(spec: SandboxSpec, name: string, what: string): void {
-  if (!spec.mounts?.some((m) => m.type !== 'tmpfs')) return;
+  if (!spec.rootDir && !spec.mounts?.some((m) => m.type !== 'tmpfs')) return;
   throw new VmboxError(
     'invalidState',
     `sandbox ${name} mounts host directories or volumes, whose state cannot be saved with its memory: it cannot ${what}; stop it first (a stopped sandbox snapshots its disk)`,
@@ -215,4 +215,20 @@ export function diskBytes(image: ResolvedImage): number {
     'virtual-size': number;
   };
   return info['virtual-size'];
+}
+
+/** A host directory as a sandbox's root (9p): it must exist; it boots with the base image's config. */
+export function rootDirImage(path: string, hostPaths: boolean): ResolvedImage {
+  if (!hostPaths)
+    throw new SpecError(
+      'rootDir',
+      "a root directory names a host path, which only clients on the server's machine may do (its unix socket)",
+    );
+  if (!isAbsolute(path)) throw new SpecError('rootDir', `must be an absolute host path, got ${path}`);
+  let isDir = false;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch {}
+  if (!isDir) throw new SpecError('rootDir', `no such host directory: ${path}`);
+  return { name: `dir:${path}`, rootfsPath: path, config: builtinConfig.base as ResolvedImage['config'] };
 }

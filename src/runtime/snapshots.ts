@@ -70,6 +70,8 @@ export class SandboxSnapshots {
     const live = sbx.state === 'running' ? this.m.liveOf(sbx.id) : undefined;
     if (sbx.state === 'running' && !live) throw new VmboxError('invalidState', `sandbox ${sbx.name} has no VM attached: restart it`);
     const kind = live || sbx.state === 'paused' ? 'memory' : 'disk';
+    if (sbx.spec.rootDir)
+      throw new VmboxError('invalidState', `sandbox ${sbx.name} has a host directory as its root: it has no disk of its own to snapshot`);
     if (kind === 'memory') refuseSavingShares(sbx.spec, sbx.name, 'be snapshotted or forked while it runs');
     const rec: SnapshotRecord = {
       id,

@@ -22,6 +22,7 @@ export function warmRefusal(spec: SandboxSpec): string | undefined {
   if (spec.diskMib !== undefined) return 'diskMib changes the disk the guest boots with';
   if (spec.mounts?.some((m) => m.type !== 'tmpfs')) return 'bind and volume mounts are devices a template was not made with';
   if (spec.rootDisk) return 'a host disk image as root boots';
+  if (spec.rootDir) return 'a host directory as root boots';
   return undefined;
 }
 

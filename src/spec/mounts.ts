@@ -15,7 +15,7 @@ const flags = {
 /** How the guest sees owners and modes of a shared directory's files. */
 export const StatVirtualization = Type.Union([Type.Literal('strict'), Type.Literal('relaxed'), Type.Literal('off')], {
   description:
-    "strict: the guest's owner, group and mode live in host xattrs (a guest chown leaves the host file's owner), refused where the host filesystem has no xattrs; relaxed: the same, falling back to the host's metadata there; off: the host's own metadata (default relaxed)",
+    "off (default, as Docker's bind mounts): the host's own owners and modes, a guest chown changes the host file; strict: the guest's owner, group and mode live in host xattrs (a guest chown leaves the host file's owner), refused where the host filesystem has no xattrs; relaxed: the same, falling back to the host's metadata there. With strict and relaxed, symlinks made on the host do not resolve in the guest (QEMU's mapped mode); the guest's own do",
 });
 
 /** A host directory, or a named volume, or a tmpfs, mounted in the guest. */

@@ -122,6 +122,12 @@ export const SandboxSpecSchema = Type.Object(
           'A host disk image (qcow2, raw or vmdk, ext4 inside) as the root instead of the image; a per-sandbox layer keeps the file unchanged',
       }),
     ),
+    rootDir: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: "A host directory as the root instead of the image (9p): the guest's writes land in it, as a bind mount's do",
+      }),
+    ),
     upperSizeMib: Type.Optional(
       Type.Integer({
         minimum: 1,
