@@ -23,6 +23,7 @@
 #include "json.h"
 #include "proto.h"
 #include "limits.h"
+#include "log.h"
 #include "ring.h"
 #include "user.h"
 
@@ -226,6 +227,7 @@ void exec_open(uint32_t id, const struct json_obj *req) {
   }
   struct chan *c = chan_new(id, CH_EXEC);
   c->pid = pid;
+  log_at(LOG_INFO, "started pid %d as uid %u: %s", (int)pid, (unsigned)ident.uid, argv->arr[0]);
   c->pty = pty;
   c->detached = json_bool(req, "detached", false);
   c->cwd = strdup(cwd);
@@ -372,6 +374,7 @@ void exec_pump(struct chan *c) {
   drain(c, &c->err_fd, K_STDERR);
   if (c->credit > 0) arm(c); /* re-arm pipes parked while credit was exhausted (EEXIST is harmless) */
   if (!c->exited || c->out_fd >= 0 || c->err_fd >= 0) return;
+  log_at(LOG_INFO, "pid %d ended: status %d", (int)c->pid, c->status);
   struct jw w;
   jw_begin(&w);
   if (WIFEXITED(c->status)) {

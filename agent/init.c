@@ -80,6 +80,8 @@ int init_system(void) {
   }
 
   char root[256], rootfs[32];
+  char level[16];
+  if (cmdline_get("vmbox.loglevel", level, sizeof level)) log_set_level(level);
   if (!cmdline_get("vmbox.root", root, sizeof root)) strcpy(root, "/dev/vda");
   if (!cmdline_get("vmbox.rootfs", rootfs, sizeof rootfs)) strcpy(rootfs, "ext4");
   mkdir(NEWROOT, 0755);

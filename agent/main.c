@@ -72,6 +72,7 @@ static void on_open(uint32_t id, const uint8_t *p, size_t n) {
     return;
   }
   const char *op = json_str(&req, "op", "");
+  log_at(LOG_DEBUG, "channel %u: %s %s", id, op, json_str(&req, "path", ""));
   if (!strcmp(op, "exec")) exec_open(id, &req);
   else if (!strcmp(op, "ping")) proto_send_json(K_DONE, id, "{}");
   else if (!strcmp(op, "stats")) stats_request(id);

@@ -20,6 +20,7 @@ export interface MountFlags {
   shell?: string;
   rootfs?: string;
   upperSize?: string;
+  logLevel?: 'error' | 'warn' | 'info' | 'debug';
 }
 
 export const collectFlag = (v: string, acc: string[]) => [...acc, v];
@@ -47,6 +48,9 @@ export function addMountFlags(cmd: Command): Command {
     )
     .option('--upper-size <size>', "room to write beyond the image's own disk, e.g. 4g (the root grows to it)")
     .addOption(
+      new Option('--log-level <level>', "what the guest agent writes to the VM's console log").choices(['error', 'warn', 'info', 'debug']),
+    )
+    .addOption(
       new Option('--security <profile>', 'restricted: no_new_privs and no CAP_SYS_ADMIN for every command (sudo and mount fail)').choices([
         'default',
         'restricted',
@@ -61,7 +65,17 @@ export function mountsFromFlags(
 ): Partial<
   Pick<
     SandboxSpec,
-    'mounts' | 'hostname' | 'rlimits' | 'diskIo' | 'securityProfile' | 'shell' | 'scripts' | 'rootDisk' | 'rootDir' | 'upperSizeMib'
+    | 'mounts'
+    | 'hostname'
+    | 'rlimits'
+    | 'diskIo'
+    | 'securityProfile'
+    | 'shell'
+    | 'scripts'
+    | 'rootDisk'
+    | 'rootDir'
+    | 'upperSizeMib'
+    | 'logLevel'
   >
 > {
   const mounts: Mount[] = [
@@ -77,6 +91,7 @@ export function mountsFromFlags(
     ...(f.shell ? { shell: f.shell } : {}),
     ...(f.rootfs ? rootfsFlag(f.rootfs, cwd) : {}),
     ...(f.upperSize ? { upperSizeMib: parseSizeMib(f.upperSize) } : {}),
+    ...(f.logLevel ? { logLevel: f.logLevel } : {}),
     ...(f.script?.length ? { scripts: scriptsFlag(f.script) } : {}),
     ...(Object.keys(rlimits).length ? { rlimits } : {}),
     ...(f.diskBps || f.diskIops

@@ -60,6 +60,7 @@ export class Machine {
         initrdPath: assets.initrd,
         kernelArgs: [
           `vmbox.hostname=${hostnameOf(o.id, o.spec)}`,
+          ...(o.spec.logLevel ? [`vmbox.loglevel=${o.spec.logLevel}`] : []),
           ...(o.spec.rootDir ? [`vmbox.root=${ROOT_TAG}`, 'vmbox.rootfs=9p'] : []),
         ],
         // A host directory as root is a 9p share (first, below); otherwise the sandbox's own disk layer.

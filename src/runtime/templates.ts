@@ -23,6 +23,7 @@ export function warmRefusal(spec: SandboxSpec): string | undefined {
   if (spec.mounts?.some((m) => m.type !== 'tmpfs')) return 'bind and volume mounts are devices a template was not made with';
   if (spec.rootDisk) return 'a host disk image as root boots';
   if (spec.rootDir) return 'a host directory as root boots';
+  if (spec.logLevel && spec.logLevel !== 'warn') return "the agent's log level is set when it boots";
   return undefined;
 }
 

@@ -115,6 +115,11 @@ export const SandboxSpecSchema = Type.Object(
     ),
     hostname: Type.Optional(Type.String({ pattern: HOSTNAME, description: "The guest's hostname (default: sandbox-derived)" })),
     rlimits: Type.Optional(RlimitsSchema),
+    logLevel: Type.Optional(
+      Type.Union([Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug')], {
+        description: "What the guest agent writes to the VM's console log (default warn; info adds each process, debug each request)",
+      }),
+    ),
     rootDisk: Type.Optional(
       Type.String({
         minLength: 1,

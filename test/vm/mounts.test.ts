@@ -215,6 +215,20 @@ describe('named volumes, tmpfs, hostname, limits', () => {
     assert.match(root, /(not permitted|permission denied).*\n[1-9]\d*\n$/i, 'root without CAP_SYS_ADMIN cannot mount');
   });
 
+  it("writes the agent's console log at the level asked", async () => {
+    const consoleOf = async (logLevel?: 'debug') => {
+      const sbx = await Sandbox.create(logLevel ? { logLevel } : {});
+      await sbx.commands.run(['true']);
+      const log = readFileSync(join(t.home, 'sandboxes', sbx.sandboxId, 'console.log'), 'utf8');
+      await sbx.kill();
+      return log;
+    };
+    const debug = await consoleOf('debug');
+    assert.match(debug, /vmbox-agent: channel \d+: exec/);
+    assert.match(debug, /vmbox-agent: started pid \d+ as uid 0: true/);
+    assert.doesNotMatch(await consoleOf(), /vmbox-agent: (channel|started pid)/, 'the default (warn) leaves them out');
+  });
+
   it('paces each disk by its I/O limit', async () => {
     const out = await ok(
       'run',
