@@ -33,7 +33,8 @@ interface CreateBody extends E2bNetwork {
   autoPauseMemory?: boolean;
   autoResume?: { enabled?: boolean };
   mcp?: unknown;
-  volumeMounts?: unknown;
+  /** E2B's volumes are vmbox's named volumes (made with vmbox volume create). */
+  volumeMounts?: { name: string; path: string }[];
 }
 
 /**
@@ -78,7 +79,7 @@ export const e2bRoutes =
           'autoResume is not supported by vmbox yet (nothing routes traffic to a paused sandbox): resume it with Sandbox.connect',
         );
       // `mcp` is E2B's MCP gateway: the SDK itself starts it in the sandbox after create, from the template.
-      if (b.volumeMounts) throw new VmboxError('invalidArgument', 'volumeMounts are not supported by vmbox yet');
+
       const timeout = b.timeout ?? DEFAULT_TIMEOUT_S;
       if (!Number.isInteger(timeout) || timeout < 1)
         throw new SpecError('timeout', `must be a whole number of seconds, at least 1, got ${timeout}`);
@@ -95,6 +96,11 @@ export const e2bRoutes =
           ephemeral: !b.autoPause,
           ...(b.autoPause ? { onTimeout: b.autoPauseMemory === false ? ('stop' as const) : ('pause' as const) } : {}),
           network: networkOf(b),
+          ...(b.volumeMounts?.length
+            ? {
+                mounts: b.volumeMounts.map((v) => ({ type: 'volume' as const, source: v.name, target: v.path, mode: 'existing' as const })),
+              }
+            : {}),
         },
         { apiKey: req.apiKey?.id },
       );

@@ -52,6 +52,7 @@ export function listedShape(s: SandboxInfo) {
     state: e2bState(s),
     envdVersion: ENVD_VERSION,
     lifecycle: { onTimeout: s.spec.onTimeout ? 'pause' : 'kill', autoResume: false },
+    volumeMounts: (s.spec.mounts ?? []).flatMap((m) => (m.type === 'volume' ? [{ name: m.source, path: m.target }] : [])),
   };
 }
 

@@ -196,6 +196,17 @@ describe("E2B's SDK against vmbox", () => {
     for (const s of [src, ...copies] as Sandbox[]) await s.kill();
   });
 
+  it("mounts vmbox's named volumes as E2B's volumeMounts", async () => {
+    assert.equal((await runCli(['volume', 'create', 'e2bvol'], server.home.env)).status, 0);
+    const sbx = await Sandbox.create('base', { ...opts(), volumeMounts: { '/data': 'e2bvol' } });
+    await sbx.files.write('/data/note.txt', 'kept in the volume');
+    assert.deepEqual((await sbx.getInfo()).volumeMounts, [{ name: 'e2bvol', path: '/data' }]);
+    await sbx.kill();
+    const inspect = JSON.parse((await runCli(['volume', 'inspect', 'e2bvol'], server.home.env)).stdout) as { path: string };
+    assert.equal(readFileSync(join(inspect.path, 'note.txt'), 'utf8'), 'kept in the volume');
+    await assert.rejects(Sandbox.create('base', { ...opts(), volumeMounts: { '/x': 'missing-vol' } }), /no volume named missing-vol/);
+  });
+
   it('refuses a missing or wrong key, and a timeout ends (removes) the sandbox as E2B’s do', async () => {
     await assert.rejects(Sandbox.create('base', { ...opts(), apiKey: `e2b_${'0'.repeat(40)}` }), AuthenticationError);
     const bare = await fetch(`${apiUrl}/v2/sandboxes`);
