@@ -69,7 +69,9 @@ export {
   type SnapshotOpts,
 } from './sdk/sandbox.js';
 export { type SnapshotInfo, Snapshots, type SnapshotsOpts, type TemplateInfo, Templates } from './sdk/snapshots.js';
+export { type VolumeCreate, type VolumeInfo, Volumes, type VolumesOpts } from './sdk/volumes.js';
 export type { EntryInfo as FileEntry, WatchEvent } from './spec/files.js';
+export type { Mount, Rlimits } from './spec/mounts.js';
 export type { ExecExit, ProcessInfo } from './spec/processes.js';
 export type { SandboxSpec } from './spec/sandbox.js';
 export type { Metrics, SandboxDetails, SandboxEvent, SandboxOrigin } from './spec/sandboxes.js';

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, sym
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Sandbox } from '../../src/index.js';
+import { Sandbox, Volumes } from '../../src/index.js';
 import { baseImageDir } from '../../src/setup/base-image.js';
 import { cliIn } from '../fixtures/cli.js';
 import { isolatedHome, type TestHome } from '../fixtures/home.js';
@@ -111,8 +111,9 @@ describe('named volumes, tmpfs, hostname, limits', () => {
       await a.kill();
       await b.kill();
     }
-    const inspect = JSON.parse(await ok('volume', 'inspect', 'shared')) as { labels: Record<string, string>; path: string };
+    const inspect = await Volumes.get('shared');
     assert.deepEqual(inspect.labels, { team: 'a' });
+    assert.deepEqual(inspect.usedBy, [], 'its sandboxes are gone');
     assert.equal(readFileSync(join(inspect.path, 'note'), 'utf8'), 'from-a\n', 'it outlived its sandboxes');
     // ensure-exists (the default) makes one; prune removes what nothing mounts.
     const c = await Sandbox.create({ mounts: [{ type: 'volume', source: 'made-by-mount', target: '/m' }] });
