@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "exec.h"
 #include "files.h"
+#include "handoff.h"
 #include "identity.h"
 #include "init.h"
 #include "json.h"
@@ -30,6 +31,8 @@
 #include "watch.h"
 
 static int port_fd = -1;
+/* SIGCHLD as a file descriptor in the epoll set: how the agent learns its processes ended. */
+static int sfd = -1;
 static struct buf in;
 static size_t skip_bytes; /* rest of an oversized frame being discarded */
 
@@ -83,6 +86,7 @@ static void on_open(uint32_t id, const uint8_t *p, size_t n) {
   else if (!strcmp(op, "net.up")) net_up(id);
   else if (!strcmp(op, "connect")) net_connect(id, &req);
   else if (!strcmp(op, "mount")) mounts_request(id, &req);
+  else if (!strcmp(op, "init.handoff")) handoff_request(id, &req);
   else if (!strcmp(op, "shutdown")) {
     proto_send_json(K_DONE, id, "{}");
     proto_out_flush();
@@ -227,6 +231,21 @@ static void on_signalfd(int sfd) {
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) exec_on_child(pid, status);
 }
 
+/* After the agent forked to hand PID 1 away: a signalfd in an epoll set wakes
+ * the process that added it, so the agent, now the child, makes its own. */
+void agent_rearm_signals(void) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  int fresh = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fresh < 0) { log_msg("signalfd after the init handoff: %s", strerror(errno)); return; }
+  epoll_ctl(chan_epoll, EPOLL_CTL_DEL, sfd, NULL);
+  close(sfd);
+  sfd = fresh;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &sfd};
+  epoll_ctl(chan_epoll, EPOLL_CTL_ADD, sfd, &ev);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   umask(0); /* modes the host asks for are exact; commands get 022 (exec.c) */
@@ -243,7 +262,7 @@ int main(void) {
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   sigprocmask(SIG_BLOCK, &mask, NULL);
-  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (chan_init() < 0) { log_msg("epoll: %s", strerror(errno)); init_power_off(); }
   proto_set_port(port_fd);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &port_fd};

@@ -21,6 +21,7 @@ export interface MountFlags {
   rootfs?: string;
   upperSize?: string;
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  init?: string;
 }
 
 export const collectFlag = (v: string, acc: string[]) => [...acc, v];
@@ -47,6 +48,10 @@ export function addMountFlags(cmd: Command): Command {
       'the root instead of the image: a host directory (the guest writes into it) or a disk image (qcow2, raw, vmdk; ext4 inside; the file is not changed)',
     )
     .option('--upper-size <size>', "room to write beyond the image's own disk, e.g. 4g (the root grows to it)")
+    .option(
+      '--init <path>',
+      "hand PID 1 to the image's own init (a path, or auto: /sbin/init, systemd or tini) once the system is prepared",
+    )
     .addOption(
       new Option('--log-level <level>', "what the guest agent writes to the VM's console log").choices(['error', 'warn', 'info', 'debug']),
     )
@@ -76,6 +81,7 @@ export function mountsFromFlags(
     | 'rootDir'
     | 'upperSizeMib'
     | 'logLevel'
+    | 'init'
   >
 > {
   const mounts: Mount[] = [
@@ -92,6 +98,7 @@ export function mountsFromFlags(
     ...(f.rootfs ? rootfsFlag(f.rootfs, cwd) : {}),
     ...(f.upperSize ? { upperSizeMib: parseSizeMib(f.upperSize) } : {}),
     ...(f.logLevel ? { logLevel: f.logLevel } : {}),
+    ...(f.init ? { init: { path: f.init } } : {}),
     ...(f.script?.length ? { scripts: scriptsFlag(f.script) } : {}),
     ...(Object.keys(rlimits).length ? { rlimits } : {}),
     ...(f.diskBps || f.diskIops

@@ -421,6 +421,10 @@ export class AgentClient implements ChannelHost {
   rename(from: string, to: string): Promise<void> {
     return this.request('rename', { from, to });
   }
+  /** Hands PID 1 to the image's init (`auto` finds one); the agent serves on as its child. */
+  handoffInit(init: { path: string; args?: string[]; env?: string[] }): Promise<{ agentPid: number }> {
+    return this.request('init.handoff', { ...init });
+  }
   /** Mounts a 9p share (by its tag) or a tmpfs at a guest path, making the path. */
   mount(m: GuestMount): Promise<void> {
     return this.request('mount', { ...m });

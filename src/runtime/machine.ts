@@ -39,7 +39,7 @@ export class Machine {
       restoreFrom?: string;
       /** Guest RAM in a file: shared (a template being made) or private over a template's (a warm clone). */
       memoryFile?: MemoryFile;
-      /** Host directories exported to the guest (9p), and the mounts the agent makes once it answers. */
+      /** Host directories exported to the guest (9p), and the mounts the agent makes once it answers (a fresh guest only: then the spec's init is handed PID 1 too). */
       shares?: ShareSpec[];
       disks?: DiskSpec[];
       mounts?: GuestMount[];
@@ -86,6 +86,11 @@ export class Machine {
       mark('agent ready');
       if (o.patches?.length) await applyPatches(agent, o.patches);
       for (const m of o.mounts ?? []) await agent.mount(m);
+      // Last, once the system is as the spec wants it: the image's own init becomes PID 1.
+      if (o.spec.init && o.mounts) {
+        const { path, args, env } = o.spec.init;
+        await agent.handoffInit({ path, args, env: env && Object.entries(env).map(([k, v]) => `${k}=${v}`) });
+      }
       return new Machine(vm, agent);
     } catch (err) {
       const tail = vm?.consoleTail() ?? '';

@@ -235,8 +235,8 @@ export class SandboxManager {
       memoryFile: opts.memoryFile,
       shares: mounts.shares,
       disks: mounts.disks,
-      // A restored guest has its mounts in its memory already.
-      mounts: (opts.freshGuest ?? !opts.restoreFrom) ? mounts.guest : [],
+      // A restored guest has its mounts (and its init) in its memory already.
+      mounts: (opts.freshGuest ?? !opts.restoreFrom) ? mounts.guest : undefined,
       signal: opts.signal,
       onSpawn: (pid) => this.db.update(rec.id, { pid }),
     });

@@ -115,6 +115,23 @@ export const SandboxSpecSchema = Type.Object(
     ),
     hostname: Type.Optional(Type.String({ pattern: HOSTNAME, description: "The guest's hostname (default: sandbox-derived)" })),
     rlimits: Type.Optional(RlimitsSchema),
+    init: Type.Optional(
+      Type.Object(
+        {
+          path: Type.String({
+            pattern: '^(/|auto$)',
+            description: "The image's init (absolute), or auto: /sbin/init, systemd or tini, the first there",
+          }),
+          args: Type.Optional(Type.Array(Type.String(), { description: 'Its arguments' })),
+          env: Type.Optional(Type.Record(Type.String({ pattern: ENV_NAME }), Type.String(), { description: 'Its environment' })),
+        },
+        {
+          additionalProperties: false,
+          description:
+            "Hand PID 1 to the image's own init once the agent has prepared the system (mounts); the agent serves on as its child",
+        },
+      ),
+    ),
     logLevel: Type.Optional(
       Type.Union([Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug')], {
         description: "What the guest agent writes to the VM's console log (default warn; info adds each process, debug each request)",

@@ -230,6 +230,32 @@ describe('named volumes, tmpfs, hostname, limits', () => {
     assert.doesNotMatch(await consoleOf(), /vmbox-agent: (channel|started pid)/, 'the default (warn) leaves them out');
   });
 
+  it("hands PID 1 to the image's init once prepared; the agent answers on", async () => {
+    const sbx = await Sandbox.create({
+      patches: [
+        {
+          op: 'write',
+          path: '/sbin/tiny-init',
+          text: '#!/bin/sh\necho "init as $$ with $1" > /run/init.log\nexec sleep 100000\n',
+          mode: 0o755,
+        },
+      ],
+      init: { path: '/sbin/tiny-init', args: ['hello'] },
+      mounts: [{ type: 'tmpfs', target: '/scratch', sizeMib: 8 }],
+    });
+    try {
+      const r = await sbx.commands.run([
+        'sh',
+        '-c',
+        'cat /run/init.log; tr "\\0" " " < /proc/1/cmdline; echo; mount | grep -c " /scratch "',
+      ]);
+      assert.equal(r.stdout, 'init as 1 with hello\nsleep 100000 \n1\n');
+    } finally {
+      await sbx.kill();
+    }
+    await assert.rejects(Sandbox.create({ init: { path: '/sbin/no-such-init' } }), /init \/sbin\/no-such-init: .*No such file/);
+  });
+
   it('paces each disk by its I/O limit', async () => {
     const out = await ok(
       'run',
