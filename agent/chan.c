@@ -1,15 +1,37 @@
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "chan.h"
 #include "proto.h"
 
 struct chan *chan_list;
 int chan_epoll = -1;
+int chan_sigfd = -1;
 
 int chan_init(void) {
   chan_epoll = epoll_create1(EPOLL_CLOEXEC);
   return chan_epoll < 0 ? -1 : 0;
+}
+
+int chan_signals_open(void) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd < 0) return -1;
+  chan_sigfd = fd;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &chan_sigfd};
+  return epoll_ctl(chan_epoll, EPOLL_CTL_ADD, chan_sigfd, &ev);
+}
+
+void chan_signals_rearm(void) {
+  int old = chan_sigfd;
+  epoll_ctl(chan_epoll, EPOLL_CTL_DEL, old, NULL);
+  if (chan_signals_open() < 0) chan_sigfd = old; /* keep what there was: better late SIGCHLD than none */
+  else close(old);
 }
 
 struct chan *chan_new(uint32_t id, enum chan_type type) {

@@ -55,6 +55,13 @@ extern int chan_epoll;
 
 /* Creates the epoll set; 0 or -1 with errno. */
 int chan_init(void);
+/* SIGCHLD as a descriptor in the epoll set (its cookie is &chan_sigfd): how the
+ * agent learns its processes ended. SIGCHLD must be blocked first. */
+extern int chan_sigfd;
+int chan_signals_open(void);
+/* After a fork, in the process that serves on: a signalfd in an epoll set
+ * wakes the process that added it, so that process makes its own. */
+void chan_signals_rearm(void);
 struct chan *chan_new(uint32_t id, enum chan_type type);
 /* The live, attached channel with this id, or NULL. */
 struct chan *chan_find(uint32_t id);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "handoff.h"
 #include "log.h"
 #include "proto.h"
@@ -63,7 +64,7 @@ void handoff_request(uint32_t id, const struct json_obj *req) {
   if (pid < 0) { proto_send_errno(id, errno, "fork", NULL); return; }
   if (pid > 0) become_init(path, json_get(req, "args"), json_get(req, "env"));
   /* The child: the agent from now on, serving as before. */
-  agent_rearm_signals();
+  chan_signals_rearm();
   char done[64];
   snprintf(done, sizeof done, "{\"agentPid\":%d}", (int)getpid());
   log_at(LOG_INFO, "PID 1 is %s now; the agent serves as pid %d", path, (int)getpid());

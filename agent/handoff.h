@@ -8,7 +8,5 @@
 #include "json.h"
 
 void handoff_request(uint32_t id, const struct json_obj *req);
-/* main.c: the agent's SIGCHLD descriptor made again in the process that serves on. */
-void agent_rearm_signals(void);
 
 #endif

@@ -31,8 +31,6 @@
 #include "watch.h"
 
 static int port_fd = -1;
-/* SIGCHLD as a file descriptor in the epoll set: how the agent learns its processes ended. */
-static int sfd = -1;
 static struct buf in;
 static size_t skip_bytes; /* rest of an oversized frame being discarded */
 
@@ -231,21 +229,6 @@ static void on_signalfd(int sfd) {
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) exec_on_child(pid, status);
 }
 
-/* After the agent forked to hand PID 1 away: a signalfd in an epoll set wakes
- * the process that added it, so the agent, now the child, makes its own. */
-void agent_rearm_signals(void) {
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGCHLD);
-  int fresh = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (fresh < 0) { log_msg("signalfd after the init handoff: %s", strerror(errno)); return; }
-  epoll_ctl(chan_epoll, EPOLL_CTL_DEL, sfd, NULL);
-  close(sfd);
-  sfd = fresh;
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &sfd};
-  epoll_ctl(chan_epoll, EPOLL_CTL_ADD, sfd, &ev);
-}
-
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   umask(0); /* modes the host asks for are exact; commands get 022 (exec.c) */
@@ -262,13 +245,10 @@ int main(void) {
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   sigprocmask(SIG_BLOCK, &mask, NULL);
-  sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (chan_init() < 0) { log_msg("epoll: %s", strerror(errno)); init_power_off(); }
+  if (chan_init() < 0 || chan_signals_open() < 0) { log_msg("epoll: %s", strerror(errno)); init_power_off(); }
   proto_set_port(port_fd);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &port_fd};
   epoll_ctl(chan_epoll, EPOLL_CTL_ADD, port_fd, &ev);
-  ev.data.ptr = &sfd;
-  epoll_ctl(chan_epoll, EPOLL_CTL_ADD, sfd, &ev);
   int kmsg = oom_open_log();
   if (kmsg < 0) log_msg("no kernel log (%s): OOM kills are not told apart", strerror(errno));
   ev.data.ptr = &kmsg;
@@ -294,7 +274,7 @@ int main(void) {
     for (int i = 0; i < n; i++) {
       void *tag = evs[i].data.ptr;
       if (tag == &port_fd) on_port(evs[i].events);
-      else if (tag == &sfd) on_signalfd(sfd);
+      else if (tag == &chan_sigfd) on_signalfd(chan_sigfd);
       else if (tag == &kmsg) oom_drain();
       else if (net_on_event(tag)) continue;
       else if (((struct chan *)tag)->type == CH_WATCH) watch_on_fd((struct chan *)tag);
