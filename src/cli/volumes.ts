@@ -26,12 +26,14 @@ export function volumeCommand(): Command {
         .default('directory'),
     )
     .option('--size <size>', "a disk volume's capacity, e.g. 4g (default 1g)", size)
-    .action((name: string, f: { label: string[]; kind: 'directory' | 'disk'; size?: number }) =>
+    .option('--quota <size>', "a directory volume's write budget, e.g. 2g (past it, writes get ENOSPC)", size)
+    .action((name: string, f: { label: string[]; kind: 'directory' | 'disk'; size?: number; quota?: number }) =>
       withConn(async (conn) => {
         const v = await conn.request<VolumeInfo>('POST', '/v1/volumes', {
           name,
           kind: f.kind,
           ...(f.size ? { sizeMib: f.size } : {}),
+          ...(f.quota ? { quotaMib: f.quota } : {}),
           labels: parsePairs('--label', f.label),
         });
         process.stdout.write(`${v.name}\n`);

@@ -95,6 +95,7 @@ export class SandboxManager {
   /** Adopts VMs that outlived the previous server, settles what it left half-done, starts the policy clock. */
   async recover(): Promise<void> {
     this.templates.recover();
+    this.volumes.recover();
     await recoverSandboxes(this);
     this.snapshots.recover();
     this.policies.start();
@@ -225,6 +226,7 @@ export class SandboxManager {
     opts: { signal?: AbortSignal; patches?: Patch[]; restoreFrom?: string; memoryFile?: MemoryFile; freshGuest?: boolean },
   ): Promise<void> {
     refuseSecondWriter(rec.spec, this.volumes, (key) => this.diskWriters(key, rec.id));
+    for (const m of rec.spec.mounts ?? []) if (m.type === 'volume') this.volumes.ready(m.source);
     const mounts = sandboxMounts(rec.spec, this.volumes);
     const machine = await Machine.boot(this.provider, {
       id: rec.id,

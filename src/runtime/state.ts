@@ -46,6 +46,8 @@ export interface VolumeRecord {
   kind: 'directory' | 'disk';
   /** A disk volume's capacity. */
   sizeMib?: number;
+  /** A directory volume's budget: what its sandboxes may write, all together. */
+  quotaMib?: number;
   labels: Record<string, string>;
   createdAt: number;
 }

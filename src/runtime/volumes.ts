@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
@@ -42,17 +42,25 @@ export class Volumes {
     if (!new RegExp(VOLUME_NAME).test(req.name)) throw new SpecError('name', `must match ${VOLUME_NAME}, got ${JSON.stringify(req.name)}`);
     const kind = req.kind ?? 'directory';
     if (kind === 'directory' && req.sizeMib !== undefined) throw new SpecError('sizeMib', 'only a disk volume has a size (--kind disk)');
+    if (kind === 'disk' && req.quotaMib !== undefined) throw new SpecError('quotaMib', 'a disk volume is bounded by its size already');
     const rec: VolumeRecord = {
       name: req.name,
       kind,
       ...(kind === 'disk' ? { sizeMib: req.sizeMib ?? DEFAULT_DISK_MIB } : {}),
+      ...(req.quotaMib !== undefined ? { quotaMib: req.quotaMib } : {}),
       labels: req.labels ?? {},
       createdAt: Date.now(),
     };
     this.db.insertVolume(rec);
     try {
-      if (kind === 'directory') mkdirSync(this.dataDir(rec.name), { recursive: true, mode: 0o755 });
-      else makeExt4(this.diskPath(rec.name), rec.sizeMib as number);
+      if (kind === 'disk') makeExt4(this.diskPath(rec.name), rec.sizeMib as number);
+      else {
+        mkdirSync(this.dataDir(rec.name), { recursive: true, mode: 0o755 });
+        if (rec.quotaMib) {
+          makeExt4(this.quotaPath(rec.name), rec.quotaMib);
+          this.mountQuota(rec);
+        }
+      }
     } catch (err) {
       this.db.deleteVolume(rec.name);
       rmSync(join(paths.volumes(), rec.name), { recursive: true, force: true });
@@ -78,7 +86,41 @@ export class Volumes {
         `volume ${rec.name} is mounted by ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first`,
       );
     this.db.deleteVolume(rec.name);
+    if (rec.quotaMib) unmount(this.dataDir(rec.name));
     rmSync(join(paths.volumes(), rec.name), { recursive: true, force: true });
+  }
+
+  /** Mounts the filesystems of volumes with a quota that are not mounted (a host reboot unmounts them). */
+  recover(): void {
+    for (const v of this.db.volumes()) {
+      if (!v.quotaMib || isMounted(this.dataDir(v.name))) continue;
+      try {
+        this.mountQuota(v);
+      } catch {} // said again when a sandbox mounts it
+    }
+  }
+
+  /** Before a sandbox mounts it: a volume with a quota has its filesystem mounted on the host. */
+  ready(name: string): void {
+    const v = this.db.volume(name);
+    if (v?.quotaMib && !isMounted(this.dataDir(name))) this.mountQuota(v);
+  }
+
+  private quotaPath(name: string): string {
+    return join(paths.volumes(), name, 'quota.ext4');
+  }
+
+  /**
+   * The quota is a filesystem of that size, loop-mounted on the host where the
+   * volume's files live: the host kernel says ENOSPC at the budget, whoever writes.
+   */
+  private mountQuota(v: VolumeRecord): void {
+    try {
+      execFileSync('mount', ['-o', 'loop', this.quotaPath(v.name), this.dataDir(v.name)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      const why = String((err as { stderr?: Buffer }).stderr ?? err).trim();
+      throw new VmboxError('hostSetup', `volume ${v.name}'s quota is a filesystem the host mounts (a loop device, as root): ${why}`);
+    }
   }
 
   /** Removes every volume no sandbox mounts; returns their names. */
@@ -137,4 +179,16 @@ function treeSize(dir: string): number {
   } catch {
     return 0;
   }
+}
+
+function isMounted(dir: string): boolean {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === dir);
+}
+
+function unmount(dir: string): void {
+  try {
+    if (isMounted(dir)) execFileSync('umount', [dir], { stdio: 'ignore' });
+  } catch {}
 }

@@ -13,6 +13,13 @@ export const VolumeCreateSchema = Type.Object(
       }),
     ),
     sizeMib: Type.Optional(Type.Integer({ minimum: 16, maximum: 1024 * 1024, description: "A disk volume's capacity (default 1024)" })),
+    quotaMib: Type.Optional(
+      Type.Integer({
+        minimum: 16,
+        maximum: 1024 * 1024,
+        description: "A directory volume's write budget: its writers get ENOSPC past it (a filesystem of that size the host mounts there)",
+      }),
+    ),
     labels: Type.Optional(labels),
   },
   { additionalProperties: false },
@@ -23,6 +30,7 @@ export const VolumeInfoSchema = Type.Object({
   name: Type.String(),
   kind: Type.Union([Type.Literal('directory'), Type.Literal('disk')]),
   sizeMib: Type.Optional(Type.Integer({ description: "A disk volume's capacity" })),
+  quotaMib: Type.Optional(Type.Integer({ description: "A directory volume's write budget" })),
   labels: labels,
   createdAt: Type.Integer({ description: 'ms since the epoch' }),
   sizeBytes: Type.Integer({ description: 'Host disk its files take' }),

@@ -122,6 +122,22 @@ describe('named volumes, tmpfs, hostname, limits', () => {
     assert.equal((await ok('volume', 'ls')).trim().split('\n').length, 1, 'only the header is left');
   });
 
+  it('holds a directory volume to its quota: ENOSPC past it, and the sandbox works on', async () => {
+    await ok('volume', 'create', 'budget', '--quota', '16m');
+    const out = await ok(
+      'run',
+      '-v',
+      'budget:/b',
+      '--',
+      'sh',
+      '-c',
+      'dd if=/dev/zero of=/b/fill bs=1M count=32 2>&1 | grep -o "No space left on device" | head -1; rm /b/fill; echo after > /b/ok; cat /b/ok',
+    );
+    assert.equal(out, 'No space left on device\nafter\n');
+    assert.match(await ok('volume', 'inspect', 'budget'), /"quotaMib": 16/);
+    await ok('volume', 'rm', 'budget');
+  });
+
   it('keeps a disk volume after its sandbox, one writer at a time; mounts qcow2 and raw images', async () => {
     await ok('volume', 'create', 'dv', '--kind', 'disk', '--size', '128m');
     const w = await Sandbox.create({ name: 'writer', mounts: [{ type: 'volume', source: 'dv', target: '/dv' }] });
