@@ -18,6 +18,7 @@
 #include "disk.h"
 #include "init.h"
 #include "log.h"
+#include "sysfs.h"
 
 #define NEWROOT "/newroot"
 #define PORT_NAME "vmbox.agent"
@@ -132,14 +133,8 @@ int init_agent_port(void) {
     struct dirent *e;
     while (d && (e = readdir(d))) {
       if (e->d_name[0] == '.') continue;
-      char path[300], name[64] = {0};
-      snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
-      int fd = open(path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;
-      ssize_t n = read(fd, name, sizeof name - 1);
-      close(fd);
-      if (n > 0 && name[n - 1] == '\n') name[n - 1] = 0;
-      if (strcmp(name, PORT_NAME)) continue;
+      char path[300], name[64];
+      if (sysfs_read("/sys/class/virtio-ports", e->d_name, "name", name, sizeof name) < 0 || strcmp(name, PORT_NAME)) continue;
       snprintf(path, sizeof path, "/dev/%s", e->d_name);
       closedir(d);
       return open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);

@@ -1,14 +1,13 @@
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
 #include "mounts.h"
 #include "proto.h"
+#include "sysfs.h"
 
 /* Makes `path` and its parents, as root, mode 0755 (a mount point's own mode is hidden by the mount). */
 static int make_dirs(const char *path) {
@@ -36,14 +35,8 @@ static int disk_by_serial(const char *serial, char *dev, size_t cap) {
   int found = -1;
   while (found < 0 && (e = readdir(d))) {
     if (strncmp(e->d_name, "vd", 2)) continue;
-    char path[300], buf[128] = {0};
-    snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
-    if (n > 0 && !strcmp(buf, serial)) {
+    char buf[128];
+    if (sysfs_read("/sys/block", e->d_name, "serial", buf, sizeof buf) > 0 && !strcmp(buf, serial)) {
       snprintf(dev, cap, "/dev/%s", e->d_name);
       found = 0;
     }
