@@ -295,12 +295,13 @@ static void open_write(uint32_t id, const struct json_obj *req, const char *path
   int fd = in_place ? -1 : open_temp(dest, tmp, sizeof tmp, mode, exists ? &old : NULL);
   if (!in_place && fd < 0 && exists) in_place = true;
   if (in_place) {
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
+    /* Truncated only once the metadata took: a refused write leaves the file as it was. */
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : 0);
     int fd = open(path, flags, (mode_t)json_num(req, "mode", 0644));
     if (fd < 0) { proto_send_errno(id, errno, "write", path); return; }
     if (!exists && owner) fchown(fd, owner->uid, owner->gid);
-    if (meta && replace_metadata(fd, meta) < 0) {
-      proto_send_errno(id, errno, "write metadata", path);
+    if ((meta && replace_metadata(fd, meta) < 0) || (!append && ftruncate(fd, 0) < 0 && errno != EINVAL)) {
+      proto_send_errno(id, errno, meta ? "write metadata" : "write", path);
       close(fd);
       return;
     }

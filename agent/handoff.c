@@ -63,8 +63,14 @@ void handoff_request(uint32_t id, const struct json_obj *req) {
   pid_t pid = fork();
   if (pid < 0) { proto_send_errno(id, errno, "fork", NULL); return; }
   if (pid > 0) become_init(path, json_get(req, "args"), json_get(req, "env"));
-  /* The child: the agent from now on, serving as before. */
+  /* The child: the agent from now on, serving as before. No longer PID 1, it
+   * tells the OOM killer to pass it by, as the kernel spares PID 1. */
   chan_signals_rearm();
+  FILE *adj = fopen("/proc/self/oom_score_adj", "we");
+  if (adj) {
+    fputs("-1000", adj);
+    fclose(adj);
+  }
   char done[64];
   snprintf(done, sizeof done, "{\"agentPid\":%d}", (int)getpid());
   log_at(LOG_INFO, "PID 1 is %s now; the agent serves as pid %d", path, (int)getpid());

@@ -159,7 +159,20 @@ static void unmount_disks(void) {
     if (sscanf(line, "%255s %255s", dev, point) == 2 && !strncmp(dev, "/dev/vd", 7) && strcmp(point, "/")) snprintf(points[n++], 256, "%s", point);
   }
   fclose(f);
-  while (n-- > 0) umount2(points[n], 0);
+  while (n-- > 0) {
+    char *p = points[n], *w = p; /* the mounts table writes a space as \040 */
+    for (char *r = p; *r; r++, w++) {
+      if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+        *w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+        r += 3;
+      } else *w = *r;
+    }
+    *w = 0;
+    /* Processes just killed may still hold it for a moment; a read-only remount is the fallback. */
+    int tries = 0;
+    while (umount2(p, 0) < 0 && errno == EBUSY && ++tries < 50) usleep(10000);
+    if (tries >= 50) mount(NULL, p, NULL, MS_REMOUNT | MS_RDONLY, NULL);
+  }
 }
 
 void init_power_off(void) {

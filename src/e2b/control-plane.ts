@@ -9,6 +9,8 @@ import { type KeyedRequest, snapshotRoutes, visibleSnapshot } from './snapshot-r
 
 /** E2B's sandbox timeout when a create names none, in seconds. */
 const DEFAULT_TIMEOUT_S = 300;
+/** The label that gives a vmbox volume to an E2B key (its id), for volumeMounts. */
+const VOLUME_KEY_LABEL = 'e2b.apiKey';
 /** No outbound traffic at all: `allow_internet_access: false` with no rule allowing any. */
 const CLOSED = { defaultAction: 'deny' as const, allow: [], deny: [] };
 
@@ -83,6 +85,15 @@ export const e2bRoutes =
       const timeout = b.timeout ?? DEFAULT_TIMEOUT_S;
       if (!Number.isInteger(timeout) || timeout < 1)
         throw new SpecError('timeout', `must be a whole number of seconds, at least 1, got ${timeout}`);
+      // E2B's volumes are vmbox's named volumes: an admin key mounts any, another key those labelled with its id.
+      for (const v of b.volumeMounts ?? []) {
+        const vol = m.volumes.record(v.name);
+        if (vol && !req.apiKey?.admin && vol.labels[VOLUME_KEY_LABEL] !== req.apiKey?.id)
+          throw new VmboxError(
+            'invalidArgument',
+            `volume ${v.name} is not this key's: label it with vmbox volume create ${v.name} --label ${VOLUME_KEY_LABEL}=<key id> (vmbox api-key ls), or use an admin key`,
+          );
+      }
       // A template that names a snapshot this key took restores it (E2B's snapshots are templates).
       const snapshot = b.templateID ? visibleSnapshot(m, req, b.templateID) : undefined;
       const info = await m.create(

@@ -50,9 +50,13 @@ export function snapshotRoutes(app: FastifyInstance, c: E2bRouteContext): void {
     const name = req.body?.name;
     if (name !== undefined && !NAME.test(name))
       throw new SpecError('name', 'letters, digits, _ . - (up to 63, starting with a letter or digit); vmbox names carry no team or tag');
+    // A name this key took already is taken over, as E2B assigns a new build to the existing
+    // name; a name anyone else holds (another key, vmbox's own snapshots) is refused.
+    const taken = name ? m.snapshots.list().find((x) => x.name === name) : undefined;
+    if (taken && !mine(req as KeyedRequest, taken))
+      throw new VmboxError('alreadyExists', `a snapshot named ${name} exists and is not this key's: pick another name`);
     const { snapshot } = await m.snapshots.create(s.id, {
-      // A name taken already is taken over, as E2B assigns a new build to the existing name.
-      ...(name ? { name, force: true } : {}),
+      ...(name ? { name, force: taken !== undefined } : {}),
       labels: { [SNAPSHOT_KEY_LABEL]: (req as KeyedRequest).apiKey?.id ?? '' },
     });
     reply.code(201);

@@ -18,7 +18,16 @@ import { checkTransition } from './lifecycle.js';
 import { LiveSandbox } from './live.js';
 import { readLog, SandboxLog } from './logs.js';
 import { Machine } from './machine.js';
-import { diskBytes, prepareMounts, refuseSecondWriter, rootDirImage, rootDiskImage, sandboxMounts, writtenDisks } from './mounts.js';
+import {
+  diskBytes,
+  diskUses,
+  prepareMounts,
+  refuseSecondWriter,
+  rootDirImage,
+  rootDiskImage,
+  sandboxMounts,
+  writesDisks,
+} from './mounts.js';
 import { SandboxNetworking } from './networking.js';
 import { pauseSandbox, resumeSandbox } from './pausing.js';
 import { PolicyClock } from './policies.js';
@@ -177,7 +186,9 @@ export class SandboxManager {
     };
     this.db.insert(rec); // claims the name, before anything exists on disk
     const dir = this.dir(id);
+    let madeVolumes: string[] = [];
     try {
+      madeVolumes = this.volumes.ensure(rec.spec.mounts ?? []);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       if (!snapshot) {
         rec.spec = await this.networking.prepare(rec.spec, dir);
@@ -196,6 +207,12 @@ export class SandboxManager {
       });
     } catch (err) {
       this.forget(id);
+      // Volumes this create made go with it; ones that were there stay.
+      for (const name of madeVolumes) {
+        try {
+          this.volumes.remove(name);
+        } catch {}
+      }
       throw diskError(err);
     }
     // The next create of this image and shape can start warm.
@@ -367,7 +384,7 @@ export class SandboxManager {
       const reason = opts.reason ?? 'removed by request';
       this.db.update(rec.id, { state: 'stopping', reason });
       // A sandbox writing a disk volume or image shuts down cleanly, so the disk is left consistent.
-      await this.takeDown(rec.id, { timeoutMs: 2000, reason, graceful: writtenDisks(rec.spec, this.volumes).length > 0 });
+      await this.takeDown(rec.id, { timeoutMs: 2000, reason, graceful: writesDisks(rec.spec, this.volumes) });
     }
     this.forget(rec.id);
   }
@@ -400,13 +417,17 @@ export class SandboxManager {
     return this.info(rec.id);
   }
 
-  /** Sandboxes with a VM (or about to have one) that write the disk `key` names (writtenDisks). */
-  private diskWriters(key: string, except?: string): string[] {
+  /** Sandboxes with a VM (or about to have one) that use the disk file, and how (diskUses). */
+  private diskWriters(file: string, except?: string): { name: string; use: 'write' | 'read' | 'root' }[] {
     const holding: SandboxRecord['state'][] = ['creating', 'starting', 'running', 'paused', 'stopping'];
     return this.db
       .list()
-      .filter((r) => r.id !== except && !r.removing && holding.includes(r.state) && writtenDisks(r.spec, this.volumes).includes(key))
-      .map((r) => r.name);
+      .filter((r) => r.id !== except && !r.removing && holding.includes(r.state))
+      .flatMap((r) =>
+        diskUses(r.spec, this.volumes)
+          .filter((u) => u.file === file)
+          .map((u) => ({ name: r.name, use: u.use })),
+      );
   }
 
   /** Whether the sandbox is removed when it stops (E2B's sandboxes are, but for one paused with its disk alone). */

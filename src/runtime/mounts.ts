@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import type { GuestMount } from '../guest/client.js';
@@ -30,8 +30,8 @@ type DiskFormat = (typeof DISK_FORMATS)[number];
 /**
  * Checks a create's mounts before anything is made: host directories exist
  * and may be named (only by clients on this machine), volumes as their mode
- * wants, xattrs where stat virtualization is strict. Then makes the volumes
- * the mounts want made. Throws SpecError naming the mount.
+ * wants, xattrs where stat virtualization is strict. Makes nothing (the
+ * volumes a create wants made are made once its record is). Throws SpecError naming the mount.
  */
 export function prepareMounts(spec: SandboxSpec, o: { hostPaths: boolean; volumes: Volumes }): SandboxSpec {
   const mounts = spec.mounts ?? [];
@@ -73,7 +73,6 @@ export function prepareMounts(spec: SandboxSpec, o: { hostPaths: boolean; volume
     return xattrs ? m : { ...m, statVirtualization: 'off' };
   });
   o.volumes.check(resolved);
-  o.volumes.ensure(resolved);
   return { ...spec, mounts: resolved };
 }
 
@@ -121,28 +120,57 @@ export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMount
   return out;
 }
 
-/**
- * The disks a spec writes to (disk volumes and disk images not mounted read-only),
- * as keys two sandboxes' mounts share: one writer at a time may hold each.
- */
-export function writtenDisks(spec: SandboxSpec, volumes: Volumes): string[] {
-  return (spec.mounts ?? []).flatMap((m) => {
-    if (m.readOnly) return [];
-    if (m.type === 'disk') return [`disk ${m.source}`];
-    if (m.type === 'volume' && volumes.record(m.source)?.kind === 'disk') return [`volume ${m.source}`];
-    return [];
-  });
+/** One disk file a spec uses, by its real path (so two names of one file are one disk): written, or a root's backing. */
+export interface DiskUse {
+  file: string;
+  /** How the error names it: `volume NAME` or the path given. */
+  label: string;
+  use: 'write' | 'read' | 'root';
 }
 
-/** Refuses a second read-write mount of a disk: `holders` says who writes each key now. */
-export function refuseSecondWriter(spec: SandboxSpec, volumes: Volumes, holders: (key: string) => string[]): void {
-  for (const key of writtenDisks(spec, volumes)) {
-    const by = holders(key);
-    if (by.length)
-      throw new VmboxError(
-        'invalidState',
-        `${key} is mounted read-write by sandbox ${by.join(', ')}: one writer at a time (mount it read-only, or stop ${by.length > 1 ? 'them' : 'it'} first)`,
-      );
+/** The disk files a spec uses: disk volumes, disk images, and a disk image as its root. */
+export function diskUses(spec: SandboxSpec, volumes: Volumes): DiskUse[] {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const uses: DiskUse[] = (spec.mounts ?? []).flatMap((m): DiskUse[] => {
+    const use = m.readOnly ? 'read' : 'write';
+    if (m.type === 'disk') return [{ file: real(m.source), label: m.source, use }];
+    if (m.type === 'volume' && volumes.record(m.source)?.kind === 'disk')
+      return [{ file: real(volumes.diskPath(m.source)), label: `volume ${m.source}`, use }];
+    return [];
+  });
+  if (spec.rootDisk) uses.push({ file: real(spec.rootDisk), label: spec.rootDisk, use: 'root' });
+  return uses;
+}
+
+/** Whether a spec writes any disk (a removal then shuts the guest down cleanly). */
+export const writesDisks = (spec: SandboxSpec, volumes: Volumes) => diskUses(spec, volumes).some((u) => u.use === 'write');
+
+/**
+ * One writer per disk file: a read-write mount is refused while another live
+ * sandbox writes the file or boots from it, and a root on a file someone
+ * writes is refused too (read-only mounts may share a file with a writer).
+ */
+export function refuseSecondWriter(
+  spec: SandboxSpec,
+  volumes: Volumes,
+  holders: (file: string) => { name: string; use: DiskUse['use'] }[],
+): void {
+  for (const mine of diskUses(spec, volumes)) {
+    if (mine.use === 'read') continue;
+    const clash = holders(mine.file).filter((o) => (mine.use === 'write' ? o.use !== 'read' : o.use === 'write'));
+    if (!clash.length) continue;
+    const names = clash.map((o) => o.name).join(', ');
+    const how = clash.some((o) => o.use === 'write') ? 'mounted read-write by' : 'the root disk of';
+    throw new VmboxError(
+      'invalidState',
+      `${mine.label} is ${how} sandbox ${names}: one writer at a time (mount it read-only, or stop ${clash.length > 1 ? 'them' : 'it'} first)`,
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import { paths } from '../paths.js';
@@ -85,8 +85,9 @@ export class Volumes {
         'invalidState',
         `volume ${rec.name} is mounted by ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first`,
       );
-    this.db.deleteVolume(rec.name);
+    // The quota's filesystem first: deleting under a mount that stayed would leave its loop device.
     if (rec.quotaMib) unmount(this.dataDir(rec.name));
+    this.db.deleteVolume(rec.name);
     rmSync(join(paths.volumes(), rec.name), { recursive: true, force: true });
   }
 
@@ -116,7 +117,9 @@ export class Volumes {
    */
   private mountQuota(v: VolumeRecord): void {
     try {
-      execFileSync('mount', ['-o', 'loop', this.quotaPath(v.name), this.dataDir(v.name)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('mount', ['-o', 'loop,nosuid,nodev', this.quotaPath(v.name), this.dataDir(v.name)], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
     } catch (err) {
       const why = String((err as { stderr?: Buffer }).stderr ?? err).trim();
       throw new VmboxError('hostSetup', `volume ${v.name}'s quota is a filesystem the host mounts (a loop device, as root): ${why}`);
@@ -148,9 +151,15 @@ export class Volumes {
     }
   }
 
-  /** Makes the volumes a create's mounts want that are not there yet (after `check`). */
-  ensure(mounts: Mount[]): void {
-    for (const m of mounts) if (m.type === 'volume' && !this.db.volume(m.source)) this.create({ name: m.source });
+  /** Makes the volumes a create's mounts want that are not there yet (after `check`); the names it made. */
+  ensure(mounts: Mount[]): string[] {
+    const made: string[] = [];
+    for (const m of mounts)
+      if (m.type === 'volume' && !this.db.volume(m.source)) {
+        this.create({ name: m.source });
+        made.push(m.source);
+      }
+    return made;
   }
 
   private find(name: string): VolumeRecord {
@@ -181,14 +190,26 @@ function treeSize(dir: string): number {
   }
 }
 
+/** Whether a filesystem is mounted at `dir` (as the kernel names it: symlinks resolved, spaces as \040). */
 function isMounted(dir: string): boolean {
+  let real: string;
+  try {
+    real = realpathSync(dir);
+  } catch {
+    return false;
+  }
   return readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
-    .some((l) => l.split(' ')[1] === dir);
+    .some((l) => (l.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8))) === real);
 }
 
+/** Unmounts the quota's filesystem; throws (leaving everything) when it cannot. */
 function unmount(dir: string): void {
+  if (!isMounted(dir)) return;
   try {
-    if (isMounted(dir)) execFileSync('umount', [dir], { stdio: 'ignore' });
-  } catch {}
+    execFileSync('umount', [dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const why = String((err as { stderr?: Buffer }).stderr ?? err).trim();
+    throw new VmboxError('invalidState', `cannot unmount the quota of ${dir}: ${why}`);
+  }
 }

@@ -35,6 +35,14 @@ export class EventQueue<T> implements AsyncIterable<T> {
     this.poke();
   }
 
+  /** The consumer is gone: drops what is queued and lets every waiting producer go. */
+  close(): void {
+    this.ended = true;
+    this.items.length = 0;
+    this.release();
+    this.poke();
+  }
+
   fail(err: unknown): void {
     if (this.closed) return;
     this.failure = { err };

@@ -197,7 +197,11 @@ describe("E2B's SDK against vmbox", () => {
   });
 
   it("mounts vmbox's named volumes as E2B's volumeMounts", async () => {
-    assert.equal((await runCli(['volume', 'create', 'e2bvol'], server.home.env)).status, 0);
+    const keys = JSON.parse((await runCli(['api-key', 'ls', '--json'], server.home.env)).stdout) as { name: string; id: string }[];
+    const keyId = keys.find((k) => k.name === 'agent')?.id as string;
+    assert.equal((await runCli(['volume', 'create', 'e2bvol', '--label', `e2b.apiKey=${keyId}`], server.home.env)).status, 0);
+    assert.equal((await runCli(['volume', 'create', 'not-mine'], server.home.env)).status, 0);
+    await assert.rejects(Sandbox.create('base', { ...opts(), volumeMounts: { '/x': 'not-mine' } }), /volume not-mine is not this key's/);
     const sbx = await Sandbox.create('base', { ...opts(), volumeMounts: { '/data': 'e2bvol' } });
     await sbx.files.write('/data/note.txt', 'kept in the volume');
     assert.deepEqual((await sbx.getInfo()).volumeMounts, [{ name: 'e2bvol', path: '/data' }]);

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { posix } from 'node:path';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -72,7 +72,7 @@ export const envdFileRoutes =
       // The first chunk (or the error: missing, a directory, not allowed) before any header goes out.
       const first = await chunks.next();
       reply.header('content-type', 'application/octet-stream');
-      reply.header('content-disposition', `attachment; filename=${JSON.stringify(posix.basename(path))}`);
+      reply.header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(posix.basename(path))}`);
       if (first.done) return reply.header('content-length', 0).send(Buffer.alloc(0));
       const body = Readable.from(
         (async function* () {
@@ -82,7 +82,10 @@ export const envdFileRoutes =
       );
       if (/\bgzip\b/.test(req.headers['accept-encoding'] ?? '')) {
         reply.header('content-encoding', 'gzip');
-        return reply.send(body.pipe(createGzip()));
+        // pipeline, not pipe: a client gone mid-way ends the guest read too, and a failed read ends the response.
+        const gzip = createGzip();
+        pipeline(body, gzip, () => {});
+        return reply.send(gzip);
       }
       return reply.send(body);
     });

@@ -142,7 +142,7 @@ export function filesystemService(
         );
         const quiet = keepalive<WatchItem>(q, ctx.requestHeader, 'keepalive');
         // A client that goes away ends the stream even while no event comes.
-        const gone = () => q.end();
+        const gone = () => q.close();
         ctx.signal.addEventListener('abort', gone, { once: true });
         stop = () => {
           ctx.signal.removeEventListener('abort', gone);
@@ -165,6 +165,7 @@ export function filesystemService(
         throw toConnectError(err);
       } finally {
         stop();
+        q.close();
       }
     },
 

@@ -133,7 +133,7 @@ function selector(sel: ProcessSelector | undefined): Selector {
 async function* stream(proc: EnvdProcess, q: EventQueue<ProcessOutput>, ctx: HandlerContext): AsyncGenerator<{ event: EventInit }> {
   const stop = keepalive(q, ctx.requestHeader, { kind: 'keepalive' });
   // A client that goes away stops following at once, output or not (the process runs on).
-  const gone = () => q.end();
+  const gone = () => q.close();
   ctx.signal.addEventListener('abort', gone, { once: true });
   try {
     yield { event: { event: { case: 'start', value: { pid: proc.pid } } } };
@@ -155,6 +155,8 @@ async function* stream(proc: EnvdProcess, q: EventQueue<ProcessOutput>, ctx: Han
     ctx.signal.removeEventListener('abort', gone);
     stop();
     proc.followers.delete(q);
+    // Whatever this stream left unread must not hold the process back for other followers.
+    q.close();
   }
 }
 

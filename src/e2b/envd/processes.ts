@@ -81,7 +81,7 @@ export class EnvdProcesses {
 
   /** The process a selector names: held here, or (by pid) taken over from the agent. */
   async find(sandboxId: string, sel: Selector): Promise<EnvdProcess> {
-    const held = this.held(sandboxId);
+    const held = this.bySandbox.get(sandboxId) ?? new Map<number, EnvdProcess>();
     if ('tag' in sel) {
       const byTag = [...held.values()].find((p) => p.tag === sel.tag);
       if (!byTag) throw new VmboxError('notFound', `no running process tagged '${sel.tag}'`);
@@ -115,7 +115,7 @@ export class EnvdProcesses {
 
   /** Running processes: those held here with their tags and configs, and any other the agent runs. */
   async list(sandboxId: string): Promise<Array<{ pid: number; tag?: string; config: ProcessConfig }>> {
-    const held = this.held(sandboxId);
+    const held = this.bySandbox.get(sandboxId) ?? new Map<number, EnvdProcess>();
     const running = (await this.m.processes.list(sandboxId)).filter((p) => !p.exited);
     return running.map((p) => {
       const mine = held.get(p.pid);
