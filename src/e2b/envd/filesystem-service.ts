@@ -174,11 +174,19 @@ export function filesystemService(
         throw new ConnectError(`a sandbox may have ${MAX_WATCHERS} watchers at once: remove one first`, Code.ResourceExhausted);
       const id = randomUUID();
       const watcher: PolledWatcher = { sandboxId: c.sandboxId, events: [], stop: () => {} };
-      const w = await watch(c, resolvePath(req.path, c.home), req, (events) => {
-        watcher.events.push(...events);
-        // A reader that stopped polling loses the oldest, not the server its memory.
-        if (watcher.events.length > MAX_PENDING_EVENTS) watcher.events.splice(0, watcher.events.length - MAX_PENDING_EVENTS);
-      });
+      // Its place is taken before the watch starts, so creates at the same time cannot pass the limit.
+      watchers.set(id, watcher);
+      let w: Awaited<ReturnType<typeof watch>>;
+      try {
+        w = await watch(c, resolvePath(req.path, c.home), req, (events) => {
+          watcher.events.push(...events);
+          // A reader that stopped polling loses the oldest, not the server its memory.
+          if (watcher.events.length > MAX_PENDING_EVENTS) watcher.events.splice(0, watcher.events.length - MAX_PENDING_EVENTS);
+        });
+      } catch (err) {
+        watchers.delete(id);
+        throw err;
+      }
       watcher.stop = () => w.stop();
       w.done.then(
         () => {},
@@ -188,7 +196,6 @@ export function filesystemService(
       );
       // A watcher whose watch ended (its sandbox went) is forgotten a minute later, polled or not.
       w.done.finally(() => setTimeout(() => watchers.delete(id), 60_000).unref()).catch(() => {});
-      watchers.set(id, watcher);
       return { watcherId: id };
     }),
 

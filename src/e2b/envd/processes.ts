@@ -51,6 +51,7 @@ export type Selector = { pid: number } | { tag: string };
  */
 export class EnvdProcesses {
   private readonly bySandbox = new Map<string, Map<number, EnvdProcess>>();
+  private readonly takingOver = new Map<string, Promise<EnvdProcess>>();
 
   constructor(private readonly m: SandboxManager) {}
 
@@ -89,20 +90,33 @@ export class EnvdProcesses {
     }
     const known = held.get(sel.pid);
     if (known) return known;
-    const listed = (await this.m.processes.list(sandboxId)).find((p) => p.pid === sel.pid && !p.exited);
-    if (!listed) throw new VmboxError('notFound', `process with pid ${sel.pid} not found`);
+    // One take-over per process: concurrent calls share it (the agent gives a process to one client).
+    const key = `${sandboxId}/${sel.pid}`;
+    const taking = this.takingOver.get(key) ?? this.takeOver(sandboxId, sel.pid);
+    this.takingOver.set(key, taking);
+    try {
+      return await taking;
+    } finally {
+      this.takingOver.delete(key);
+    }
+  }
+
+  private async takeOver(sandboxId: string, pid: number): Promise<EnvdProcess> {
+    const listed = (await this.m.processes.list(sandboxId)).find((p) => p.pid === pid && !p.exited);
+    if (!listed) throw new VmboxError('notFound', `process with pid ${pid} not found`);
     const followers = new Set<EventQueue<ProcessOutput>>();
-    const handle = this.m.processes.attach(sandboxId, sel.pid, { ...fanOut(followers, listed.pty), pty: listed.pty });
+    const handle = this.m.processes.attach(sandboxId, pid, { ...fanOut(followers, listed.pty), pty: listed.pty });
     const [cmd = '', ...args] = listed.argv;
     const proc: EnvdProcess = {
       sandboxId,
-      pid: sel.pid,
+      pid,
       config: { cmd, args, envs: {}, cwd: listed.cwd },
       pty: listed.pty,
       handle,
       followers,
     };
     this.track(proc);
+    this.held(sandboxId).set(pid, proc); // held from now: the next call finds it, not another take-over
     return proc;
   }
 
