@@ -105,6 +105,9 @@ export interface HelloInfo {
   agentVersion: string;
 }
 
+/** Past a command's timeout, how long the host waits for the guest's own kill before cutting it off. */
+const DEFAULT_TIMEOUT_GRACE_MS = 10_000;
+
 /** Host side of the agent protocol: many channels over one virtio-serial byte stream. */
 export class AgentClient implements ChannelHost {
   private readonly decoder = new FrameDecoder();
@@ -119,6 +122,8 @@ export class AgentClient implements ChannelHost {
   private constructor(
     private readonly stream: Duplex,
     private readonly closedError: () => Error,
+    /** How long past a command's timeout the host waits for the guest to end it. */
+    private readonly timeoutGraceMs = DEFAULT_TIMEOUT_GRACE_MS,
   ) {
     this.hello.promise.catch(() => {});
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -134,9 +139,13 @@ export class AgentClient implements ChannelHost {
    */
   static async connect(
     stream: Duplex,
-    opts: { timeoutMs: number; closedError?: () => Error; signal?: AbortSignal; hostname?: string },
+    opts: { timeoutMs: number; closedError?: () => Error; signal?: AbortSignal; hostname?: string; timeoutGraceMs?: number },
   ): Promise<AgentClient> {
-    const client = new AgentClient(stream, opts.closedError ?? (() => new VmboxError('vmDied', 'the agent connection closed')));
+    const client = new AgentClient(
+      stream,
+      opts.closedError ?? (() => new VmboxError('vmDied', 'the agent connection closed')),
+      opts.timeoutGraceMs,
+    );
     client.send(
       encodeJson(Kind.hello, 0, {
         generation: PROTOCOL_GENERATION,
@@ -280,7 +289,31 @@ export class AgentClient implements ChannelHost {
   exec(req: ExecRequest, streams: ExecStreams = {}): GuestProcess {
     const { pty, ...rest } = req;
     const ch = this.open({ op: 'exec', ...rest, stdin: req.stdin ?? false, ...(pty ? { pty: true, ...pty } : {}) });
-    return processOn(ch, streams);
+    const proc = processOn(ch, streams);
+    if (req.timeoutMs) this.hostDeadline(ch, proc, req.timeoutMs);
+    return proc;
+  }
+
+  /**
+   * The agent ends a command at its timeout; the host holds it to that too, so a
+   * guest that does not (a wedged or hostile agent) cannot keep a caller waiting:
+   * a grace period after the timeout the channel is cut and the command fails.
+   */
+  private hostDeadline(ch: Channel, proc: GuestProcess, timeoutMs: number): void {
+    const timer = setTimeout(
+      () =>
+        ch.abort(
+          new VmboxError(
+            'commandTimeout',
+            `the command ran past its ${timeoutMs} ms timeout and the guest did not end it within ${this.timeoutGraceMs} ms more: the host cut it off`,
+          ),
+        ),
+      timeoutMs + this.timeoutGraceMs,
+    );
+    proc.exit.then(
+      () => clearTimeout(timer),
+      () => clearTimeout(timer),
+    );
   }
 
   /** Takes over a process by pid: first what it wrote while nobody listened, then live output and its exit. */

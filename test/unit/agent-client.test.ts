@@ -41,6 +41,24 @@ describe('AgentClient against a scripted peer', () => {
     await assert.rejects(AgentClient.connect(old, { timeoutMs: 1000 }), { code: 'agentProtocol', message: /generation 99/ });
   });
 
+  it('holds a command to its timeout when the guest does not: the host cuts it off after a grace', async () => {
+    const a = fakeAgent();
+    const c = await AgentClient.connect(a.stream, { timeoutMs: 1000, timeoutGraceMs: 100 });
+    const started = Date.now();
+    const silent = c.exec({ argv: ['sleep', '100'], timeoutMs: 50 });
+    await assert.rejects(silent.exit, { code: 'commandTimeout', message: /did not end it within 100 ms more/ });
+    assert.ok(Date.now() - started < 1000, 'cut off at timeout + grace, not left waiting');
+    await tick();
+    assert.ok(
+      a.received.some((f) => f.kind === Kind.error && f.channel === silent.channel),
+      'the agent is told to drop it',
+    );
+    // One that ends in time is left alone.
+    const quick = c.exec({ argv: ['true'], timeoutMs: 50 });
+    a.send(encodeJson(Kind.done, quick.channel, { exitCode: 0, timedOut: false }));
+    assert.deepEqual(await quick.exit, { exitCode: 0, timedOut: false });
+  });
+
   it('fails only the channel that got a malformed frame', async () => {
     const a = fakeAgent();
     const c = await AgentClient.connect(a.stream, { timeoutMs: 1000 });
