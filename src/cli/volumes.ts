@@ -1,20 +1,12 @@
 import { Command, Option } from 'commander';
-import type { VolumeInfo } from '../spec/volumes.js';
-import { openConnection } from './client.js';
+import { Volumes } from '../sdk/volumes.js';
+import { connectOptions } from './client.js';
 import { humanAge, humanBytes, table } from './format.js';
 import { parsePairs, size } from './sandboxes.js';
 
-/** `vmbox volume create|ls|inspect|rm|prune`: named directories sandboxes mount (`-v NAME:/path`). */
+/** `vmbox volume create|ls|inspect|rm|prune`: named volumes sandboxes mount (`-v NAME:/path`), through the SDK's Volumes. */
 export function volumeCommand(): Command {
   const cmd = new Command('volume').description('named volumes: directories sandboxes mount with -v NAME:/path, kept when they go');
-  const withConn = async <T>(fn: (conn: Awaited<ReturnType<typeof openConnection>>) => Promise<T>) => {
-    const conn = await openConnection();
-    try {
-      return await fn(conn);
-    } finally {
-      conn.close();
-    }
-  };
   cmd
     .command('create')
     .description('make a volume')
@@ -27,65 +19,60 @@ export function volumeCommand(): Command {
     )
     .option('--size <size>', "a disk volume's capacity, e.g. 4g (default 1g)", size)
     .option('--quota <size>', "a directory volume's write budget, e.g. 2g (past it, writes get ENOSPC)", size)
-    .action((name: string, f: { label: string[]; kind: 'directory' | 'disk'; size?: number; quota?: number }) =>
-      withConn(async (conn) => {
-        const v = await conn.request<VolumeInfo>('POST', '/v1/volumes', {
+    .action(async (name: string, f: { label: string[]; kind: 'directory' | 'disk'; size?: number; quota?: number }) => {
+      const v = await Volumes.create(
+        {
           name,
           kind: f.kind,
           ...(f.size ? { sizeMib: f.size } : {}),
           ...(f.quota ? { quotaMib: f.quota } : {}),
           labels: parsePairs('--label', f.label),
-        });
-        process.stdout.write(`${v.name}\n`);
-      }),
-    );
+        },
+        connectOptions,
+      );
+      process.stdout.write(`${v.name}\n`);
+    });
   cmd
     .command('ls')
     .description('list volumes')
     .option('--json', 'print JSON')
-    .action((f: { json?: boolean }) =>
-      withConn(async (conn) => {
-        const list = await conn.request<VolumeInfo[]>('GET', '/v1/volumes');
-        if (f.json) return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-        const rows = list.map((v) => [
-          v.name,
-          v.kind,
-          humanBytes(v.sizeBytes),
-          humanAge(new Date(v.createdAt).toISOString()),
-          v.usedBy.join(',') || '-',
-        ]);
-        process.stdout.write(`${table(['NAME', 'KIND', 'SIZE', 'CREATED', 'MOUNTED BY'], rows)}\n`);
-      }),
-    );
+    .action(async (f: { json?: boolean }) => {
+      const list = await Volumes.list(connectOptions);
+      if (f.json) {
+        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        return;
+      }
+      const rows = list.map((v) => [
+        v.name,
+        v.kind,
+        humanBytes(v.sizeBytes),
+        humanAge(new Date(v.createdAt).toISOString()),
+        v.usedBy.join(',') || '-',
+      ]);
+      process.stdout.write(`${table(['NAME', 'KIND', 'SIZE', 'CREATED', 'MOUNTED BY'], rows)}\n`);
+    });
   cmd
     .command('inspect')
     .description('a volume as JSON')
     .argument('<name>')
-    .action((name: string) =>
-      withConn(async (conn) => {
-        process.stdout.write(`${JSON.stringify(await conn.request('GET', `/v1/volumes/${encodeURIComponent(name)}`), null, 2)}\n`);
-      }),
-    );
+    .action(async (name: string) => {
+      process.stdout.write(`${JSON.stringify(await Volumes.get(name, connectOptions), null, 2)}\n`);
+    });
   cmd
     .command('rm')
     .description('remove volumes and their files (refused while a sandbox mounts one)')
     .argument('<name...>')
-    .action((names: string[]) =>
-      withConn(async (conn) => {
-        for (const name of names) {
-          await conn.request('DELETE', `/v1/volumes/${encodeURIComponent(name)}`);
-          process.stdout.write(`${name}\n`);
-        }
-      }),
-    );
+    .action(async (names: string[]) => {
+      for (const name of names) {
+        await Volumes.remove(name, connectOptions);
+        process.stdout.write(`${name}\n`);
+      }
+    });
   cmd
     .command('prune')
     .description('remove every volume no sandbox mounts')
-    .action(() =>
-      withConn(async (conn) => {
-        const { removed } = await conn.request<{ removed: string[] }>('POST', '/v1/volumes/prune', {});
-        for (const name of removed) process.stdout.write(`${name}\n`);
-      }),
-    );
+    .action(async () => {
+      for (const name of await Volumes.prune(connectOptions)) process.stdout.write(`${name}\n`);
+    });
   return cmd;
 }

@@ -205,7 +205,7 @@ export function diskFormat(path: string, field: string): DiskFormat {
  * volumes or disk images: QEMU cannot save 9p state, and a copy of the memory
  * would hold a disk another sandbox writes.
  */
-export function refuseSavingShares(spec: SandboxSpec, name: string, what: string): void {
+export function refuseSavingMounts(spec: SandboxSpec, name: string, what: string): void {
   if (!spec.rootDir && !spec.mounts?.some((m) => m.type !== 'tmpfs')) return;
   throw new VmboxError(
     'invalidState',

@@ -3,7 +3,7 @@ import { VmboxError } from '../errors.js';
 import type { SandboxInfo } from '../spec/sandboxes.js';
 import { checkTransition } from './lifecycle.js';
 import type { SandboxManager } from './manager.js';
-import { refuseSavingShares } from './mounts.js';
+import { refuseSavingMounts } from './mounts.js';
 
 /**
  * Pause and resume. A pause saves a running sandbox's whole VM — memory,
@@ -13,7 +13,7 @@ import { refuseSavingShares } from './mounts.js';
 export async function pauseSandbox(m: SandboxManager, ref: string, reason = 'paused by request'): Promise<SandboxInfo> {
   const rec = m.find(ref);
   checkTransition(rec.name, rec.state, 'pause');
-  refuseSavingShares(rec.spec, rec.name, 'be paused');
+  refuseSavingMounts(rec.spec, rec.name, 'be paused');
   if (!m.liveOf(rec.id)) throw new VmboxError('invalidState', `sandbox ${rec.name} has no VM attached: restart it`);
   m.db.update(rec.id, { state: 'stopping', reason: 'pausing' });
   const live = m.detach(rec.id) as NonNullable<ReturnType<SandboxManager['detach']>>;

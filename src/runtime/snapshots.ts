@@ -11,7 +11,7 @@ import { diskUse, listDir } from '../util/dir.js';
 import { sha256File } from '../util/sha256.js';
 import { guestIdentity, OVERLAY } from './machine.js';
 import type { SandboxManager } from './manager.js';
-import { refuseSavingShares } from './mounts.js';
+import { refuseSavingMounts } from './mounts.js';
 import { exportSnapshot, importSnapshot } from './snapshot-archive.js';
 import { SnapshotMemories } from './snapshot-memory.js';
 import { SNAPSHOT_FILES, type SnapshotRecord, snapshotInfo } from './snapshot-record.js';
@@ -72,7 +72,7 @@ export class SandboxSnapshots {
     const kind = live || sbx.state === 'paused' ? 'memory' : 'disk';
     if (sbx.spec.rootDir)
       throw new VmboxError('invalidState', `sandbox ${sbx.name} has a host directory as its root: it has no disk of its own to snapshot`);
-    if (kind === 'memory') refuseSavingShares(sbx.spec, sbx.name, 'be snapshotted or forked while it runs');
+    if (kind === 'memory') refuseSavingMounts(sbx.spec, sbx.name, 'be snapshotted or forked while it runs');
     const rec: SnapshotRecord = {
       id,
       name,
