@@ -263,7 +263,8 @@ describe('named volumes, tmpfs, hostname, limits', () => {
       const r = await sbx.commands.run([
         'sh',
         '-c',
-        'cat /run/init.log; tr "\\0" " " < /proc/1/cmdline; echo; mount | grep -c " /scratch "',
+        // The init starts as the create returns: its log is waited for (5 s at most), then read.
+        'i=0; until [ -s /run/init.log ] || [ $i -ge 50 ]; do i=$((i+1)); sleep 0.1; done; cat /run/init.log; tr "\\0" " " < /proc/1/cmdline; echo; mount | grep -c " /scratch "',
       ]);
       assert.equal(r.stdout, 'init as 1 with hello\nsleep 100000 \n1\n');
     } finally {
