@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <linux/capability.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -57,7 +56,8 @@ struct launch {
   const char *pty; /* the terminal's slave side: becomes stdio and the controlling tty */
   char **rlimits; /* "NAME=SOFT:HARD", applied before the identity changes */
   size_t nrlimits;
-  bool restricted; /* no_new_privs, and no CAP_SYS_ADMIN after exec, even as root */
+  bool restricted; /* no_new_privs: set-user-id programs gain nothing */
+  uint64_t caps;   /* the capabilities the command may hold at all (its bounding set) */
 };
 
 static void child_fail(const char *what, const char *arg, int e, int code) {
@@ -95,10 +95,11 @@ static void child(const struct launch *l) {
     dup2(l->err, 2);
   }
   if (limits_apply(l->rlimits, l->nrlimits) < 0) child_fail("setting resource limits", NULL, errno, 126);
-  /* The restricted profile: set-user-id programs (sudo) gain nothing, and no
-   * process of the session can mount or do anything else CAP_SYS_ADMIN allows. */
-  if (l->restricted && (prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0))
-    child_fail("entering the restricted profile", NULL, errno, 126);
+  /* Capabilities outside the sandbox's set leave the bounding set, so not even
+   * root regains them (CAP_SYS_PTRACE would reach the agent). The restricted
+   * profile adds no_new_privs: set-user-id programs (sudo) gain nothing. */
+  if (limits_drop_caps(l->caps) < 0) child_fail("dropping capabilities", NULL, errno, 126);
+  if (l->restricted && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail("entering the restricted profile", NULL, errno, 126);
   /* Raw system calls: only this task changes identity, with no libc bookkeeping. */
   if (syscall(SYS_setgroups, l->ngroups, l->groups) < 0) child_fail("setting supplementary groups", NULL, errno, 126);
   if (syscall(SYS_setgid, l->gid) < 0) child_fail("switching group", NULL, errno, 126);
@@ -205,6 +206,7 @@ void exec_open(uint32_t id, const struct json_obj *req) {
     .in = inp[0], .out = outp[1], .err = errp[1], .pty = pty ? slave : NULL,
     .rlimits = rlimits ? rlimits->arr : NULL, .nrlimits = rlimits ? rlimits->arr_len : 0,
     .restricted = json_bool(req, "restricted", false),
+    .caps = limits_caps_of(json_num(req, "caps", -1)),
   };
   l.path = env_value(envp, "PATH");
   if (ident.named) {

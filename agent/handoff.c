@@ -9,6 +9,7 @@
 
 #include "chan.h"
 #include "handoff.h"
+#include "limits.h"
 #include "log.h"
 #include "proto.h"
 
@@ -21,7 +22,9 @@ static bool runnable(const char *path) {
 }
 
 /* PID 1 becomes `path`; it never comes back (if the exec fails, it stays, reaping, as init must). */
-static void become_init(const char *path, const struct json_field *args, const struct json_field *env) {
+static void become_init(const char *path, const struct json_field *args, const struct json_field *env, uint64_t caps) {
+  /* The image's init is a command like any other: it gets the sandbox's capabilities, no more. */
+  if (limits_drop_caps(caps) < 0) log_msg("init %s: dropping capabilities: %s", path, strerror(errno));
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -62,7 +65,7 @@ void handoff_request(uint32_t id, const struct json_obj *req) {
   }
   pid_t pid = fork();
   if (pid < 0) { proto_send_errno(id, errno, "fork", NULL); return; }
-  if (pid > 0) become_init(path, json_get(req, "args"), json_get(req, "env"));
+  if (pid > 0) become_init(path, json_get(req, "args"), json_get(req, "env"), limits_caps_of(json_num(req, "caps", -1)));
   /* The child: the agent from now on, serving as before. No longer PID 1, it
    * tells the OOM killer to pass it by, as the kernel spares PID 1. */
   chan_signals_rearm();

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include "limits.h"
@@ -52,6 +53,23 @@ int limits_apply(char **specs, size_t n) {
     struct rlimit rl;
     if (parse(specs[i], &r, &rl) < 0) { errno = EINVAL; return -1; }
     if (setrlimit(r, &rl) < 0) return -1;
+  }
+  return 0;
+}
+
+uint64_t limits_caps_of(double requested) {
+  /* A mask past 2^53 does not come through JSON's numbers: take it as unset. */
+  if (!(requested >= 0) || requested > 9007199254740991.0) return LIMITS_DEFAULT_CAPS;
+  return (uint64_t)requested;
+}
+
+int limits_drop_caps(uint64_t keep) {
+  for (int cap = 0; cap < 64; cap++) {
+    if (keep & (1ull << cap)) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+      if (errno == EINVAL) return 0; /* past the kernel's last capability */
+      return -1;
+    }
   }
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -230,6 +231,10 @@ static void on_signalfd(int sfd) {
 }
 
 int main(void) {
+  /* Not dumpable: a process of the guest's, even root's, needs CAP_SYS_PTRACE to
+   * read this one's memory or take a copy of its descriptors (pidfd_getfd, /proc/1/fd)
+   * — and commands run without it, so none can speak to the host in the agent's name. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   signal(SIGPIPE, SIG_IGN);
   umask(0); /* modes the host asks for are exact; commands get 022 (exec.c) */
   if (init_system() < 0) {

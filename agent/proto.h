@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define PROTO_GENERATION 1
-#define AGENT_VERSION "0.5.0"
+#define AGENT_VERSION "0.6.0"
 
 #define FRAME_HEADER 9
 #define MAX_PAYLOAD (1024 * 1024)

@@ -135,6 +135,9 @@ export function httpStatus(code: ErrorCode): number {
       return 409;
     case 'commandTimeout':
       return 408;
+    case 'agentProtocol':
+      // The guest answered with what the protocol forbids: the upstream's fault, as a gateway's.
+      return 502;
     case 'noSpace':
       return 507;
     case 'snapshotCorrupt':

@@ -15,7 +15,9 @@ export interface MountFlags {
   ulimit?: string[];
   diskBps?: string;
   diskIops?: string;
-  security?: 'default' | 'restricted';
+  security?: 'default' | 'restricted' | 'privileged';
+  capAdd?: string[];
+  capDrop?: string[];
   script?: string[];
   shell?: string;
   rootfs?: string;
@@ -26,6 +28,8 @@ export interface MountFlags {
 
 export const collectFlag = (v: string, acc: string[]) => [...acc, v];
 const collect = collectFlag;
+/** Capability names as Docker takes them: any case, with or without CAP_; repeatable. */
+const upperAll = (value: string, prev: string[] = []) => [...prev, value.toUpperCase().replace(/^CAP_/, '')];
 
 /** `-v`, `--tmpfs`, `--hostname`, `--ulimit`, as docker spells them. */
 export function addMountFlags(cmd: Command): Command {
@@ -56,11 +60,13 @@ export function addMountFlags(cmd: Command): Command {
       new Option('--log-level <level>', "what the guest agent writes to the VM's console log").choices(['error', 'warn', 'info', 'debug']),
     )
     .addOption(
-      new Option('--security <profile>', 'restricted: no_new_privs and no CAP_SYS_ADMIN for every command (sudo and mount fail)').choices([
-        'default',
-        'restricted',
-      ]),
-    );
+      new Option(
+        '--security <profile>',
+        "default: Docker's default capabilities; restricted: also no_new_privs (sudo fails), nosuid mounts; privileged: every capability",
+      ).choices(['default', 'restricted', 'privileged']),
+    )
+    .option('--cap-add <cap>', 'a capability commands hold beyond the profile (SYS_PTRACE, NET_ADMIN …, ALL)', upperAll)
+    .option('--cap-drop <cap>', 'a capability commands never hold (ALL for every one)', upperAll);
 }
 
 /** The spec fields the flags say; host paths are made absolute against this directory. */
@@ -75,6 +81,8 @@ export function mountsFromFlags(
     | 'rlimits'
     | 'diskIo'
     | 'securityProfile'
+    | 'capAdd'
+    | 'capDrop'
     | 'shell'
     | 'scripts'
     | 'rootDisk'
@@ -91,6 +99,8 @@ export function mountsFromFlags(
   ];
   const rlimits = Object.fromEntries((f.ulimit ?? []).map(ulimitFlag)) as Rlimits;
   return {
+    ...(f.capAdd?.length ? { capAdd: f.capAdd as SandboxSpec['capAdd'] } : {}),
+    ...(f.capDrop?.length ? { capDrop: f.capDrop as SandboxSpec['capDrop'] } : {}),
     ...(mounts.length ? { mounts } : {}),
     ...(f.hostname ? { hostname: f.hostname } : {}),
     ...(f.security ? { securityProfile: f.security } : {}),

@@ -1,6 +1,7 @@
 import { fromAgentError, VmboxError } from '../errors.js';
 import { deferred } from '../util/deferred.js';
 import { DATA_CHUNK, encodeCredit, encodeFrame, encodeJson, type Frame, Kind, WINDOW } from './frame.js';
+import { ProtocolViolation } from './untrusted.js';
 
 /** How a channel hands frames to its owner and writes to the agent. */
 export interface ChannelHost {
@@ -16,11 +17,15 @@ export class Channel {
   private sendCredit = WINDOW;
   private creditWaiters: Array<() => void> = [];
   private owed = 0;
+  /** Bytes the agent sent that we have not granted back: it may never have more than a window out. */
+  private unacked = 0;
   private closed = false;
   private readonly doneDeferred = deferred<unknown>();
   /** Resolves with the DONE payload; rejects with the agent's error or a transport error. */
   readonly done = this.doneDeferred.promise;
+  /** Throw a ProtocolViolation from these for a payload of the wrong shape. */
   onReply?: (payload: unknown) => void;
+  checkDone?: (payload: unknown) => unknown;
   onData?: (kind: number, data: Buffer) => void | Promise<void>;
   /** The agent's end of a connection's bytes (a relayed TCP connection's FIN). */
   onEof?: () => void;
@@ -41,33 +46,43 @@ export class Channel {
       case Kind.reply:
         this.onReply?.(parseJson(frame.payload));
         return;
-      case Kind.done:
-        this.finish(undefined, parseJson(frame.payload));
+      case Kind.done: {
+        const value = parseJson(frame.payload);
+        this.finish(undefined, this.checkDone ? this.checkDone(value) : value);
         return;
-      case Kind.error:
-        this.finish(fromAgentError(parseJson(frame.payload) as Record<string, unknown>));
+      }
+      case Kind.error: {
+        const e = parseJson(frame.payload);
+        if (typeof e !== 'object' || e === null || Array.isArray(e)) throw new ProtocolViolation('an error that is not an object');
+        this.finish(fromAgentError(e as Record<string, unknown>));
         return;
+      }
       case Kind.stdout:
       case Kind.stderr:
       case Kind.data:
         this.deliver(frame.kind, frame.payload);
         return;
       case Kind.eof:
-        if (!this.onEof) throw new VmboxError('agentProtocol', 'unexpected end-of-data from the agent');
+        if (!this.onEof) throw new ProtocolViolation(`an end-of-data on channel ${this.id}, which carries no data to the host`);
         this.onEof();
         return;
       case Kind.credit:
-        if (frame.payload.length !== 4) throw new VmboxError('agentProtocol', 'credit frame of wrong size');
+        if (frame.payload.length !== 4) throw new ProtocolViolation(`a credit frame of ${frame.payload.length} bytes`);
         this.sendCredit += frame.payload.readUInt32BE(0);
+        // Credit comes back for bytes the agent took: more than a window out is credit nobody sent.
+        if (this.sendCredit > WINDOW) throw new ProtocolViolation(`credit past the ${WINDOW}-byte window on channel ${this.id}`);
         for (const w of this.creditWaiters.splice(0)) w();
         return;
       default:
-        throw new VmboxError('agentProtocol', `unexpected frame kind ${frame.kind} from the agent`);
+        throw new ProtocolViolation(`a frame of unknown kind ${frame.kind}`);
     }
   }
 
   private deliver(kind: number, data: Buffer): void {
     const n = data.length;
+    this.unacked += n;
+    if (this.unacked > WINDOW)
+      throw new ProtocolViolation(`${this.unacked} bytes on channel ${this.id} without credit (the window is ${WINDOW})`);
     const result = this.onData?.(kind, data);
     // Credit goes back only once the consumer has taken the bytes: this is the backpressure.
     if (result instanceof Promise)
@@ -83,6 +98,7 @@ export class Channel {
     this.owed += n;
     if (this.owed >= WINDOW / 4) {
       this.host.send(encodeCredit(this.id, this.owed));
+      this.unacked -= this.owed;
       this.owed = 0;
     }
   }
@@ -137,6 +153,6 @@ function parseJson(payload: Buffer): unknown {
   try {
     return JSON.parse(payload.toString('utf8'));
   } catch {
-    throw new VmboxError('agentProtocol', 'the agent sent malformed JSON');
+    throw new ProtocolViolation('malformed JSON');
   }
 }

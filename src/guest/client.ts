@@ -6,7 +6,8 @@ import type { ExecExit, ProcessInfo } from '../spec/processes.js';
 import { deferred } from '../util/deferred.js';
 import { Channel, type ChannelHost } from './channel.js';
 import { GuestConnection } from './connection.js';
-import { AGENT_CHANNEL_BIT, encodeFrame, encodeJson, type Frame, FrameDecoder, Kind, PROTOCOL_GENERATION } from './frame.js';
+import { AGENT_CHANNEL_BIT, encodeFrame, encodeJson, type Frame, FrameDecoder, Kind, MAX_PAYLOAD, PROTOCOL_GENERATION } from './frame.js';
+import { checkEntryName, checkWatchedPath, expectPayload, type PayloadKind, ProtocolViolation } from './untrusted.js';
 
 export interface ExecRequest {
   argv: string[];
@@ -14,8 +15,10 @@ export interface ExecRequest {
   env?: string[];
   /** NAME=SOFT:HARD strings (setrlimit's names, lower case, -1 unlimited), set before the user is switched. */
   rlimits?: string[];
-  /** The restricted profile: no_new_privs, and CAP_SYS_ADMIN dropped from the bounding set. */
+  /** The restricted profile: no_new_privs (set-user-id programs gain nothing). */
   restricted?: boolean;
+  /** The capabilities the command may hold at all, a bit per number (`capabilityMask`); absent: Docker's default set. */
+  caps?: number;
   cwd?: string;
   /** A name, a uid, or uid:gid / name:group. */
   user?: string;
@@ -107,23 +110,30 @@ export interface HelloInfo {
 
 /** Past a command's timeout, how long the host waits for the guest's own kill before cutting it off. */
 const DEFAULT_TIMEOUT_GRACE_MS = 10_000;
+/** How long a request (ping, stat, list, mkdir …) may go unanswered before the host gives up on it. */
+const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 /** Host side of the agent protocol: many channels over one virtio-serial byte stream. */
 export class AgentClient implements ChannelHost {
   private readonly decoder = new FrameDecoder();
   private readonly channels = new Map<number, Channel>();
   private nextId = 1;
+  /** Channel ids have gone round once: any id may be a late one. */
+  private wrapped = false;
   private closedWith?: Error;
   private hello = deferred<HelloInfo>();
   agent?: HelloInfo;
   /** Set while the sandbox has a network; without it guest connections are reset. */
   network?: GuestNetworkHandler;
+  private violation?: ProtocolViolation;
+  private violationListener?: (err: ProtocolViolation) => void;
 
   private constructor(
     private readonly stream: Duplex,
     private readonly closedError: () => Error,
     /** How long past a command's timeout the host waits for the guest to end it. */
     private readonly timeoutGraceMs = DEFAULT_TIMEOUT_GRACE_MS,
+    private readonly requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
   ) {
     this.hello.promise.catch(() => {});
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -139,12 +149,20 @@ export class AgentClient implements ChannelHost {
    */
   static async connect(
     stream: Duplex,
-    opts: { timeoutMs: number; closedError?: () => Error; signal?: AbortSignal; hostname?: string; timeoutGraceMs?: number },
+    opts: {
+      timeoutMs: number;
+      closedError?: () => Error;
+      signal?: AbortSignal;
+      hostname?: string;
+      timeoutGraceMs?: number;
+      requestTimeoutMs?: number;
+    },
   ): Promise<AgentClient> {
     const client = new AgentClient(
       stream,
       opts.closedError ?? (() => new VmboxError('vmDied', 'the agent connection closed')),
       opts.timeoutGraceMs,
+      opts.requestTimeoutMs,
     );
     client.send(
       encodeJson(Kind.hello, 0, {
@@ -210,9 +228,31 @@ export class AgentClient implements ChannelHost {
     return this.closedWith !== undefined;
   }
 
+  /**
+   * Called once if the agent breaks the protocol (now, if it already has). The
+   * connection is closed by then: the guest cannot be trusted to go on, so the
+   * sandbox should be failed, not served.
+   */
+  onViolation(listener: (err: ProtocolViolation) => void): void {
+    this.violationListener = listener;
+    if (this.violation) listener(this.violation);
+  }
+
+  /** Ends the connection for a protocol violation: every call in flight fails with it, at once. */
+  private violate(err: ProtocolViolation): void {
+    if (this.closedWith) return;
+    this.violation = err;
+    this.closedWith = err;
+    this.hello.reject(err);
+    for (const ch of [...this.channels.values()]) ch.fail(err);
+    this.stream.destroy();
+    this.violationListener?.(err);
+  }
+
   private open(request: Record<string, unknown>): Channel {
     if (this.closedWith) throw this.closedWith;
     const id = this.nextId;
+    if (this.nextId >= AGENT_CHANNEL_BIT - 1) this.wrapped = true;
     this.nextId = this.nextId >= AGENT_CHANNEL_BIT - 1 ? 1 : this.nextId + 1;
     const ch = new Channel(id, this);
     this.channels.set(id, ch);
@@ -221,40 +261,57 @@ export class AgentClient implements ChannelHost {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.closedWith) return;
     for (const f of this.decoder.push(chunk)) {
-      if ('oversized' in f) {
-        this.channels
-          .get(f.channel)
-          ?.abort(new VmboxError('agentProtocol', `the agent sent a frame of ${f.length} bytes, over the protocol maximum`));
-        continue;
+      try {
+        this.onFrame(f);
+      } catch (err) {
+        if (!(err instanceof ProtocolViolation)) throw err;
+        this.violate(err);
       }
-      if (f.kind === Kind.dns) this.onDns(f);
-      else if (f.kind === Kind.connect) this.onConnect(f);
-      else if (f.channel === 0) this.onControl(f);
-      else this.dispatch(f);
+      if (this.closedWith) return;
     }
+  }
+
+  private onFrame(f: ReturnType<FrameDecoder['push']>[number]): void {
+    if ('oversized' in f) throw new ProtocolViolation(`a frame of ${f.length} bytes, over the ${MAX_PAYLOAD}-byte maximum`);
+    if (f.kind === Kind.dns) this.onDns(f);
+    else if (f.kind === Kind.connect) this.onConnect(f);
+    else if (f.channel === 0) this.onControl(f);
+    else this.dispatch(f);
   }
 
   private onControl(f: Frame): void {
-    if (f.kind !== Kind.hello) return;
+    if (f.kind !== Kind.hello || this.agent) throw new ProtocolViolation(`a frame of kind ${f.kind} on the control channel`);
+    let info: HelloInfo;
     try {
-      this.hello.resolve(JSON.parse(f.payload.toString('utf8')) as HelloInfo);
+      info = JSON.parse(f.payload.toString('utf8')) as HelloInfo;
     } catch {
-      this.hello.reject(new VmboxError('agentProtocol', 'the agent sent a malformed hello'));
+      throw new ProtocolViolation('a malformed hello');
     }
+    if (typeof info !== 'object' || info === null || !Number.isInteger(info.generation) || typeof info.agentVersion !== 'string') {
+      throw new ProtocolViolation('a hello without a generation and an agent version');
+    }
+    this.hello.resolve(info);
   }
 
   private onConnect(f: Frame): void {
-    if (f.channel < AGENT_CHANNEL_BIT || this.channels.has(f.channel)) return; // not a channel the agent may open
+    if (f.channel < AGENT_CHANNEL_BIT || this.channels.has(f.channel)) {
+      throw new ProtocolViolation(`a connection on channel ${f.channel}, which the agent may not open`);
+    }
+    let p: Partial<GuestDestination> | null;
+    try {
+      p = JSON.parse(f.payload.toString('utf8'));
+    } catch {
+      throw new ProtocolViolation('a connection with a malformed destination');
+    }
+    if (typeof p?.address !== 'string' || !Number.isInteger(p.port))
+      throw new ProtocolViolation('a connection without an address and a port');
+    const to = { address: p.address, port: p.port as number };
     const ch = new Channel(f.channel, this);
     this.channels.set(f.channel, ch);
     const conn = new GuestConnection(ch);
-    let to: GuestDestination | undefined;
-    try {
-      const p = JSON.parse(f.payload.toString('utf8')) as GuestDestination;
-      if (typeof p.address === 'string' && Number.isInteger(p.port)) to = { address: p.address, port: p.port };
-    } catch {}
-    if (!to || !this.network) conn.destroy();
+    if (!this.network) conn.destroy();
     else this.network.connection(conn, to);
   }
 
@@ -271,10 +328,16 @@ export class AgentClient implements ChannelHost {
 
   private dispatch(f: Frame): void {
     const ch = this.channels.get(f.channel);
-    if (!ch) return; // late frames of a channel we already closed
+    if (!ch) {
+      // Late frames of a channel either side already closed are expected; one never opened is not.
+      const opened = f.channel >= AGENT_CHANNEL_BIT || f.channel < this.nextId || this.wrapped;
+      if (!opened) throw new ProtocolViolation(`a frame for channel ${f.channel}, which was never opened`);
+      return;
+    }
     try {
       ch.handle(f);
     } catch (err) {
+      if (err instanceof ProtocolViolation) throw err;
       ch.abort(err as Error);
     }
   }
@@ -322,7 +385,7 @@ export class AgentClient implements ChannelHost {
   }
 
   async processes(): Promise<ProcessInfo[]> {
-    return (await this.request<{ processes: ProcessInfo[] }>('ps')).processes;
+    return (await this.request<{ processes: ProcessInfo[] }>('ps', {}, 'processes')).processes;
   }
 
   /** Signals a process group by its leader's pid; an exited one is forgotten. */
@@ -339,8 +402,9 @@ export class AgentClient implements ChannelHost {
     );
     ready.promise.catch(() => {});
     ch.onReply = (p) => {
+      const { events } = expectPayload<{ events: WatchEvent[] }>('events', p);
+      for (const e of events) checkWatchedPath(path, e);
       ready.resolve();
-      const events = (p as { events: WatchEvent[] }).events;
       if (events.length) onEvents(events);
     };
     return {
@@ -418,29 +482,53 @@ export class AgentClient implements ChannelHost {
       ch.abort(err instanceof Error ? err : new VmboxError('aborted', String(err)));
       throw err;
     }
-    return (await ch.done) as { size: number };
+    return expectPayload<{ size: number }>('size', await ch.done);
   }
 
-  private async request<T>(op: string, fields: Record<string, unknown> = {}): Promise<T> {
-    return (await this.open({ op, ...fields }).done) as T;
+  /**
+   * One question, one answer: the answer is checked when `answer` names its shape, and a
+   * guest that never answers fails the call after the request timeout, not never.
+   */
+  private async request<T>(op: string, fields: Record<string, unknown> = {}, answer?: PayloadKind): Promise<T> {
+    const ch = this.open({ op, ...fields });
+    if (answer) ch.checkDone = (p) => expectPayload(answer, p);
+    const timer = setTimeout(
+      () => ch.abort(new VmboxError('commandTimeout', `the guest agent did not answer ${op} within ${this.requestTimeoutMs} ms`)),
+      this.requestTimeoutMs,
+    );
+    try {
+      return (await ch.done) as T;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   ping(): Promise<void> {
     return this.request('ping');
   }
-  /** The guest's memory, root disk and process count. */
-  stats(): Promise<GuestStats> {
-    return this.request('stats');
+  /** The guest's memory, root disk and process count (a disk it cannot measure counts 0). */
+  async stats(): Promise<GuestStats> {
+    const s = await this.request<Partial<GuestStats>>('stats', {}, 'stats');
+    return { memTotalBytes: 0, memUsedBytes: 0, diskTotalBytes: 0, diskUsedBytes: 0, processes: 0, ...s };
   }
   stat(path: string): Promise<FileStat> {
-    return this.request('stat', { path });
+    return this.request('stat', { path }, 'stat');
   }
   async list(path: string): Promise<DirEntry[]> {
     const ch = this.open({ op: 'list', path });
     const entries: DirEntry[] = [];
-    ch.onReply = (p) => entries.push(...(p as { entries: DirEntry[] }).entries);
-    const last = (await ch.done) as { entries: DirEntry[] };
-    return entries.concat(last.entries);
+    const take = (p: unknown) => {
+      const batch = expectPayload<{ entries: DirEntry[] }>('entries', p).entries;
+      for (const e of batch) checkEntryName(e.name);
+      entries.push(...batch);
+    };
+    ch.onReply = take;
+    ch.checkDone = (p) => {
+      take(p);
+      return p;
+    };
+    await ch.done;
+    return entries;
   }
   mkdir(path: string, mode?: number, as: OwnedBy = {}): Promise<void> {
     return this.request('mkdir', { path, mode, ...as });
@@ -455,7 +543,7 @@ export class AgentClient implements ChannelHost {
     return this.request('rename', { from, to });
   }
   /** Hands PID 1 to the image's init (`auto` finds one); the agent serves on as its child. */
-  handoffInit(init: { path: string; args?: string[]; env?: string[] }): Promise<{ agentPid: number }> {
+  handoffInit(init: { path: string; args?: string[]; env?: string[]; caps?: number }): Promise<{ agentPid: number }> {
     return this.request('init.handoff', { ...init });
   }
   /** Mounts a 9p share (by its tag) or a tmpfs at a guest path, making the path. */
@@ -495,7 +583,8 @@ export class AgentClient implements ChannelHost {
 function processOn(ch: Channel, streams: ExecStreams): GuestProcess {
   const pid = deferred<number>();
   pid.promise.catch(() => {});
-  ch.onReply = (p) => pid.resolve((p as { pid: number }).pid);
+  ch.onReply = (p) => pid.resolve(expectPayload<{ pid: number }>('started', p).pid);
+  ch.checkDone = (p) => expectPayload('exit', p);
   ch.onData = (kind, data) => (kind === Kind.stderr ? streams.onStderr?.(data) : streams.onStdout?.(data));
   const exit = ch.done.then((v) => v as ExecExit);
   exit.catch((err) => pid.reject(err));

@@ -2,6 +2,7 @@ import { basename, dirname, join } from 'node:path';
 import { VmboxError, VmDiedError } from '../errors.js';
 import { AgentClient, type GuestMount } from '../guest/client.js';
 import { ensureAssets } from '../setup/assets.js';
+import { capabilityMask } from '../spec/capabilities.js';
 import type { Patch, SandboxSpec } from '../spec/sandbox.js';
 import { mark } from '../util/trace.js';
 import type { DiskSpec, MemoryFile, ShareSpec, VmHandle, VmmProvider } from '../vmm/provider.js';
@@ -89,7 +90,7 @@ export class Machine {
       // Last, once the system is as the spec wants it: the image's own init becomes PID 1.
       if (o.spec.init && o.mounts) {
         const { path, args, env } = o.spec.init;
-        await agent.handoffInit({ path, args, env: env && Object.entries(env).map(([k, v]) => `${k}=${v}`) });
+        await agent.handoffInit({ path, args, env: env && Object.entries(env).map(([k, v]) => `${k}=${v}`), caps: capabilityMask(o.spec) });
       }
       return new Machine(vm, agent);
     } catch (err) {

@@ -276,12 +276,22 @@ export class SandboxManager {
   adopt(rec: SandboxRecord, machine: Machine, network: SandboxNetwork): void {
     const live = new LiveSandbox(machine, network, rec.spec.metricsIntervalMs ?? 1000);
     this.live.set(rec.id, live);
+    // A guest that breaks the protocol cannot be served on: its VM is ended and the sandbox failed, with the reason.
+    let violation: string | undefined;
+    machine.agent.onViolation((err) => {
+      if (this.live.get(rec.id) !== live || violation) return;
+      violation = err.message;
+      this.db.update(rec.id, { state: 'stopping', reason: violation });
+      this.system(rec.id, `${err.message}: ending the VM`);
+      void machine.vm.stop({ timeoutMs: 1000 });
+    });
     machine.vm.exited.then((exit) => {
       if (this.live.get(rec.id) !== live) return; // stopped on purpose
       this.live.delete(rec.id);
       live.release();
-      const how =
-        exit.code === 0
+      const how = violation
+        ? violation
+        : exit.code === 0
           ? 'the guest powered off'
           : exit.signal
             ? `the VM was killed by ${exit.signal}`
@@ -290,7 +300,7 @@ export class SandboxManager {
               : 'the VM exited';
       const tail = machine.vm.consoleTail(5);
       if (tail) this.system(rec.id, `console:\n${tail}`);
-      this.ended(rec.id, exit.code === 0 ? 'stopped' : 'failed', how);
+      this.ended(rec.id, exit.code === 0 && !violation ? 'stopped' : 'failed', how);
     });
   }
 

@@ -1,6 +1,7 @@
 import { VmboxError } from '../errors.js';
 import type { ExecStreams, GuestProcess } from '../guest/client.js';
 import type { ExecStart } from '../spec/api.js';
+import { capabilityMask } from '../spec/capabilities.js';
 import type { ProcessInfo } from '../spec/processes.js';
 import type { LiveSandbox } from './live.js';
 import type { SandboxManager } from './manager.js';
@@ -32,6 +33,7 @@ export class SandboxProcesses {
           env: environment(rec, opts.env),
           rlimits: Object.entries(rec.spec.rlimits ?? {}).map(([name, l]) => `${name}=${l?.soft}:${l?.hard}`),
           restricted: rec.spec.securityProfile === 'restricted',
+          caps: capabilityMask(rec.spec),
           cwd: opts.cwd ?? rec.spec.workdir ?? rec.image.config.workingDir,
           user: opts.user ?? rec.spec.user ?? rec.image.config.user,
           stdin: opts.stdin || pty,

@@ -2,6 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SpecError } from '../errors.js';
+import { CapabilityNameSchema } from './capabilities.js';
 import { checkMountsAndLimits, HOSTNAME, MountSchema, mountError, RlimitsSchema } from './mounts.js';
 import { type NetworkPolicyInput, NetworkPolicySchema, type PublishedPortInput, PublishedPortSchema, SecretSchema } from './network.js';
 
@@ -164,9 +165,21 @@ export const SandboxSpecSchema = Type.Object(
       }),
     ),
     securityProfile: Type.Optional(
-      Type.Union([Type.Literal('default'), Type.Literal('restricted')], {
+      Type.Union([Type.Literal('default'), Type.Literal('restricted'), Type.Literal('privileged')], {
         description:
-          "default: the guest's root is root (sudo, package managers work); restricted: every command runs with no_new_privs and without CAP_SYS_ADMIN (sudo and mount fail), and mounts are nosuid,nodev",
+          "default: commands hold Docker's default capabilities (the guest's root can sudo, install packages, chown; not mount, trace other processes or load modules); restricted: also no_new_privs (sudo fails) and mounts are nosuid,nodev; privileged: every capability",
+      }),
+    ),
+    capAdd: Type.Optional(
+      Type.Array(CapabilityNameSchema, {
+        uniqueItems: true,
+        description: "Capabilities commands hold beyond the profile's (Docker's names: SYS_PTRACE, NET_ADMIN …, or ALL)",
+      }),
+    ),
+    capDrop: Type.Optional(
+      Type.Array(CapabilityNameSchema, {
+        uniqueItems: true,
+        description: 'Capabilities commands never hold (applied after capAdd; ALL for every one)',
       }),
     ),
     diskIo: Type.Optional(

@@ -59,26 +59,109 @@ describe('AgentClient against a scripted peer', () => {
     assert.deepEqual(await quick.exit, { exitCode: 0, timedOut: false });
   });
 
-  it('fails only the channel that got a malformed frame', async () => {
+  it('takes a violation of the protocol as the end of the connection: every call fails with it, the listener hears once', async () => {
+    const oversized = () => {
+      const header = Buffer.alloc(FRAME_HEADER);
+      header.writeUInt32BE(0xffffffff, 0);
+      header.writeUInt8(Kind.stdout, 4);
+      header.writeUInt32BE(1, 5);
+      return header;
+    };
+    const credit = (channel: number, n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n, 0);
+      return encodeFrame(Kind.credit, channel, b);
+    };
+    // Each case: what a hostile guest sends once the bystander command (channel 1) runs, and the reason the host gives.
+    const cases: Array<[string, (c: AgentClient) => Buffer[], RegExp]> = [
+      ['a length past the maximum', () => [oversized()], /over the 1048576-byte maximum/],
+      ['malformed JSON', () => [encodeFrame(Kind.done, 1, Buffer.from('{not json'))], /malformed JSON/],
+      ['an unknown kind', () => [encodeFrame(99 as Kind, 1, Buffer.alloc(0))], /unknown kind 99/],
+      ['a channel never opened', () => [encodeFrame(Kind.stdout, 4242, Buffer.from('x'))], /channel 4242, which was never opened/],
+      ['a connection on a host channel', () => [encodeJson(Kind.connect, 7, { address: '1.2.3.4', port: 80 })], /may not open/],
+      ['another hello', () => [encodeJson(Kind.hello, 0, { generation: 1, agentVersion: 'x' })], /control channel/],
+      ['an exit with a wrong type', () => [encodeJson(Kind.done, 1, { exitCode: 'zero', timedOut: false })], /exitCode/],
+      ['a pid that is no pid', () => [encodeJson(Kind.reply, 1, { pid: -5 })], /pid/],
+      ['credit nobody sent', () => [credit(1, WINDOW)], /credit past the/],
+      [
+        'data past the window without credit',
+        () => Array.from({ length: 3 }, () => encodeFrame(Kind.stdout, 1, Buffer.alloc(MAX_PAYLOAD))),
+        /without credit/,
+      ],
+    ];
+    for (const [what, attack, reason] of cases) {
+      const a = fakeAgent();
+      const c = await AgentClient.connect(a.stream, { timeoutMs: 1000 });
+      const heard: Error[] = [];
+      c.onViolation((err) => heard.push(err));
+      // Output is held by a consumer that never finishes: the host grants no credit back.
+      const bystander = c.exec({ argv: ['sleep'] }, { onStdout: () => new Promise<void>(() => {}) });
+      for (const b of attack(c)) a.send(b);
+      await assert.rejects(bystander.exit, { code: 'agentProtocol', message: reason }, what);
+      assert.equal(heard.length, 1, what);
+      assert.match(heard[0]?.message ?? '', /^agent protocol violation: /, what);
+      assert.ok(c.isClosed, what);
+      assert.throws(() => c.exec({ argv: ['true'] }), { code: 'agentProtocol' }, what);
+      // The listener, set late, still hears of it.
+      let late = 0;
+      c.onViolation(() => late++);
+      assert.equal(late, 1, what);
+    }
+  });
+
+  it('refuses file listings, watch events and stats no agent would send', async () => {
+    const each = async (what: string, call: (c: AgentClient) => Promise<unknown>, answer: (channel: number) => Buffer, reason: RegExp) => {
+      const peer = fakeAgent();
+      const c = await AgentClient.connect(peer.stream, { timeoutMs: 1000 });
+      const pending = call(c);
+      await tick();
+      const ch = peer.received.find((f) => f.kind === Kind.open)?.channel ?? 0;
+      peer.send(answer(ch));
+      await assert.rejects(pending, { code: 'agentProtocol', message: reason }, what);
+      assert.ok(c.isClosed, what);
+    };
+    const entry = (name: string) => ({ name, type: 'file', size: 1, mode: 420, uid: 0, gid: 0, mtimeMs: 0 });
+    for (const name of ['a/b', '..', '.', 'nul\0name', 'x'.repeat(100_000), '']) {
+      await each(
+        `list ${name.slice(0, 8)}`,
+        (c) => c.list('/tmp'),
+        (ch) => encodeJson(Kind.done, ch, { entries: [entry(name)] }),
+        /directory entry/,
+      );
+    }
+    await each(
+      'list without entries',
+      (c) => c.list('/tmp'),
+      (ch) => encodeJson(Kind.done, ch, { entries: 'no' }),
+      /entries/,
+    );
+    for (const path of ['/etc/passwd', '/tmp/w/../../etc', 'relative', '/tmp/wx']) {
+      await each(
+        `watch ${path}`,
+        (c) => c.watch('/tmp/w', {}, () => {}).ready,
+        (ch) => encodeJson(Kind.reply, ch, { events: [{ type: 'create', path, isDir: false }] }),
+        /outside \/tmp\/w/,
+      );
+    }
+    for (const stats of [{ memTotalBytes: -1 }, { memTotalBytes: 1e300 }, { processes: 'many' }]) {
+      await each(
+        `stats ${JSON.stringify(stats)}`,
+        (c) => c.stats(),
+        (ch) => encodeJson(Kind.done, ch, { memTotalBytes: 1, memUsedBytes: 1, processes: 1, ...stats }),
+        /stats payload/,
+      );
+    }
+  });
+
+  it('gives up on a request the guest never answers', async () => {
     const a = fakeAgent();
-    const c = await AgentClient.connect(a.stream, { timeoutMs: 1000 });
-    const victim = c.exec({ argv: ['x'] });
-    const bystander = c.exec({ argv: ['y'] });
-    const header = Buffer.alloc(FRAME_HEADER);
-    header.writeUInt32BE(MAX_PAYLOAD + 1, 0);
-    header.writeUInt8(Kind.stdout, 4);
-    header.writeUInt32BE(victim.channel, 5);
-    a.send(Buffer.concat([header, Buffer.alloc(MAX_PAYLOAD + 1)]));
-    await assert.rejects(victim.exit, { code: 'agentProtocol' });
-    // The client told the agent to abandon that channel.
+    const c = await AgentClient.connect(a.stream, { timeoutMs: 1000, requestTimeoutMs: 50 });
+    const started = Date.now();
+    await assert.rejects(c.ping(), { code: 'commandTimeout', message: /did not answer ping within 50 ms/ });
+    assert.ok(Date.now() - started < 1000);
+    // The channel was given up on: the agent is told to drop it.
     await tick();
-    assert.ok(a.received.some((f) => f.kind === Kind.error && f.channel === victim.channel));
-    // Malformed JSON and an unknown kind on other channels fail those alone.
-    const third = c.exec({ argv: ['z'] });
-    a.send(encodeFrame(Kind.done, third.channel, Buffer.from('{not json')));
-    await assert.rejects(third.exit, { code: 'agentProtocol', message: /malformed JSON/ });
-    a.send(encodeJson(Kind.done, bystander.channel, { exitCode: 3, timedOut: false }));
-    assert.deepEqual(await bystander.exit, { exitCode: 3, timedOut: false });
+    assert.ok(a.received.some((f) => f.kind === Kind.error));
   });
 
   it('stops sending at the credit window and resumes on credit', async () => {
@@ -165,11 +248,6 @@ describe('AgentClient against a scripted peer', () => {
         [Kind.eof, ''],
       ],
     );
-
-    // A channel id in the host's own range is not one the agent may open: ignored, nothing answered.
-    a.send(encodeJson(Kind.connect, 7, { address: '1.2.3.4', port: 80 }));
-    await tick();
-    assert.equal(got.length, 1);
 
     // Without a network handler a connection is reset at once.
     c.network = undefined;
