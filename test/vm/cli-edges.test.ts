@@ -28,7 +28,8 @@ before(() => {
   // The in-process SDK talks to the same server as the CLI runs.
   process.env.VMBOX_HOME = t.home;
   delete process.env.VMBOX_SOCKET;
-  const r = run(['create', '--name', 'dev', '--memory', '256']);
+  // SYS_ADMIN: a test mounts a small tmpfs in the guest to fill it.
+  const r = run(['create', '--name', 'dev', '--memory', '256', '--cap-add', 'SYS_ADMIN']);
   assert.equal(r.status, 0, r.stderr);
 });
 after(async () => {

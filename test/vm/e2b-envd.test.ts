@@ -275,9 +275,11 @@ describe("E2B's SDK: files", () => {
   });
 
   it('says when the guest disk is full (NotEnoughSpaceError), keeps no partial file, and the sandbox works on', async () => {
-    await sbx.commands.run('mkdir -p /tmp/small && mount -t tmpfs -o size=1m tmpfs /tmp/small', { user: 'root' });
-    await assert.rejects(sbx.files.write('/tmp/small/too-big.bin', new Blob([randomBytes(4 * 1024 * 1024)])), NotEnoughSpaceError);
-    assert.equal(await sbx.files.exists('/tmp/small/too-big.bin'), false, 'a new file is whole or not there');
+    // The root disk itself is filled (allocated, not written), then given back.
+    await sbx.commands.run('fallocate -l "$(df --output=avail -B1 / | tail -1)" /fill; sync', { user: 'root' });
+    await assert.rejects(sbx.files.write('/tmp/too-big.bin', new Blob([randomBytes(4 * 1024 * 1024)])), NotEnoughSpaceError);
+    assert.equal(await sbx.files.exists('/tmp/too-big.bin'), false, 'a new file is whole or not there');
+    await sbx.commands.run('rm -f /fill', { user: 'root' });
     assert.equal((await sbx.commands.run('echo fine')).stdout, 'fine\n');
   });
 

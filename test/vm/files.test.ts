@@ -10,7 +10,8 @@ async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
 }
 
 describe('files in a real microVM', () => {
-  const sbx = sharedSandbox();
+  // SYS_ADMIN: a test mounts a read-only tmpfs in the guest.
+  const sbx = sharedSandbox({ capAdd: ['SYS_ADMIN'] });
 
   it('round-trips every byte value', async () => {
     const data = Buffer.alloc(256 * 1024);

@@ -220,16 +220,17 @@ describe('named volumes, tmpfs, hostname, limits', () => {
       'echo plain; sudo -n true 2>/dev/null || echo sudo-refused; mkdir -p /tmp/m; sudo -n mount -t tmpfs none /tmp/m 2>/dev/null || echo mount-refused; grep NoNewPrivs /proc/self/status; mount | grep " /h " | grep -c nosuid,nodev',
     );
     assert.equal(out, 'plain\nsudo-refused\nmount-refused\nNoNewPrivs:\t1\n1\n');
-    const root = await ok(
-      'run',
-      '--security',
-      'restricted',
-      '--',
-      'sh',
-      '-c',
-      'mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>&1; echo $?',
-    );
-    assert.match(root, /(not permitted|permission denied).*\n[1-9]\d*\n$/i, 'root without CAP_SYS_ADMIN cannot mount');
+    const mountAs = (...flags: string[]) =>
+      ok('run', ...flags, '--', 'sh', '-c', 'mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>&1; echo $?');
+    for (const flags of [['--security', 'restricted'], []]) {
+      assert.match(
+        await mountAs(...flags),
+        /(not permitted|permission denied).*\n[1-9]\d*\n$/i,
+        `root without CAP_SYS_ADMIN cannot mount (${flags})`,
+      );
+    }
+    assert.equal(await mountAs('--cap-add', 'sys_admin'), '0\n', 'granted by name, it can');
+    assert.equal(await mountAs('--security', 'privileged'), '0\n', 'privileged holds every capability');
   });
 
   it("writes the agent's console log at the level asked", async () => {
