@@ -35,21 +35,34 @@ type Message =
 export class QmpParser {
   private rest = '';
   push(chunk: string): Message[] {
+    // Only the new chunk is searched for a line's end: a long line arriving in many chunks costs linear time, not quadratic.
+    if (!chunk.includes('\n')) {
+      this.rest += chunk;
+      return [];
+    }
     const lines = (this.rest + chunk).split('\n');
     this.rest = lines.pop() ?? '';
     const out: Message[] = [];
     for (const line of lines) {
       const t = line.trim();
       if (!t) continue;
+      let m: unknown;
       try {
-        out.push(JSON.parse(t) as Message);
+        m = JSON.parse(t);
       } catch {
         throw new VmboxError('agentProtocol', `QEMU sent a line that is not JSON: ${t.slice(0, 80)}`);
       }
+      // JSON that is not an object (or an error that is not one) would make the client's dispatch throw in a socket callback.
+      if (!isObject(m) || ('error' in m && !isObject(m.error))) {
+        throw new VmboxError('agentProtocol', `QEMU sent a line that is not a QMP message: ${t.slice(0, 80)}`);
+      }
+      out.push(m as Message);
     }
     return out;
   }
 }
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A typed QMP client over QEMU's unix socket. */
 export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
@@ -57,6 +70,8 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private greeted?: () => void;
+  /** Set once the connection closed: a command sent after it would never be answered. */
+  private closed?: VmboxError;
 
   private constructor(private readonly sock: net.Socket) {
     super();
@@ -65,6 +80,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     sock.on('error', () => {});
     sock.on('close', () => {
       const err = new VmboxError('vmDied', 'the QMP connection closed: QEMU has exited');
+      this.closed = err;
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
       this.emit('close');
@@ -101,6 +117,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     const id = this.nextId++;
     const msg = Object.keys(args).length ? { execute: command, arguments: args, id } : { execute: command, id };
     return new Promise((resolve, reject) => {
+      if (this.closed) return reject(this.closed);
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.sock.write(`${JSON.stringify(msg)}\n`);
     });
