@@ -12,6 +12,9 @@ const DEFAULT_REGISTRY = 'docker.io';
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
+/** Docker's registry part: a host name of domain components, or an IPv6 address in brackets, and an optional port. */
+const REGISTRY =
+  /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$/;
 
 const bad = (input: string, why: string) =>
   new VmboxError('invalidArgument', `invalid image reference '${input}': ${why} (e.g. alpine:3.20, ghcr.io/org/app@sha256:…)`);
@@ -42,6 +45,8 @@ export function parseReference(input: string): ImageReference {
   if (slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost')) {
     registry = first;
     repository = rest.slice(slash + 1);
+    // Checked, as Docker does: it becomes the host of every URL the pull asks (`:/app` or `a?b.io/app` would not be one).
+    if (!REGISTRY.test(registry)) throw bad(input, `'${registry}' is not a registry host[:port]`);
   }
   if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = DEFAULT_REGISTRY;
   if (registry === DEFAULT_REGISTRY && !repository.includes('/')) repository = `library/${repository}`;
