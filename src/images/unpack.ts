@@ -74,14 +74,16 @@ function existing(path: string) {
 export async function applyLayer(root: string, tar: Readable): Promise<void> {
   const ex = extract();
   const created = new Set<string>(); // paths this layer made: opaque markers spare them
-  const opaque: string[] = [];
+  const opaque: string[] = []; // directories with an opaque marker, relative to the root
   tar.on('error', (err) => ex.destroy(err));
   tar.pipe(ex);
   for await (const entry of ex) {
     await applyEntry(root, entry.header, entry as unknown as EntryBody, created, opaque);
   }
   // Opaque directories hide what lower layers had there, but not what this layer added.
-  for (const dir of opaque) {
+  for (const rel of opaque) {
+    // Resolved now, not at the marker: a later entry may have made the directory (or one above it) a link out of the root.
+    const dir = secureResolve(root, rel, true);
     for (const name of readdirSafe(dir)) {
       const p = join(dir, name);
       if (!created.has(p)) removeAny(p);
@@ -101,22 +103,35 @@ function readdirSafe(dir: string): string[] {
 type EntryBody = AsyncIterable<Buffer> & { resume(): unknown };
 
 async function applyEntry(root: string, h: Header, stream: EntryBody, created: Set<string>, opaque: string[]): Promise<void> {
+  // A pax record can put a NUL byte in a name, which no file system call takes (Node throws a TypeError).
+  if (h.name.includes('\0') || h.linkname?.includes('\0')) {
+    throw new VmboxError('invalidArgument', `layer entry ${JSON.stringify(h.name)}: a NUL byte in its name or link target`);
+  }
   const name = posix.normalize(`/${h.name}`).slice(1); // absolute and ../ paths are clamped to the root
   const base = basename(name);
   const parent = secureResolve(root, dirname(name), true);
   if (base === OPAQUE) {
-    opaque.push(parent);
+    opaque.push(dirname(name));
     stream.resume();
     return;
   }
   if (base.startsWith(WHITEOUT)) {
-    removeAny(join(parent, base.slice(WHITEOUT.length)));
+    const hidden = base.slice(WHITEOUT.length);
+    // `.wh.`, `.wh..` and `.wh...` would name the directory itself or its parent (above the root, at the top).
+    if (!hidden || hidden === '.' || hidden === '..') throw new VmboxError('invalidArgument', `layer whiteout ${name} names no file`);
+    removeAny(join(parent, hidden));
     stream.resume();
     return;
   }
   if (!name) {
     stream.resume();
     return; // the root itself
+  }
+  // Base-256 header numbers can say anything: an owner the kernel cannot hold is the layer's error, not a RangeError.
+  for (const id of [h.uid, h.gid]) {
+    if (id !== undefined && !(Number.isInteger(id) && id >= 0 && id < 0xffffffff)) {
+      throw new VmboxError('invalidArgument', `layer entry ${name}: owner ${h.uid}:${h.gid} is out of range`);
+    }
   }
   mkdirSync(parent, { recursive: true });
   const dest = join(parent, base);
