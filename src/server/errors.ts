@@ -28,7 +28,8 @@ export function errorResponse(err: unknown): { status: number; body: ErrorBody }
     return { status: httpStatus(err.code), body: { code: err.code, message: err.message, ...path } };
   }
   const status = e?.statusCode ?? 500;
-  const code: ErrorCode =
-    status === 400 ? 'invalidArgument' : status === 404 ? 'notFound' : status === 413 ? 'invalidArgument' : 'internal';
+  // Fastify's own refusals of a request (a body it cannot parse, too large, of a type no route takes: 400, 413, 415…)
+  // are the client's to fix, not 'internal'.
+  const code: ErrorCode = status === 404 ? 'notFound' : status >= 400 && status < 500 ? 'invalidArgument' : 'internal';
   return { status, body: { code, message: e?.message ?? String(err) } };
 }
