@@ -9,6 +9,8 @@ export interface QemuPaths {
   consoleLog: string;
   /** QEMU's own stderr: a file, so QEMU outlives whoever started it. */
   qemuLog: string;
+  /** Where a saved or restored state passes between QEMU and the server. */
+  migrateSocket: string;
 }
 
 export function qemuPaths(runDir: string): QemuPaths {
@@ -17,6 +19,7 @@ export function qemuPaths(runDir: string): QemuPaths {
     qmpSocket: join(runDir, 'qmp.sock'),
     consoleLog: join(runDir, 'console.log'),
     qemuLog: join(runDir, 'qemu.log'),
+    migrateSocket: join(runDir, 'migrate.sock'),
   };
 }
 

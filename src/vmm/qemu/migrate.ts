@@ -1,3 +1,6 @@
+import { chmodSync, createReadStream, createWriteStream, rmSync } from 'node:fs';
+import net from 'node:net';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmboxError } from '../../errors.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
@@ -7,11 +10,13 @@ import type { QmpClient, QmpEvent } from './qmp.js';
  * a whole one (memory and devices), or, from a VM whose RAM is a shared file,
  * the devices alone (`x-ignore-shared`: the memory file is the rest, and a VM
  * that maps it privately loads just the devices). Both ends of one state must
- * agree on `x-ignore-shared`: `skipShared` says which kind. QEMU 7.2 has no
- * `file:` migration URI, so the state goes through `exec:` and a shell.
+ * agree on `x-ignore-shared`: `skipShared` says which kind.
+ *
+ * The state goes over a unix socket in the VM's run folder, the server at the
+ * other end reading or writing the file: QEMU 7.2 has no `file:` URI, and its
+ * `exec:` one needs a shell, which a QEMU under its seccomp filter (spawn=deny)
+ * cannot start — nor should it see where states are kept.
  */
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
 const ignoreShared = (on: boolean) => [{ capability: 'x-ignore-shared', state: on }];
 
 /**
@@ -25,11 +30,69 @@ async function prepareSave(qmp: QmpClient, skipShared: boolean): Promise<void> {
 }
 
 /** Pauses the guest and writes its state to `path` (its devices alone with `skipShared`); the VM stays paused. */
-export async function saveState(qmp: QmpClient, path: string, skipShared: boolean, timeoutMs = 60_000): Promise<void> {
+export async function saveState(qmp: QmpClient, path: string, socket: string, skipShared: boolean, timeoutMs = 60_000): Promise<void> {
   await qmp.execute('stop', {});
   await prepareSave(qmp, skipShared);
-  await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
-  await waitForMigration(qmp, timeoutMs);
+  const sink = await receiveState(socket, path);
+  try {
+    await qmp.execute('migrate', { uri: `unix:${socket}` });
+    await waitForMigration(qmp, timeoutMs);
+    await sink.written;
+  } finally {
+    sink.close();
+  }
+}
+
+/**
+ * Listens on `socket` for QEMU's outgoing state and writes it to `path`. The
+ * socket is open to any uid, as the jailed QEMU has its own: the run folder
+ * around it is that QEMU's and 0700.
+ */
+async function receiveState(socket: string, path: string): Promise<{ written: Promise<void>; close(): void }> {
+  rmSync(socket, { force: true });
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socket, () => resolve());
+  });
+  chmodSync(socket, 0o666);
+  const written = new Promise<void>((resolve, reject) => {
+    server.once('connection', (conn) => {
+      server.close();
+      pipeline(conn, createWriteStream(path)).then(resolve, reject);
+    });
+  });
+  written.catch(() => {});
+  return {
+    written,
+    close: () => {
+      server.close();
+      rmSync(socket, { force: true });
+    },
+  };
+}
+
+/** Streams the state in `path` to the QEMU listening on `socket` (`migrate-incoming`). */
+async function sendState(socket: string, path: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const conn = await new Promise<net.Socket>((resolve, reject) => {
+        const c = net.createConnection(socket, () => {
+          c.off('error', reject);
+          resolve(c);
+        });
+        c.once('error', reject);
+      });
+      await pipeline(createReadStream(path), conn);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // QEMU makes its listening socket as it takes `migrate-incoming`: until then there is nothing to connect to.
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw err;
+      await sleep(2);
+    }
+  }
 }
 
 /**
@@ -39,8 +102,14 @@ export async function saveState(qmp: QmpClient, path: string, skipShared: boolea
  * released, so the caller can copy them at the same instant; `cont` resumes it.
  * Returns how long the last pass paused the guest, as QEMU measured it.
  */
-export async function saveLive(qmp: QmpClient, path: string, timeoutMs = 60_000): Promise<{ downtimeMs: number; stoppedAt: number }> {
+export async function saveLive(
+  qmp: QmpClient,
+  path: string,
+  socket: string,
+  timeoutMs = 60_000,
+): Promise<{ downtimeMs: number; stoppedAt: number }> {
   await prepareSave(qmp, false);
+  const sink = await receiveState(socket, path);
   // QEMU's STOP event says when the guest really stopped (its own clock, the host's wall time).
   let stoppedAt = 0;
   const onEvent = (e: QmpEvent) => {
@@ -48,11 +117,13 @@ export async function saveLive(qmp: QmpClient, path: string, timeoutMs = 60_000)
   };
   qmp.on('event', onEvent);
   try {
-    await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
+    await qmp.execute('migrate', { uri: `unix:${socket}` });
     const done = await waitForMigration(qmp, timeoutMs);
+    await sink.written;
     return { downtimeMs: done.downtime ?? 0, stoppedAt: stoppedAt || Date.now() - (done.downtime ?? 0) };
   } finally {
     qmp.off('event', onEvent);
+    sink.close();
   }
 }
 
@@ -60,12 +131,19 @@ export async function saveLive(qmp: QmpClient, path: string, timeoutMs = 60_000)
 export async function restoreState(
   qmp: QmpClient,
   path: string,
+  socket: string,
   opts: { skipShared: boolean; run: boolean },
   timeoutMs = 60_000,
 ): Promise<void> {
   await qmp.execute('migrate-set-capabilities', { capabilities: ignoreShared(opts.skipShared) });
-  await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` });
+  rmSync(socket, { force: true });
+  await qmp.execute('migrate-incoming', { uri: `unix:${socket}` });
+  // Sent while QEMU loads it: a failed load closes the socket, and the wait below says why.
+  const sent = sendState(socket, path, timeoutMs);
+  sent.catch(() => {});
   await waitForMigration(qmp, timeoutMs);
+  await sent.catch(() => {});
+  rmSync(socket, { force: true });
   // Completed is reported once the loaded VM has left `inmigrate`: `cont` now runs it, not just marks it to run.
   const { status } = await qmp.execute('query-status', {});
   if (status === 'inmigrate') throw new VmboxError('vmDied', 'the restored VM is still loading its state after the migration completed');
@@ -76,8 +154,8 @@ async function waitForMigration(qmp: QmpClient, timeoutMs: number): Promise<{ do
   const start = Date.now();
   while (Date.now() - start < timeoutMs) {
     const s = await qmp.execute('query-migrate', {});
-    // No status yet is a migration that has not begun: an incoming one begins only once `cat` has
-    // written its first bytes. Taking that for the end let a resume run a guest whose devices were
+    // No status yet is a migration that has not begun: an incoming one begins only once its
+    // first bytes arrive. Taking that for the end let a resume run a guest whose devices were
     // still loading, and the agent never heard the host's hello.
     if (s.status === 'completed') return s;
     if (s.status === 'failed' || s.status === 'cancelled') {
