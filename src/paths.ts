@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,8 +45,14 @@ function findRoot(from: string): string {
 export function ensureHome(): string {
   const home = vmboxHome();
   try {
-    mkdirSync(home, { recursive: true });
+    mkdirSync(home, { recursive: true, mode: 0o700 });
     accessSync(home, constants.W_OK);
+    // The state database, the token and the sockets are the server's alone: no jailed QEMU's uid reads them.
+    if ((statSync(home).mode & 0o077) !== 0) {
+      try {
+        chmodSync(home, 0o700);
+      } catch {} // a home someone else owns keeps its mode
+    }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     throw new VmboxError('hostSetup', `cannot write ${home} (${code}): set VMBOX_HOME to a directory you can write`);

@@ -69,6 +69,7 @@ export class Machine {
           ? {}
           : { rootDisk: { path: join(o.dir, OVERLAY), format: 'qcow2' as const, ...(o.spec.diskIo ? { throttle: o.spec.diskIo } : {}) } }),
         runDir: o.dir,
+        ...(assets.jailLauncher ? { jailLauncher: assets.jailLauncher } : {}),
         ...(o.shares?.length || o.spec.rootDir
           ? {
               shares: [

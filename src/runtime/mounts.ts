@@ -112,9 +112,11 @@ export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMount
     }
     const tag = `vmbox${i}`;
     const hostPath = m.type === 'bind' ? m.source : volumes.dataDir(m.source);
-    const passthrough = m.type === 'bind' && (m.statVirtualization ?? 'off') === 'off';
+    const hostOwners = m.type === 'bind' && (m.statVirtualization ?? 'off') === 'off';
     // Read-only twice: QEMU refuses writes to the export, and the guest mounts it ro.
-    out.shares.push({ tag, hostPath, readOnly: m.readOnly, security: passthrough ? 'passthrough' : 'mapped-xattr' });
+    // The host's owners (`off`) are QEMU's `none` model: passthrough that does not insist on a chown it
+    // cannot make. A jailed QEMU (its own uid, no CAP_CHOWN) then makes the guest's files as that uid.
+    out.shares.push({ tag, hostPath, readOnly: m.readOnly, security: hostOwners ? 'none' : 'mapped-xattr' });
     out.guest.push({ fstype: '9p', source: tag, target: m.target, flags, data: NINE_P_OPTIONS });
   }
   return out;

@@ -51,6 +51,7 @@ export class SnapshotMemories {
       initrdPath: assets.initrd,
       rootDisk: { path: join(dir, SNAPSHOT_FILES.disk), format: 'qcow2' },
       runDir,
+      ...(assets.jailLauncher ? { jailLauncher: assets.jailLauncher } : {}),
       memoryFile: { path: join(dir, TMP_MEMORY), shared: true },
       restoreFrom: join(dir, SNAPSHOT_FILES.state),
       loadOnly: true,

@@ -2,6 +2,7 @@ import { ensureHome, vmboxHome } from '../paths.js';
 import { type AccelVerdict, detectAccelerator } from '../vmm/accel.js';
 import { ensureAgent } from './agent.js';
 import { ensureBaseImage } from './base-image.js';
+import { ensureJailLauncher } from './jail.js';
 import { ensureKernel } from './kernel.js';
 
 export interface Assets {
@@ -9,6 +10,8 @@ export interface Assets {
   initrd: string;
   bareInitrd: string;
   accel: AccelVerdict;
+  /** The QEMU jail launcher; absent where the host cannot jail QEMU. */
+  jailLauncher?: string;
 }
 
 /** By home: the paths it gives are under `$VMBOX_HOME/cache`, which a process may change (tests do). */
@@ -24,7 +27,8 @@ export function ensureAssets(): Promise<Assets> {
     const kernelPath = await ensureKernel();
     const agent = await ensureAgent();
     const accel = await detectAccelerator({ kernelPath, bareInitrd: agent.bareInitrd });
-    return { kernelPath, ...agent, accel };
+    const jailLauncher = await ensureJailLauncher();
+    return { kernelPath, ...agent, accel, ...(jailLauncher ? { jailLauncher } : {}) };
   })();
   memo.set(home, assets);
   assets.catch(() => memo.delete(home));

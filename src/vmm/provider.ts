@@ -74,6 +74,11 @@ export interface VmSpec {
   loadOnly?: boolean;
   /** Directory for this VM's sockets and console log. */
   runDir: string;
+  /**
+   * The jail launcher (jail/vmbox-jail.c, built by setup): given, and the host able,
+   * the VMM runs as its own uid in namespaces of its own (see vmm/qemu/jail.ts).
+   */
+  jailLauncher?: string;
 }
 
 export interface VmMetrics {

@@ -17,6 +17,7 @@ import {
 } from 'e2b';
 import { EventType, Filesystem } from '../../src/e2b/gen/filesystem/filesystem_pb.js';
 import { Process } from '../../src/e2b/gen/process/process_pb.js';
+import { runCli } from '../fixtures/cli.js';
 import { type E2bServer, startE2bServer } from '../fixtures/e2b-server.js';
 import { waitFor } from '../fixtures/home.js';
 
@@ -31,8 +32,12 @@ let apiKey: string;
 
 before(async () => {
   server = await startE2bServer();
-  apiKey = await server.key('--name', 'envd');
-  sbx = await Sandbox.create({ apiKey, apiUrl: server.url, sandboxUrl: server.url, requestTimeoutMs: 120_000, timeoutMs: 900_000 });
+  apiKey = await server.key('--name', 'envd', '--admin');
+  // Made by vmbox with two capabilities E2B's default leaves out — SYS_PTRACE, so a test can count the
+  // agent's descriptors, and SYS_ADMIN, so one can mount a small tmpfs — then reached through E2B's SDK.
+  const made = await runCli(['create', '--image', 'e2b-base', '--cap-add', 'SYS_PTRACE', '--cap-add', 'SYS_ADMIN'], server.home.env);
+  assert.equal(made.status, 0, made.stderr);
+  sbx = await Sandbox.connect(made.stdout.trim(), { apiKey, apiUrl: server.url, sandboxUrl: server.url, requestTimeoutMs: 120_000 });
 });
 
 after(async () => {
@@ -275,11 +280,9 @@ describe("E2B's SDK: files", () => {
   });
 
   it('says when the guest disk is full (NotEnoughSpaceError), keeps no partial file, and the sandbox works on', async () => {
-    // The root disk itself is filled (allocated, not written), then given back.
-    await sbx.commands.run('fallocate -l "$(df --output=avail -B1 / | tail -1)" /fill; sync', { user: 'root' });
-    await assert.rejects(sbx.files.write('/tmp/too-big.bin', new Blob([randomBytes(4 * 1024 * 1024)])), NotEnoughSpaceError);
-    assert.equal(await sbx.files.exists('/tmp/too-big.bin'), false, 'a new file is whole or not there');
-    await sbx.commands.run('rm -f /fill', { user: 'root' });
+    await sbx.commands.run('mkdir -p /tmp/small && mount -t tmpfs -o size=1m tmpfs /tmp/small', { user: 'root' });
+    await assert.rejects(sbx.files.write('/tmp/small/too-big.bin', new Blob([randomBytes(4 * 1024 * 1024)])), NotEnoughSpaceError);
+    assert.equal(await sbx.files.exists('/tmp/small/too-big.bin'), false, 'a new file is whole or not there');
     assert.equal((await sbx.commands.run('echo fine')).stdout, 'fine\n');
   });
 

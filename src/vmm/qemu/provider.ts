@@ -10,6 +10,7 @@ import { isAlive } from '../../util/process.js';
 import { tailLines } from '../../util/tail.js';
 import type { StopOptions, VmExit, VmHandle, VmLocator, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
 import { buildQemuArgs, type QemuPaths, qemuPaths } from './args.js';
+import { allocateUid, jailHost, planJail, prepareJail, releaseUid, SECCOMP_ARGS, seccompSupported, sweepCgroups } from './jail.js';
 import { restoreState, saveLive, saveState } from './migrate.js';
 import { QmpClient } from './qmp.js';
 
@@ -28,23 +29,47 @@ export class QemuProvider implements VmmProvider {
   async start(spec: VmSpec): Promise<QemuVm> {
     const paths = qemuPaths(spec.runDir);
     mkdirSync(spec.runDir, { recursive: true });
-    for (const s of [paths.agentSocket, paths.qmpSocket]) rmSync(s, { force: true });
+    // The console log too: a jailed QEMU (another uid) could not truncate one an earlier boot left.
+    for (const s of [paths.agentSocket, paths.qmpSocket, paths.migrateSocket, paths.consoleLog]) rmSync(s, { force: true });
     const qemu = findExecutable(qemuBinary());
     if (!qemu) throw missing();
+    const args = [...buildQemuArgs(spec), ...(seccompSupported(qemu) ? SECCOMP_ARGS : [])];
+    let uid: number | undefined;
+    let command = qemu;
+    if (spec.jailLauncher && jailHost().enabled.on) {
+      uid = allocateUid(spec.id);
+      try {
+        args.unshift(...prepareJail(planJail(spec, uid, qemu), spec.id, spec.runDir), '--', qemu);
+      } catch (err) {
+        releaseUid(uid);
+        throw new VmboxError('bootFailed', `cannot prepare the jail of QEMU: ${(err as Error).message}`);
+      }
+      command = spec.jailLauncher;
+    }
     const log = openSync(paths.qemuLog, 'w');
     let vm: QemuVm;
     try {
-      const child = spawn(qemu, buildQemuArgs(spec), { stdio: ['ignore', log, log], detached: true });
+      const child = spawn(command, args, { stdio: ['ignore', log, log], detached: true });
       child.unref();
       vm = new QemuVm(spec.id, spec.runDir, child.pid ?? -1, child);
     } finally {
       closeSync(log);
     }
+    if (uid !== undefined) {
+      const held = uid;
+      vm.exited.then(() => {
+        releaseUid(held);
+        sweepCgroups();
+      });
+    }
     await vm.started;
     if (spec.restoreFrom) {
       try {
         // A private memory file is a template's or a materialized snapshot's: its state holds the devices alone.
-        await restoreState(await vm.qmp(), spec.restoreFrom, { skipShared: spec.memoryFile?.shared === false, run: !spec.loadOnly });
+        await restoreState(await vm.qmp(), spec.restoreFrom, paths.migrateSocket, {
+          skipShared: spec.memoryFile?.shared === false,
+          run: !spec.loadOnly,
+        });
       } catch (err) {
         await vm.stop({ timeoutMs: 1000 });
         throw err;
@@ -223,11 +248,11 @@ export class QemuVm implements VmHandle {
   }
 
   async save(statePath: string, opts: { skipSharedMemory?: boolean } = {}): Promise<void> {
-    await saveState(await this.qmp(), statePath, opts.skipSharedMemory ?? false);
+    await saveState(await this.qmp(), statePath, this.paths.migrateSocket, opts.skipSharedMemory ?? false);
   }
 
   async saveLive(statePath: string): Promise<{ downtimeMs: number; stoppedAt: number }> {
-    return saveLive(await this.qmp(), statePath);
+    return saveLive(await this.qmp(), statePath, this.paths.migrateSocket);
   }
 
   async pause(): Promise<void> {
