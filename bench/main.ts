@@ -12,6 +12,7 @@ import { timeBareBoot } from '../src/vmm/accel.js';
 import { processMetrics } from '../src/vmm/qemu/provider.js';
 import { testRuntime } from '../test/fixtures/runtime.js';
 import { e2bBench } from './e2b.js';
+import { fuzzBench } from './fuzz.js';
 import { imageBench } from './images.js';
 import { mountBench } from './mounts.js';
 import { networkBench } from './network.js';
@@ -143,6 +144,7 @@ const sections: Record<string, () => Promise<Row[]>> = {
   e2b: () => e2bBench(RUNS),
   mounts: () => mountBench(Math.min(RUNS, 5)),
   images: imageBench,
+  fuzz: fuzzBench,
 };
 const chosen = only ? only.split(',') : Object.keys(sections);
 const unknown = chosen.filter((s) => !Object.hasOwn(sections, s));
