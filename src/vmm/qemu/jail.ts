@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { vmboxHome } from '../../paths.js';
@@ -294,13 +295,23 @@ function jailRoot(): string {
   return dir;
 }
 
+/** VMs of this process whose groups exist or are being made: a sweep leaves them be. */
+const grouped = new Set<string>();
+
+/** vmbox's folder in one controller, for this home: a sweep never touches another home's VMs. */
+function homeGroup(controller: ControllerName): string | undefined {
+  const parent = jailHost().cgroups.dirs[controller];
+  return parent && join(parent, createHash('sha256').update(vmboxHome()).digest('hex').slice(0, 12));
+}
+
 /** The VM's group in each controller, its limits written; returns the files its launcher joins them by. */
 function makeCgroups(vmId: string, limits: NonNullable<JailPlan['cgroup']>): string[] {
-  const { dirs, version } = jailHost().cgroups;
+  const { version } = jailHost().cgroups;
   sweepCgroups();
+  grouped.add(vmId);
   const procs = new Set<string>();
   for (const name of CONTROLLERS) {
-    const parent = dirs[name];
+    const parent = homeGroup(name);
     if (!parent) continue;
     const dir = join(parent, `vm-${vmId}`);
     mkdirSync(dir, { recursive: true });
@@ -315,28 +326,41 @@ function makeCgroups(vmId: string, limits: NonNullable<JailPlan['cgroup']>): str
   return [...procs];
 }
 
-/** Removes the groups of VMs that have ended (an empty group goes; one with a live QEMU refuses). */
-export function sweepCgroups(): void {
-  const h = jailHost();
-  if (!h.cgroups.on) return;
-  for (const parent of new Set(Object.values(h.cgroups.dirs))) {
+/** Removes a VM's groups once its QEMU has exited. */
+export function releaseCgroups(vmId: string): void {
+  grouped.delete(vmId);
+  for (const name of CONTROLLERS) {
+    const dir = cgroupOf(vmId, name);
+    try {
+      if (dir) rmdirSync(dir);
+    } catch {}
+  }
+}
+
+/**
+ * Removes the groups this home's VMs left when they ended with no server to see it
+ * (an empty group goes; one with a live QEMU refuses), but those of this process's VMs.
+ */
+function sweepCgroups(): void {
+  for (const name of CONTROLLERS) {
+    const parent = homeGroup(name);
     let entries: string[];
     try {
-      entries = readdirSync(parent).filter((e) => e.startsWith('vm-'));
+      entries = parent ? readdirSync(parent).filter((e) => e.startsWith('vm-') && !grouped.has(e.slice(3))) : [];
     } catch {
       continue;
     }
     for (const e of entries) {
       try {
-        rmdirSync(join(parent, e));
+        rmdirSync(join(parent as string, e));
       } catch {}
     }
   }
 }
 
-/** The cgroup folder of a VM for one controller (for tests and doctor), if cgroups are on. */
+/** The cgroup folder of a VM for one controller (tests look inside), if cgroups are on. */
 export function cgroupOf(vmId: string, controller: ControllerName): string | undefined {
-  const parent = jailHost().cgroups.dirs[controller];
+  const parent = homeGroup(controller);
   return parent && join(parent, `vm-${vmId}`);
 }
 

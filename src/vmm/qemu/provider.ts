@@ -10,7 +10,7 @@ import { isAlive } from '../../util/process.js';
 import { tailLines } from '../../util/tail.js';
 import type { StopOptions, VmExit, VmHandle, VmLocator, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
 import { buildQemuArgs, type QemuPaths, qemuPaths } from './args.js';
-import { allocateUid, jailHost, planJail, prepareJail, releaseUid, SECCOMP_ARGS, seccompSupported, sweepCgroups } from './jail.js';
+import { allocateUid, jailHost, planJail, prepareJail, releaseCgroups, releaseUid, SECCOMP_ARGS, seccompSupported } from './jail.js';
 import { restoreState, saveLive, saveState } from './migrate.js';
 import { QmpClient } from './qmp.js';
 
@@ -42,6 +42,7 @@ export class QemuProvider implements VmmProvider {
         args.unshift(...prepareJail(planJail(spec, uid, qemu), spec.id, spec.runDir), '--', qemu);
       } catch (err) {
         releaseUid(uid);
+        releaseCgroups(spec.id);
         throw new VmboxError('bootFailed', `cannot prepare the jail of QEMU: ${(err as Error).message}`);
       }
       command = spec.jailLauncher;
@@ -59,7 +60,7 @@ export class QemuProvider implements VmmProvider {
       const held = uid;
       vm.exited.then(() => {
         releaseUid(held);
-        sweepCgroups();
+        releaseCgroups(spec.id);
       });
     }
     await vm.started;
