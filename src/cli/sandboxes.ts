@@ -23,6 +23,12 @@ const duration = (v: string) => {
     throw new InvalidArgumentError((err as Error).message);
   }
 };
+/** Docker's spelling: `no`, `on-failure` or `on-failure:N`. */
+const restartFlag = (v: string): { restart: 'no' | 'on-failure'; maxRestarts?: number } => {
+  const m = /^(no|on-failure)(?::(\d+))?$/.exec(v);
+  if (!m || (m[1] === 'no' && m[2])) throw new InvalidArgumentError('expected no, on-failure or on-failure:N');
+  return { restart: m[1] as 'no' | 'on-failure', ...(m[2] ? { maxRestarts: Number(m[2]) } : {}) };
+};
 export const size = (v: string) => {
   try {
     return parseSizeMib(v);
@@ -69,6 +75,7 @@ interface CreateOnlyFlags extends NetworkFlags {
   fromSnapshot?: string;
   onIdle?: 'stop' | 'pause';
   onTimeout?: 'stop' | 'pause';
+  restart?: { restart: 'no' | 'on-failure'; maxRestarts?: number };
   cold?: boolean;
 }
 
@@ -103,6 +110,7 @@ export function createCommand(): Command {
         'pause',
       ]),
     )
+    .option('--restart <policy>', 'on-failure[:N]: start a failed sandbox again, at most N times in 10 minutes (default 3)', restartFlag)
     .option(
       '--from-snapshot <snapshot>',
       'restore a snapshot: its processes, memory and files (name, labels, policies, env and network may change)',
@@ -159,6 +167,7 @@ function specFromFlags(f: CreateFlags) {
     idleTimeoutMs: f.idleTimeout,
     onIdle: f.onIdle,
     onTimeout: f.onTimeout,
+    ...f.restart,
     ephemeral: f.ephemeral,
     metricsIntervalMs: f.metricsInterval,
     ...mountsFromFlags(f),

@@ -33,6 +33,7 @@ import { pauseSandbox, resumeSandbox } from './pausing.js';
 import { PolicyClock } from './policies.js';
 import { SandboxProcesses } from './processes.js';
 import { recoverSandboxes } from './recovery.js';
+import { RestartPolicy } from './restarts.js';
 import { SandboxSnapshots } from './snapshots.js';
 import { describeStart, makeDisk, planNew, planRestore, restoreSpec, snapshotRef } from './starts.js';
 import type { SandboxRecord, StateDb } from './state.js';
@@ -81,6 +82,7 @@ export class SandboxManager {
   private readonly live = new Map<string, LiveSandbox>();
   private readonly logs = new Map<string, SandboxLog>();
   private readonly policies = new PolicyClock(this);
+  private readonly restarts = new RestartPolicy(this);
   private readonly turns = new Turns();
 
   constructor(opts: ManagerOptions) {
@@ -113,6 +115,7 @@ export class SandboxManager {
   /** Closes agent connections and timers; the VMs keep running for the next server. */
   close(): void {
     this.policies.stop();
+    this.restarts.stop();
     this.templates.close().catch(() => {});
     this.snapshots.memories.close().catch(() => {});
     for (const l of this.live.values()) l.release();
@@ -311,6 +314,7 @@ export class SandboxManager {
     this.db.update(id, { state, reason, pid: null, stoppedAt: Date.now() });
     this.system(id, `${state}: ${reason}`);
     if (rec.spec.ephemeral || rec.owner === 'connection') this.forget(id);
+    else if (state === 'failed') this.restarts.failed(id);
   }
 
   async stop(ref: string, opts: { reason?: string; timeoutMs?: number } = {}): Promise<SandboxInfo> {

@@ -91,6 +91,19 @@ export const SandboxSpecSchema = Type.Object(
         description: 'What reaching maxDurationMs does: stop the sandbox (default), or pause it (resumed by the next connect)',
       }),
     ),
+    restart: Type.Optional(
+      Type.Union([Type.Literal('no'), Type.Literal('on-failure')], {
+        description:
+          'on-failure: a sandbox that fails (its VM died, its guest broke the protocol) starts again from its disk, after 1, 2, 4 … s (default no)',
+      }),
+    ),
+    maxRestarts: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100,
+        description: 'With restart on-failure: at most this many restarts in ten minutes (default 3)',
+      }),
+    ),
     snapshot: Type.Optional(
       Type.String({
         minLength: 1,
