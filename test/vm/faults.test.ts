@@ -23,8 +23,9 @@ describe('faults', () => {
     header.writeUInt32BE(victim.channel, 5);
     agent.send(Buffer.concat([header, Buffer.alloc(MAX_PAYLOAD + 100, 0x41)]));
     await assert.rejects(victim.exit, { code: 'protocolError' });
-    // A request whose JSON is malformed fails its own channel only.
-    agent.send(encodeFrame(Kind.open, 999_999, Buffer.from('{"op": "exec", "argv": [')));
+    // A request whose JSON is malformed fails its own channel only. (On the victim's channel, which
+    // the host closed: the agent's answer is a late frame to it, not one for a channel never opened.)
+    agent.send(encodeFrame(Kind.open, victim.channel, Buffer.from('{"op": "exec", "argv": [')));
     assert.equal((await bystander).stdout, 'still here\n');
     await agent.ping();
     const after = await s.run(['echo', 'ok']);

@@ -176,7 +176,8 @@ describe('networking', () => {
   test('a guest root that flushes the NAT rule, changes routes and sends raw packets reaches nothing', async () => {
     const flush = buildGuestTool(join(import.meta.dirname, '..', 'fixtures', 'flush-nat.c'));
     {
-      const sbx = await rt.create({ network: net({ allow: ['good.test'] }) });
+      // NET_ADMIN and NET_RAW: a root that can do all it tries (commands lack NET_ADMIN by default).
+      const sbx = await rt.create({ network: net({ allow: ['good.test'] }), capAdd: ['NET_ADMIN', 'NET_RAW'] });
       await sbx.machine().agent.writeFile('/flush-nat', flush, { mode: 0o755 });
       const r = await sbx.run([
         'sh',
