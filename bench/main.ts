@@ -18,6 +18,7 @@ import { mountBench } from './mounts.js';
 import { networkBench } from './network.js';
 import { serverBench } from './server.js';
 import { snapshotBench } from './snapshots.js';
+import { soakBench } from './soak.js';
 import { median, percentile, printTable, type Row } from './stats.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -145,6 +146,7 @@ const sections: Record<string, () => Promise<Row[]>> = {
   mounts: () => mountBench(Math.min(RUNS, 5)),
   images: imageBench,
   fuzz: fuzzBench,
+  soak: soakBench,
 };
 const chosen = only ? only.split(',') : Object.keys(sections);
 const unknown = chosen.filter((s) => !Object.hasOwn(sections, s));
