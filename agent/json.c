@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,7 +253,10 @@ void jw_raw(struct jw *w, const char *raw) { jw_put(w, raw, strlen(raw)); }
 
 void jw_key_num(struct jw *w, const char *key, double val) {
   char tmp[40];
-  if (val == (double)(int64_t)val) snprintf(tmp, sizeof tmp, "%lld", (long long)val);
+  /* JSON has no NaN or infinity: null says "no number" (the host refuses it where one is needed).
+   * Whole numbers print exactly; the cast is checked first, as one past int64's range is undefined. */
+  if (!isfinite(val)) snprintf(tmp, sizeof tmp, "null");
+  else if (val > -9.2e18 && val < 9.2e18 && val == (double)(int64_t)val) snprintf(tmp, sizeof tmp, "%lld", (long long)val);
   else snprintf(tmp, sizeof tmp, "%.17g", val);
   jw_key_raw(w, key, tmp);
 }

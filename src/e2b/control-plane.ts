@@ -86,6 +86,14 @@ export const e2bRoutes =
       if (!Number.isInteger(timeout) || timeout < 1)
         throw new SpecError('timeout', `must be a whole number of seconds, at least 1, got ${timeout}`);
       // E2B's volumes are vmbox's named volumes: an admin key mounts any, another key those labelled with its id.
+      const mounts: unknown = b.volumeMounts ?? [];
+      const wellFormed = (v: unknown) =>
+        typeof v === 'object' &&
+        v !== null &&
+        typeof (v as { name?: unknown }).name === 'string' &&
+        typeof (v as { path?: unknown }).path === 'string';
+      if (!Array.isArray(mounts) || !mounts.every(wellFormed))
+        throw new SpecError('volumeMounts', 'must be a list of { name, path }, each a string');
       for (const v of b.volumeMounts ?? []) {
         const vol = m.volumes.record(v.name);
         if (vol && !req.apiKey?.admin && vol.labels[VOLUME_KEY_LABEL] !== req.apiKey?.id)

@@ -37,12 +37,16 @@ export function toConnectError(err: unknown): ConnectError {
 
 /** `/files` and `/health` errors: E2B's `{ code, message }` with the status as code. */
 export function httpError(err: unknown): { status: number; body: { code: number; message: string } } {
+  // Fastify's own refusals of a request (an empty or broken body, a content type no route takes) carry their 4xx.
+  const fastify = (err as { statusCode?: unknown })?.statusCode;
   const status =
     err instanceof VmboxError
       ? err.code === 'sandboxNotFound' || err.code === 'invalidState' || err.code === 'sandboxStopped'
         ? 502
         : httpStatus(err.code)
-      : 500;
+      : typeof fastify === 'number' && fastify >= 400 && fastify < 500
+        ? fastify
+        : 500;
   return { status, body: { code: status, message: err instanceof Error ? err.message : String(err) } };
 }
 
