@@ -1,7 +1,7 @@
 /**
  * `npm run bench:compare [REF]`: this checkout against another commit (default
  * HEAD~1), side by side in one run, alternating A and B each round so both see
- * the same machine: cold start (`vmbox run -- true`), exec round trip through
+ * the same machine: cold start (`vmbox run -- true`), a boot (`--cold`), exec round trip through
  * the SDK, 64 MiB through `sbx.files` each way, 20 concurrent creates. Each
  * side has its own server and home (the kernel cache is shared). Medians.
  */
@@ -24,6 +24,7 @@ interface Side {
 }
 interface Sample {
   coldMs: number;
+  bootMs: number;
   execMs: number;
   writeMiBs: number;
   readMiBs: number;
@@ -57,10 +58,12 @@ function env(side: Side): NodeJS.ProcessEnv {
   return { ...process.env, VMBOX_HOME: side.home, VMBOX_SOCKET: '' };
 }
 
-function timeRun(side: Side): Promise<number> {
+/** `vmbox run -- true` (a warm start once the image's template is made), or with `--cold` a boot every time. */
+function timeRun(side: Side, cold = false): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [join(side.dir, 'dist', 'vmbox.mjs'), 'run', '--', 'true'], { stdio: 'ignore', env: env(side) });
+    const args = [join(side.dir, 'dist', 'vmbox.mjs'), 'run', ...(cold ? ['--cold'] : []), '--', 'true'];
+    const child = spawn(process.execPath, args, { stdio: 'ignore', env: env(side) });
     child.once('exit', (code) =>
       code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${side.name}: vmbox run exited ${code}`)),
     );
@@ -69,13 +72,14 @@ function timeRun(side: Side): Promise<number> {
 
 async function sample(side: Side): Promise<Sample> {
   const coldMs = await timeRun(side);
+  const bootMs = await timeRun(side, true);
   const worker = spawnSync(
     process.execPath,
     ['--import', 'tsx', join(root, 'bench', 'compare-worker.ts'), join(side.dir, 'dist', 'index.mjs')],
     { env: env(side), encoding: 'utf8', cwd: root },
   );
   if (worker.status !== 0) throw new Error(`${side.name}: ${worker.stderr}`);
-  return { coldMs, ...JSON.parse(worker.stdout.trim().split('\n').pop() as string) };
+  return { coldMs, bootMs, ...JSON.parse(worker.stdout.trim().split('\n').pop() as string) };
 }
 
 function stopServer(side: Side): void {
@@ -112,6 +116,7 @@ try {
 const m = (side: Side, k: keyof Sample) => median((samples.get(side) ?? []).map((s) => s[k]));
 const metrics: [keyof Sample, string, string][] = [
   ['coldMs', 'cold start: vmbox run -- true', 'ms'],
+  ['bootMs', 'boot: vmbox run --cold -- true', 'ms'],
   ['execMs', 'exec round trip: SDK commands.run(true)', 'ms'],
   ['writeMiBs', 'files.write 64 MiB', 'MiB/s'],
   ['readMiBs', 'files.read 64 MiB', 'MiB/s'],

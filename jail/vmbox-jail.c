@@ -1,17 +1,17 @@
 /* vmbox-jail: starts one QEMU the way Firecracker's jailer starts Firecracker.
  *
  *   vmbox-jail --root DIR --uid U --gid G [--group G2]... [--cap NAME]...
- *              [--cgroup PROCS_FILE]... [--net] [--ro PATH]... [--rw PATH]...
- *              [--dev NAME]... [--nofile N] [--nproc N] -- QEMU ARG...
+ *              [--net] [--ro PATH]... [--rw PATH]... [--dev NAME]...
+ *              [--nofile N] [--nproc N] -- QEMU ARG...
  *
- * Run as root by the vmbox server, it
- *   1. joins the sandbox's cgroups (writes its pid to each PROCS_FILE);
- *   2. enters a new mount namespace (and, with --net, an empty network namespace);
- *   3. builds a root of its own on a tmpfs mounted at DIR: /usr, the libraries'
+ * Run as root by the vmbox server (which moves the QEMU into its cgroups once it
+ * runs: a move waits out an RCU grace period, better not spent before the start), it
+ *   1. enters a new mount namespace (and, with --net, an empty network namespace);
+ *   2. builds a root of its own on a tmpfs mounted at DIR: /usr, the libraries'
  *      cache and the named /dev nodes read-only, /proc showing only its own
  *      processes, and each --ro/--rw PATH at the same path, so QEMU's command
  *      line is the same inside as out; then makes that root the only one;
- *   4. sets its resource limits, leaves root for U:G (keeping only the named
+ *   3. sets its resource limits, leaves root for U:G (keeping only the named
  *      capabilities, as ambient ones), sets no_new_privs, and executes QEMU.
  * QEMU keeps this pid: the server knows it as the VM's pid from the start.
  * Any failure is one line on stderr (QEMU's log) and exit status 125. */
@@ -96,12 +96,6 @@ static void system_dir(const char *root, const char *name) {
   } else if (access(name, F_OK) == 0) bind(root, name, 0);
 }
 
-static void write_file(const char *path, const char *text) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || write(fd, text, strlen(text)) < 0) die("write %s", path);
-  close(fd);
-}
-
 /* Sets a limit, soft and hard; where the host's hard limit is lower and cannot be
  * raised (no CAP_SYS_RESOURCE, as in some containers), the host's is kept. */
 static void cap_limit(int resource, rlim_t value, const char *name) {
@@ -113,15 +107,15 @@ static void cap_limit(int resource, rlim_t value, const char *name) {
 }
 
 int main(int argc, char **argv) {
-  const char *root = NULL, *ro[MAX_ITEMS], *rw[MAX_ITEMS], *devs[MAX_ITEMS], *cgroups[MAX_ITEMS];
-  int nro = 0, nrw = 0, ndev = 0, ncg = 0, ncap = 0, ngroups = 0, net = 0, caps[MAX_ITEMS];
+  const char *root = NULL, *ro[MAX_ITEMS], *rw[MAX_ITEMS], *devs[MAX_ITEMS];
+  int nro = 0, nrw = 0, ndev = 0, ncap = 0, ngroups = 0, net = 0, caps[MAX_ITEMS];
   gid_t groups[MAX_ITEMS];
   long uid = -1, gid = -1, nofile = 0, nproc = 0;
   int i = 1;
   for (; i < argc && strcmp(argv[i], "--"); i++) {
     const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(opt, "--net")) { net = 1; continue; }
-    if (!val || nro == MAX_ITEMS || nrw == MAX_ITEMS || ndev == MAX_ITEMS || ncg == MAX_ITEMS || ncap == MAX_ITEMS || ngroups == MAX_ITEMS) {
+    if (!val || nro == MAX_ITEMS || nrw == MAX_ITEMS || ndev == MAX_ITEMS || ncap == MAX_ITEMS || ngroups == MAX_ITEMS) {
       errno = EINVAL;
       die("bad option %s", opt);
     }
@@ -131,7 +125,6 @@ int main(int argc, char **argv) {
     else if (!strcmp(opt, "--gid")) gid = atol(val);
     else if (!strcmp(opt, "--group")) groups[ngroups++] = (gid_t)atol(val);
     else if (!strcmp(opt, "--cap")) caps[ncap++] = cap_number(val);
-    else if (!strcmp(opt, "--cgroup")) cgroups[ncg++] = val;
     else if (!strcmp(opt, "--ro")) ro[nro++] = val;
     else if (!strcmp(opt, "--rw")) rw[nrw++] = val;
     else if (!strcmp(opt, "--dev")) devs[ndev++] = val;
@@ -141,10 +134,6 @@ int main(int argc, char **argv) {
   }
   if (i + 1 >= argc || !root || uid <= 0 || gid <= 0) { errno = EINVAL; die("usage: --root DIR --uid U --gid G … -- QEMU ARG…"); }
   char **qemu = argv + i + 1;
-
-  char pid[32];
-  snprintf(pid, sizeof pid, "%d", (int)getpid());
-  for (int k = 0; k < ncg; k++) write_file(cgroups[k], pid);
 
   if (unshare(CLONE_NEWNS | (net ? CLONE_NEWNET : 0)) < 0) die("unshare");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("making mounts private");

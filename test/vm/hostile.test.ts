@@ -196,4 +196,27 @@ describe('a compromised guest (the agent taken over)', () => {
       await sbx.kill();
     }
   });
+
+  it('fails a file transfer cut off in the middle (the VM gone) at once, and the sandbox with it', async () => {
+    const sbx = await Sandbox.create({ memoryMib: 256 });
+    try {
+      await sbx.commands.run(['dd', 'if=/dev/urandom', 'of=/tmp/big', 'bs=1M', 'count=48']);
+      const pid = Number(execFileSync('pgrep', ['-f', '--', `-name vmbox-${sbx.sandboxId}`], { encoding: 'utf8' }).trim());
+      let received = 0;
+      const started = Date.now();
+      const read = (async () => {
+        for await (const chunk of await sbx.files.read('/tmp/big', { format: 'stream' })) {
+          received += (chunk as Uint8Array).length;
+          if (received >= 1024 * 1024 && received - (chunk as Uint8Array).length < 1024 * 1024) process.kill(pid, 'SIGKILL');
+        }
+      })();
+      await assert.rejects(read, 'the read fails, it does not end as if the file were whole');
+      assert.ok(received < 48 * 1024 * 1024, `cut off mid-way (${received} bytes)`);
+      assert.ok(Date.now() - started < DETECTED_WITHIN_MS);
+      assert.ok(await waitFor(async () => (await sbx.getInfo()).state === 'failed', 10_000), 'the sandbox is marked failed');
+      assert.match((await sbx.getInfo()).reason ?? '', /killed by SIGKILL/);
+    } finally {
+      await sbx.kill();
+    }
+  });
 });

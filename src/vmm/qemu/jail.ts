@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFile, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { vmboxHome } from '../../paths.js';
 import type { VmSpec } from '../provider.js';
@@ -264,8 +265,11 @@ function dedupe(paths: string[], within: string[]): string[] {
   return out;
 }
 
-/** Hands the VM's own files to its uid, makes its cgroups; returns the launcher's options. */
-export function prepareJail(plan: JailPlan, vmId: string, runDir: string): string[] {
+/**
+ * Hands the VM's own files to its uid and makes its cgroups; returns the launcher's
+ * options and the files QEMU's pid is to be written to (`joinCgroups`, once it runs).
+ */
+export function prepareJail(plan: JailPlan, vmId: string, runDir: string): { opts: string[]; cgroupProcs: string[] } {
   chownSync(runDir, plan.uid, plan.uid);
   chmodSync(runDir, 0o700);
   for (const f of plan.owned) {
@@ -284,8 +288,22 @@ export function prepareJail(plan: JailPlan, vmId: string, runDir: string): strin
   for (const p of plan.writable) opts.push('--rw', p);
   for (const d of plan.devices) opts.push('--dev', d);
   opts.push('--nofile', String(QEMU_NOFILE), '--nproc', String(QEMU_PIDS_MAX));
-  if (plan.cgroup) for (const procs of makeCgroups(vmId, plan.cgroup)) opts.push('--cgroup', procs);
-  return opts;
+  return { opts, cgroupProcs: plan.cgroup ? makeCgroups(vmId, plan.cgroup) : [] };
+}
+
+/**
+ * Moves a started QEMU into its groups. After the start, not before it: each
+ * move into a v1 hierarchy waits out an RCU grace period (about 10 ms here, the
+ * three together on a warm start's critical path), while QEMU's first megabytes,
+ * charged to the group it leaves, are all it does meanwhile. The moves run in
+ * parallel; one that fails says so in QEMU's log.
+ */
+export function joinCgroups(pid: number, procs: string[], log: string): void {
+  for (const file of procs) {
+    writeFile(file, String(pid)).catch((err: Error) =>
+      appendFile(log, `vmbox: QEMU was not moved into ${file}: ${err.message}\n`).catch(() => {}),
+    );
+  }
 }
 
 /** The empty folder each launcher mounts its root's tmpfs on (privately, in its own namespace). */

@@ -10,7 +10,17 @@ import { isAlive } from '../../util/process.js';
 import { tailLines } from '../../util/tail.js';
 import type { StopOptions, VmExit, VmHandle, VmLocator, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
 import { buildQemuArgs, type QemuPaths, qemuPaths } from './args.js';
-import { allocateUid, jailHost, planJail, prepareJail, releaseCgroups, releaseUid, SECCOMP_ARGS, seccompSupported } from './jail.js';
+import {
+  allocateUid,
+  jailHost,
+  joinCgroups,
+  planJail,
+  prepareJail,
+  releaseCgroups,
+  releaseUid,
+  SECCOMP_ARGS,
+  seccompSupported,
+} from './jail.js';
 import { restoreState, saveLive, saveState } from './migrate.js';
 import { QmpClient } from './qmp.js';
 
@@ -36,10 +46,13 @@ export class QemuProvider implements VmmProvider {
     const args = [...buildQemuArgs(spec), ...(seccompSupported(qemu) ? SECCOMP_ARGS : [])];
     let uid: number | undefined;
     let command = qemu;
+    let cgroupProcs: string[] = [];
     if (spec.jailLauncher && jailHost().enabled.on) {
       uid = allocateUid(spec.id);
       try {
-        args.unshift(...prepareJail(planJail(spec, uid, qemu), spec.id, spec.runDir), '--', qemu);
+        const jail = prepareJail(planJail(spec, uid, qemu), spec.id, spec.runDir);
+        args.unshift(...jail.opts, '--', qemu);
+        cgroupProcs = jail.cgroupProcs;
       } catch (err) {
         releaseUid(uid);
         releaseCgroups(spec.id);
@@ -53,6 +66,7 @@ export class QemuProvider implements VmmProvider {
       const child = spawn(command, args, { stdio: ['ignore', log, log], detached: true });
       child.unref();
       vm = new QemuVm(spec.id, spec.runDir, child.pid ?? -1, child);
+      if (child.pid) joinCgroups(child.pid, cgroupProcs, paths.qemuLog);
     } finally {
       closeSync(log);
     }
