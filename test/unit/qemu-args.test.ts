@@ -32,7 +32,7 @@ describe('buildQemuArgs', () => {
   });
 
   it('uses multi-threaded TCG and a full CPU model under TCG', () => {
-    assert.deepEqual(after(args, '-accel'), ['tcg,thread=multi']);
+    assert.deepEqual(after(args, '-accel'), ['tcg,thread=multi,tb-size=128']);
     assert.deepEqual(after(args, '-cpu'), ['max,-erms,-fsrm']);
     const kvm = buildQemuArgs({ ...spec, accel: 'kvm' });
     assert.deepEqual(after(kvm, '-accel'), ['kvm']);

@@ -91,6 +91,13 @@ describe('the QEMU jail', () => {
         assert.ok(readFileSync(join(memory, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)), 'QEMU is in its memory group');
         const pids = cgroupOf(sbx.sandboxId, 'pids') as string;
         assert.equal(readFileSync(join(pids, 'pids.max'), 'utf8').trim(), String(QEMU_PIDS_MAX));
+        // The guest using all its memory (page cache) keeps QEMU under its cap: the sandbox runs on.
+        await sbx.commands.run(['sh', '-c', 'dd if=/dev/zero of=/root/fill bs=1M count=300 2>/dev/null; sync; rm /root/fill']);
+        const peak = Number(readFileSync(join(memory, 'memory.max_usage_in_bytes'), 'utf8'));
+        assert.ok(peak < (256 + MEMORY_OVERHEAD_MIB) * 1024 * 1024, `QEMU's peak ${peak >> 20} MiB stays under its cap`);
+        assert.equal(Number(readFileSync(join(memory, 'memory.failcnt'), 'utf8')), 0, 'never at its cap');
+        assert.equal((await sbx.commands.run(['echo', 'alive'])).stdout, 'alive\n');
+        console.log(`QEMU of a 256 MiB guest after filling it: peak ${peak >> 20} MiB (cap ${256 + MEMORY_OVERHEAD_MIB} MiB)`);
       }
       await sbx.kill();
       if (memory) assert.ok(await waitFor(() => !existsSync(memory), 5000), 'its cgroups go with it');

@@ -31,13 +31,21 @@ export function qemuPaths(runDir: string): QemuPaths {
  */
 export const TCG_CPU = 'max,-erms,-fsrm';
 
+/**
+ * TCG's translated-code cache, in MiB. QEMU 7.2 sizes it at up to 1 GiB (an eighth
+ * of the host's memory) and it fills as a busy guest runs new code: bounded here,
+ * so a QEMU's memory is its guest's plus a known overhead (the jail's memory cap,
+ * jail.ts). A full cache is flushed and refilled; a guest's hot code fits many times.
+ */
+export const TCG_CACHE_MIB = 128;
+
 /** Machine, accelerator, CPU and memory: shared by sandboxes and the bare boot. */
 export function machineArgs(accel: Accelerator, cpus: number, memoryMib: number): string[] {
   return [
     '-M',
     'microvm,acpi=off,x-option-roms=off',
     '-accel',
-    accel === 'tcg' ? 'tcg,thread=multi' : accel,
+    accel === 'tcg' ? `tcg,thread=multi,tb-size=${TCG_CACHE_MIB}` : accel,
     '-cpu',
     accel === 'tcg' ? TCG_CPU : 'host',
     '-smp',

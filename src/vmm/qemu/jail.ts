@@ -28,7 +28,11 @@ const SLOTS = 1 << 24;
  * namespace shows it only its own template's files.
  */
 export const SHARED_GID = JAIL_ID_BASE - 1;
-/** What a QEMU takes beyond its guest's RAM (TCG's translation cache, device state, 9p buffers): its memory cap's slack. */
+/**
+ * What a QEMU takes beyond its guest's RAM: TCG's translation cache (TCG_CACHE_MIB,
+ * 128), QEMU's own code and heap, device state and 9p buffers (an idle one holds
+ * 30–40 MiB of its own here). Its memory cap is the guest's RAM plus this.
+ */
 export const MEMORY_OVERHEAD_MIB = 256;
 /** Threads: a QEMU has 7–9 at rest, plus its I/O pool's (up to 64) under load. */
 export const QEMU_PIDS_MAX = 256;
