@@ -449,9 +449,12 @@ export class AgentClient implements ChannelHost {
         }
         if (failure) throw failure;
         if (finished) return;
+        // A guest that goes quiet mid-file would hold the reader for ever: it has the request timeout to send more.
+        const stalled = setTimeout(() => ch.abort(this.stalled('reading', path)), this.requestTimeoutMs);
         await new Promise<void>((r) => {
           wake = r;
         });
+        clearTimeout(stalled);
         wake = undefined;
       }
     } finally {
@@ -482,7 +485,17 @@ export class AgentClient implements ChannelHost {
       ch.abort(err instanceof Error ? err : new VmboxError('aborted', String(err)));
       throw err;
     }
-    return expectPayload<{ size: number }>('size', await ch.done);
+    // All sent: the guest has the request timeout to say it is written.
+    const stalled = setTimeout(() => ch.abort(this.stalled('writing', path)), this.requestTimeoutMs);
+    try {
+      return expectPayload<{ size: number }>('size', await ch.done);
+    } finally {
+      clearTimeout(stalled);
+    }
+  }
+
+  private stalled(what: string, path: string): VmboxError {
+    return new VmboxError('commandTimeout', `${what} ${path}: the guest agent sent nothing for ${this.requestTimeoutMs} ms`);
   }
 
   /**

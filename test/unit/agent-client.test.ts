@@ -153,6 +153,21 @@ describe('AgentClient against a scripted peer', () => {
     }
   });
 
+  it('gives up on a file transfer the guest goes quiet in', async () => {
+    const a = fakeAgent();
+    const c = await AgentClient.connect(a.stream, { timeoutMs: 1000, requestTimeoutMs: 50 });
+    const chunks: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of c.readFile('/big')) chunks.push(chunk.toString());
+    })();
+    await tick();
+    const ch = a.received.find((f) => f.kind === Kind.open)?.channel ?? 0;
+    a.send(encodeFrame(Kind.data, ch, Buffer.from('first part')));
+    await assert.rejects(reading, { code: 'commandTimeout', message: /reading \/big: the guest agent sent nothing for 50 ms/ });
+    assert.deepEqual(chunks, ['first part'], 'what came is delivered, then the read fails: it does not end as if whole');
+    await assert.rejects(c.writeFile('/out', 'data'), { code: 'commandTimeout', message: /writing \/out/ });
+  });
+
   it('gives up on a request the guest never answers', async () => {
     const a = fakeAgent();
     const c = await AgentClient.connect(a.stream, { timeoutMs: 1000, requestTimeoutMs: 50 });
