@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,6 +25,8 @@ const script = readFileSync(new URL('../fixtures/hostile-agent.py', import.meta.
 const SERVER_RSS_SLACK = 150 * 1024 * 1024;
 /** A violation fails the call in flight within this long (a boot under TCG is 1–2 s; the attacker's Python starts in under 1 s). */
 const DETECTED_WITHIN_MS = 15_000;
+/** The host directories the attackers signal through (each stays its sandbox's mount until the end). */
+const signals: string[] = [];
 
 before(async () => {
   t = isolatedHome();
@@ -35,6 +38,7 @@ before(async () => {
 after(async () => {
   await bystander?.kill().catch(() => {});
   await t.cleanup();
+  for (const s of signals) rmSync(s, { recursive: true, force: true });
 });
 
 const serverRss = () => {
@@ -67,9 +71,18 @@ describe('a guest command against the agent', () => {
     const sbx = await Sandbox.create({ image: 'e2b-base', memoryMib: 256 });
     try {
       await sbx.files.write('/tmp/h.py', script);
-      const r = await sbx.commands.run(['python3', '/tmp/h.py', 'garbage'], { user: 'root' }).catch((e) => e);
+      const r = await sbx.commands.run(['python3', '/tmp/h.py', 'garbage', '/tmp/ready'], { user: 'root' }).catch((e) => e);
       assert.equal(r.exitCode, 3, `the theft fails: ${r.stderr}`);
-      assert.match(r.stderr, /pidfd_getfd 0: Operation not permitted/);
+      assert.match(r.stderr, /ptrace seize: Operation not permitted/);
+      const getfd = await sbx.commands.run(
+        [
+          'python3',
+          '-c',
+          'import ctypes, os; c = ctypes.CDLL(None, use_errno=True); r = c.syscall(438, os.pidfd_open(1), 0, 0); print(r, os.strerror(ctypes.get_errno()))',
+        ],
+        { user: 'root' },
+      );
+      assert.equal(getfd.stdout, '-1 Operation not permitted\n', 'pidfd_getfd on the agent is refused');
       const probe = await sbx.commands.run(
         ['sh', '-c', 'grep CapBnd /proc/self/status; cat /proc/1/environ >/dev/null 2>&1 || echo closed'],
         {
@@ -83,6 +96,27 @@ describe('a guest command against the agent', () => {
     }
   });
 });
+
+/**
+ * A sandbox whose agent the attacker has taken over: resolves once the attacker
+ * says so through a shared host directory, so no request of the test's races the freeze.
+ */
+async function takenOver(scenario: string, spec: { restart?: 'on-failure' } = {}) {
+  const signal = mkdtempSync(join(tmpdir(), 'vmbox-hostile-'));
+  const sbx = await Sandbox.create({
+    image: 'e2b-base',
+    memoryMib: 256,
+    capAdd: ['SYS_PTRACE'],
+    mounts: [{ type: 'bind', source: signal, target: '/signal' }],
+    ...spec,
+  });
+  await sbx.files.write('/tmp/h.py', script);
+  const attacker = sbx.commands.run(['python3', '/tmp/h.py', scenario, '/signal/ready'], { user: 'root' }).catch((e: Error) => e);
+  signals.push(signal);
+  const ready = await waitFor(() => existsSync(join(signal, 'ready')), DETECTED_WITHIN_MS);
+  assert.ok(ready, `the attacker took the agent over (${scenario})`);
+  return { sbx, attacker };
+}
 
 describe('a compromised guest (the agent taken over)', () => {
   // Each scenario: what the attacker does, and the call that meets it (none: the sandbox's own traffic does).
@@ -103,37 +137,27 @@ describe('a compromised guest (the agent taken over)', () => {
   for (const [scenario, call, reason] of scenarios) {
     it(`fails the sandbox, not the host: ${scenario}`, async () => {
       rssBefore.push(serverRss());
-      const sbx = await Sandbox.create({ image: 'e2b-base', memoryMib: 256, capAdd: ['SYS_PTRACE'] });
+      const { sbx, attacker } = await takenOver(scenario);
       const outsideBefore = filesOutside(sbx.sandboxId);
       try {
-        await sbx.files.write('/tmp/h.py', script);
-        const attacker = sbx.commands.run(['python3', '/tmp/h.py', scenario], { user: 'root' }).catch((e) => e);
-        // Until the attacker has the port, the real agent answers: the call is made until it meets the attack.
         const started = Date.now();
-        let failure: { code?: string; message?: string } | undefined;
-        while (!failure && Date.now() - started < DETECTED_WITHIN_MS) {
-          failure = await call(sbx).then(
-            () => undefined,
-            (e) => e,
-          );
-          if (failure || ['failed', 'stopping'].includes((await sbx.getInfo()).state)) break;
-          await sleep(100);
-        }
-        const info = await sbx.getInfo();
-        if (!failure || failure.code !== 'agentProtocol') {
-          // The sandbox's own traffic (its metrics) met the attack first: the call then finds it failed.
-          assert.match(info.reason ?? '', reason, `${scenario}: ${failure?.message}`);
-        } else {
-          assert.match(failure.message ?? '', /^agent protocol violation: /);
-          assert.match(failure.message ?? '', reason);
-        }
-        assert.ok(Date.now() - started < DETECTED_WITHIN_MS, `met within ${DETECTED_WITHIN_MS} ms`);
+        const failure = await call(sbx).then(
+          () => undefined,
+          (e: { code?: string; message?: string }) => e,
+        );
+        // What the attacker sends unasked (or the sandbox's own metrics meet) may fail the sandbox before the call.
+        if (failure?.code === 'agentProtocol') assert.match(failure.message ?? '', reason);
+        else
+          assert.ok(!failure || failure.code === 'invalidState' || failure.code === 'sandboxStopped', `${scenario}: ${failure?.message}`);
         assert.ok(
-          await waitFor(async () => (await sbx.getInfo()).state === 'failed', 10_000),
+          await waitFor(async () => (await sbx.getInfo()).state === 'failed', DETECTED_WITHIN_MS),
           `the sandbox is marked failed (${(await sbx.getInfo()).state})`,
         );
+        assert.ok(Date.now() - started < DETECTED_WITHIN_MS, `failed within ${DETECTED_WITHIN_MS} ms`);
+        console.log(`${scenario}: the sandbox failed ${Date.now() - started} ms after the takeover`);
         const failed = await sbx.getInfo();
         assert.match(failed.reason ?? '', /^agent protocol violation: /);
+        assert.match(failed.reason ?? '', reason);
         assert.ok(
           failed.events.some((e) => /agent protocol violation/.test(e.message)),
           'the events say why',
@@ -153,19 +177,13 @@ describe('a compromised guest (the agent taken over)', () => {
   }
 
   it('holds a command to its timeout when the taken-over guest never answers', async () => {
-    const sbx = await Sandbox.create({ image: 'e2b-base', memoryMib: 256, capAdd: ['SYS_PTRACE'] });
+    const { sbx } = await takenOver('silent');
     try {
-      await sbx.files.write('/tmp/h.py', script);
-      void sbx.commands.run(['python3', '/tmp/h.py', 'silent'], { user: 'root' }).catch(() => {});
-      // Once the guest stops answering, a command with a 1 s timeout ends at the host's cut-off (timeout + 10 s grace).
-      let timedOut: { code?: string } | undefined;
-      const started = Date.now();
-      while (!timedOut && Date.now() - started < 40_000) {
-        const t0 = Date.now();
-        const r = await sbx.commands.run(['sleep', '5'], { timeoutMs: 1000 }).catch((e) => e);
-        if (r?.code === 'commandTimeout' && Date.now() - t0 >= 10_000) timedOut = r;
-      }
-      assert.equal(timedOut?.code, 'commandTimeout', 'the host cut the command off');
+      // The guest no longer answers: a command with a 1 s timeout ends at the host's cut-off (timeout + 10 s grace).
+      const t0 = Date.now();
+      const r = await sbx.commands.run(['sleep', '5'], { timeoutMs: 1000 }).catch((e) => e);
+      assert.equal(r?.code, 'commandTimeout', 'the host cut the command off');
+      assert.ok(Date.now() - t0 >= 10_000 && Date.now() - t0 < 20_000, `at the timeout and its grace (${Date.now() - t0} ms)`);
       assert.equal((await bystander.commands.run(['echo', 'unharmed'])).stdout, 'unharmed\n');
     } finally {
       await sbx.kill();
@@ -215,6 +233,21 @@ describe('a compromised guest (the agent taken over)', () => {
       assert.ok(Date.now() - started < DETECTED_WITHIN_MS);
       assert.ok(await waitFor(async () => (await sbx.getInfo()).state === 'failed', 10_000), 'the sandbox is marked failed');
       assert.match((await sbx.getInfo()).reason ?? '', /killed by SIGKILL/);
+    } finally {
+      await sbx.kill();
+    }
+  });
+
+  it('fails a sandbox whose guest claims another protocol generation when a new server says hello', async () => {
+    const { sbx } = await takenOver('generation');
+    try {
+      // Until a new server says hello, the attacker refuses requests in good form.
+      await assert.rejects(sbx.commands.run(['true']), /hostile ready/);
+      process.kill(t.serverPid() as number, 'SIGKILL');
+      // The next call starts a server, which adopts the VM and says hello: the answer claims generation 2.
+      assert.ok(await waitFor(async () => (await sbx.getInfo()).state === 'failed', 30_000), 'the sandbox is marked failed');
+      assert.match((await sbx.getInfo()).reason ?? '', /protocol generation 2/);
+      assert.equal(spawnSync('pgrep', ['-f', '--', `-name vmbox-${sbx.sandboxId}`]).status, 1, 'its VM was ended');
     } finally {
       await sbx.kill();
     }
