@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { SpecError, VmboxError } from '../errors.js';
 import type { GuestMount } from '../guest/client.js';
@@ -112,6 +112,13 @@ export function sandboxMounts(spec: SandboxSpec, volumes: Volumes): SandboxMount
     }
     const tag = `vmbox${i}`;
     const hostPath = m.type === 'bind' ? m.source : volumes.dataDir(m.source);
+    // Checked at create, and again at every start: a host directory can go between the two.
+    if (m.type === 'bind' && !existsSync(hostPath)) {
+      throw new VmboxError(
+        'invalidState',
+        `the host directory of ${m.target}, ${hostPath}, is gone: make it again, then start the sandbox`,
+      );
+    }
     const hostOwners = m.type === 'bind' && (m.statVirtualization ?? 'off') === 'off';
     // Read-only twice: QEMU refuses writes to the export, and the guest mounts it ro.
     // The host's owners (`off`) are QEMU's `none` model: passthrough that does not insist on a chown it

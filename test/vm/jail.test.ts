@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -126,6 +126,13 @@ describe('the QEMU jail', () => {
       );
       const uid = Number((field(pid, 'Uid') ?? '').split(/\s+/)[0]);
       assert.equal(statSync(join(share, 'from-guest')).uid, uid, 'what the guest writes belongs to its QEMU uid');
+      // A host directory gone between create and start: the start says which, before QEMU is tried.
+      await sbx.stop();
+      rmSync(share, { recursive: true, force: true });
+      await assert.rejects(sbx.start(), /the host directory of \/share, .* is gone: make it again/);
+      mkdirSync(share);
+      await sbx.start();
+      assert.equal((await sbx.commands.run(['ls', '/share'])).stdout, '', 'made again, it starts');
     } finally {
       await sbx.kill();
     }
