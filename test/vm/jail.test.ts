@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox } from '../../src/index.js';
-import { cgroupOf, JAIL_ID_BASE, MEMORY_OVERHEAD_MIB, QEMU_PIDS_MAX } from '../../src/vmm/qemu/jail.js';
+import { cgroupOf } from '../../src/vmm/qemu/cgroups.js';
+import { JAIL_ID_BASE, MEMORY_OVERHEAD_MIB, QEMU_PIDS_MAX } from '../../src/vmm/qemu/jail.js';
 import { isolatedHome, type TestHome, waitFor } from '../fixtures/home.js';
 
 /*

@@ -1,10 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
-import { appendFile, writeFile } from 'node:fs/promises';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { vmboxHome } from '../../paths.js';
 import type { VmSpec } from '../provider.js';
+import { type CgroupHost, type CgroupLimits, cgroupHost, makeCgroups } from './cgroups.js';
 import { backingChain } from './qcow2.js';
 
 /**
@@ -30,8 +29,8 @@ const SLOTS = 1 << 24;
 export const SHARED_GID = JAIL_ID_BASE - 1;
 /**
  * What a QEMU takes beyond its guest's RAM: TCG's translation cache (TCG_CACHE_MIB,
- * 128), QEMU's own code and heap, device state and 9p buffers (an idle one holds
- * 30–40 MiB of its own here). Its memory cap is the guest's RAM plus this.
+ * 128), QEMU's own code and heap, device state and 9p buffers (a 256 MiB guest that
+ * filled its memory peaked its QEMU at 310 MiB here). Its memory cap is the guest's RAM plus this.
  */
 export const MEMORY_OVERHEAD_MIB = 256;
 /** Threads: a QEMU has 7–9 at rest, plus its I/O pool's (up to 64) under load. */
@@ -40,9 +39,6 @@ export const QEMU_PIDS_MAX = 256;
 export const QEMU_NOFILE = 65_536;
 /** QEMU's own filter: no obsolete calls, no set*id, no fork or exec, no scheduler or priority changes. */
 export const SECCOMP_ARGS = ['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny'];
-
-type ControllerName = 'memory' | 'pids' | 'cpu';
-const CONTROLLERS: ControllerName[] = ['memory', 'pids', 'cpu'];
 
 export interface LayerState {
   on: boolean;
@@ -53,7 +49,7 @@ export interface JailHost {
   /** Whether QEMU is jailed at all; `detail` says why not. */
   enabled: LayerState;
   /** The folder of each cgroup controller vmbox makes its groups in (cgroup v1 or v2). */
-  cgroups: LayerState & { dirs: Partial<Record<ControllerName, string>>; version?: 1 | 2 };
+  cgroups: CgroupHost;
 }
 
 let host: JailHost | undefined;
@@ -69,58 +65,7 @@ function detect(): JailHost {
   if (process.platform !== 'linux') return off('not a Linux host: QEMU runs as the user who started vmbox');
   if (process.env.VMBOX_JAIL === 'off') return off('turned off by VMBOX_JAIL=off');
   if (process.getuid?.() !== 0) return off('vmbox does not run as root, so QEMU runs as its user: it cannot change uid or make namespaces');
-  return { enabled: { on: true, detail: 'each QEMU as its own uid, in its own mount and network namespaces' }, cgroups: detectCgroups() };
-}
-
-/** cgroup v1 controllers (one hierarchy each) or v2's unified tree, under this process's own group. */
-function detectCgroups(): JailHost['cgroups'] {
-  let own: string[];
-  try {
-    own = readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n');
-  } catch {
-    return { on: false, detail: 'no /proc/self/cgroup: the rlimits alone cap QEMU', dirs: {} };
-  }
-  const dirs: Partial<Record<ControllerName, string>> = {};
-  const missing: string[] = [];
-  for (const name of CONTROLLERS) {
-    const line = own.find((l) => l.split(':')[1]?.split(',').includes(name));
-    const mount = `/sys/fs/cgroup/${name}`;
-    const dir = line && join(mount, line.split(':').slice(2).join(':'), 'vmbox');
-    if (dir && existsSync(join(mount, 'cgroup.procs')) && canMake(dir)) dirs[name] = dir;
-    else missing.push(name);
-  }
-  if (missing.length === 0) return { on: true, detail: `cgroup v1: ${CONTROLLERS.join(', ')}`, dirs, version: 1 };
-  const unified = own.find((l) => l.startsWith('0::'));
-  if (unified && existsSync('/sys/fs/cgroup/cgroup.controllers')) {
-    const base = join('/sys/fs/cgroup', unified.slice(3));
-    const available = readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').trim().split(/\s+/);
-    const dir = join(base, 'vmbox');
-    try {
-      if (!CONTROLLERS.every((c) => available.includes(c)))
-        throw new Error(`the unified tree has ${available.join(' ') || 'no controllers'}`);
-      mkdirSync(dir, { recursive: true });
-      // v2 hands controllers down only through groups without processes of their own: vmbox's group qualifies only at the root.
-      writeFileSync(join(base, 'cgroup.subtree_control'), CONTROLLERS.map((c) => `+${c}`).join(' '));
-      writeFileSync(join(dir, 'cgroup.subtree_control'), CONTROLLERS.map((c) => `+${c}`).join(' '));
-      return { on: true, detail: `cgroup v2: ${CONTROLLERS.join(', ')}`, dirs: { memory: dir, pids: dir, cpu: dir }, version: 2 };
-    } catch (err) {
-      return {
-        on: false,
-        detail: `cgroup v1 lacks ${missing.join(', ')} and v2 cannot be used (${(err as Error).message}): QEMU's rlimits still hold`,
-        dirs: {},
-      };
-    }
-  }
-  return { on: false, detail: `no cgroup controller for ${missing.join(', ')}: QEMU's rlimits still hold`, dirs: {} };
-}
-
-function canMake(dir: string): boolean {
-  try {
-    mkdirSync(dir, { recursive: true });
-    return true;
-  } catch {
-    return false;
-  }
+  return { enabled: { on: true, detail: 'each QEMU as its own uid, in its own mount and network namespaces' }, cgroups: cgroupHost() };
 }
 
 const seccompByBinary = new Map<string, boolean>();
@@ -150,7 +95,7 @@ export interface JailPlan {
   /** vmbox's files it shares with other QEMUs: group SHARED_GID, readable by the group (memory files writable too). */
   shared: Array<{ path: string; mode: number }>;
   devices: string[];
-  cgroup?: { memoryBytes: number; pidsMax: number; cpuWeight: number };
+  cgroup?: CgroupLimits;
 }
 
 /** Uids handed out by this process whose QEMU has not exited yet. */
@@ -295,95 +240,11 @@ export function prepareJail(plan: JailPlan, vmId: string, runDir: string): { opt
   return { opts, cgroupProcs: plan.cgroup ? makeCgroups(vmId, plan.cgroup) : [] };
 }
 
-/**
- * Moves a started QEMU into its groups. After the start, not before it: each
- * move into a v1 hierarchy waits out an RCU grace period (about 10 ms here, the
- * three together on a warm start's critical path), while QEMU's first megabytes,
- * charged to the group it leaves, are all it does meanwhile. The moves run in
- * parallel; one that fails says so in QEMU's log.
- */
-export function joinCgroups(pid: number, procs: string[], log: string): void {
-  for (const file of procs) {
-    writeFile(file, String(pid)).catch((err: Error) =>
-      appendFile(log, `vmbox: QEMU was not moved into ${file}: ${err.message}\n`).catch(() => {}),
-    );
-  }
-}
-
 /** The empty folder each launcher mounts its root's tmpfs on (privately, in its own namespace). */
 function jailRoot(): string {
   const dir = join(vmboxHome(), 'run', 'jail-root');
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   return dir;
-}
-
-/** VMs of this process whose groups exist or are being made: a sweep leaves them be. */
-const grouped = new Set<string>();
-
-/** vmbox's folder in one controller, for this home: a sweep never touches another home's VMs. */
-function homeGroup(controller: ControllerName): string | undefined {
-  const parent = jailHost().cgroups.dirs[controller];
-  return parent && join(parent, createHash('sha256').update(vmboxHome()).digest('hex').slice(0, 12));
-}
-
-/** The VM's group in each controller, its limits written; returns the files its launcher joins them by. */
-function makeCgroups(vmId: string, limits: NonNullable<JailPlan['cgroup']>): string[] {
-  const { version } = jailHost().cgroups;
-  sweepCgroups();
-  grouped.add(vmId);
-  const procs = new Set<string>();
-  for (const name of CONTROLLERS) {
-    const parent = homeGroup(name);
-    if (!parent) continue;
-    const dir = join(parent, `vm-${vmId}`);
-    mkdirSync(dir, { recursive: true });
-    const set = (file: string, value: string | number) => writeFileSync(join(dir, file), String(value));
-    if (name === 'memory') set(version === 2 ? 'memory.max' : 'memory.limit_in_bytes', limits.memoryBytes);
-    if (name === 'pids') set('pids.max', limits.pidsMax);
-    // A weight, not a quota: vCPUs share the host's CPUs in proportion, and an idle host lends them all.
-    if (name === 'cpu')
-      set(version === 2 ? 'cpu.weight' : 'cpu.shares', version === 2 ? Math.min(10_000, 100 * limits.cpuWeight) : 1024 * limits.cpuWeight);
-    procs.add(join(dir, 'cgroup.procs'));
-  }
-  return [...procs];
-}
-
-/** Removes a VM's groups once its QEMU has exited. */
-export function releaseCgroups(vmId: string): void {
-  grouped.delete(vmId);
-  for (const name of CONTROLLERS) {
-    const dir = cgroupOf(vmId, name);
-    try {
-      if (dir) rmdirSync(dir);
-    } catch {}
-  }
-}
-
-/**
- * Removes the groups this home's VMs left when they ended with no server to see it
- * (an empty group goes; one with a live QEMU refuses), but those of this process's VMs.
- */
-function sweepCgroups(): void {
-  for (const name of CONTROLLERS) {
-    const parent = homeGroup(name);
-    let entries: string[];
-    try {
-      entries = parent ? readdirSync(parent).filter((e) => e.startsWith('vm-') && !grouped.has(e.slice(3))) : [];
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
-      try {
-        rmdirSync(join(parent as string, e));
-      } catch {}
-    }
-  }
-}
-
-/** The cgroup folder of a VM for one controller (tests look inside), if cgroups are on. */
-export function cgroupOf(vmId: string, controller: ControllerName): string | undefined {
-  const parent = homeGroup(controller);
-  return parent && join(parent, `vm-${vmId}`);
 }
 
 /** Each layer of the jail on this host, on or off and why: what `vmbox doctor` shows. */

@@ -10,17 +10,8 @@ import { isAlive } from '../../util/process.js';
 import { tailLines } from '../../util/tail.js';
 import type { StopOptions, VmExit, VmHandle, VmLocator, VmMetrics, VmmProvider, VmSpec } from '../provider.js';
 import { buildQemuArgs, type QemuPaths, qemuPaths } from './args.js';
-import {
-  allocateUid,
-  jailHost,
-  joinCgroups,
-  planJail,
-  prepareJail,
-  releaseCgroups,
-  releaseUid,
-  SECCOMP_ARGS,
-  seccompSupported,
-} from './jail.js';
+import { joinCgroups, releaseCgroups } from './cgroups.js';
+import { allocateUid, jailHost, planJail, prepareJail, releaseUid, SECCOMP_ARGS, seccompSupported } from './jail.js';
 import { restoreState, saveLive, saveState } from './migrate.js';
 import { QmpClient } from './qmp.js';
 
