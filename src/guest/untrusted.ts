@@ -22,11 +22,12 @@ export class ProtocolViolation extends VmboxError {
 /** Counts and sizes a guest reports: whole, non-negative and within what JavaScript holds exactly. */
 const Count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 
+/** The disk's figures are absent when the agent cannot measure its root (statvfs failed). */
 const StatsSchema = Type.Object({
   memTotalBytes: Count,
   memUsedBytes: Count,
-  diskTotalBytes: Count,
-  diskUsedBytes: Count,
+  diskTotalBytes: Type.Optional(Count),
+  diskUsedBytes: Type.Optional(Count),
   processes: Count,
 });
 

@@ -143,6 +143,14 @@ describe('AgentClient against a scripted peer', () => {
         /outside \/tmp\/w/,
       );
     }
+    // Without the disk's figures (the agent could not measure its root) the stats are fine; the disk counts 0.
+    const honest = fakeAgent();
+    const client = await AgentClient.connect(honest.stream, { timeoutMs: 1000 });
+    const stats = client.stats();
+    await tick();
+    const statsCh = honest.received.find((f) => f.kind === Kind.open)?.channel ?? 0;
+    honest.send(encodeJson(Kind.done, statsCh, { memTotalBytes: 4, memUsedBytes: 2, processes: 3 }));
+    assert.deepEqual(await stats, { memTotalBytes: 4, memUsedBytes: 2, diskTotalBytes: 0, diskUsedBytes: 0, processes: 3 });
     for (const stats of [{ memTotalBytes: -1 }, { memTotalBytes: 1e300 }, { processes: 'many' }]) {
       await each(
         `stats ${JSON.stringify(stats)}`,
